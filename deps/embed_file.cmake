@@ -1,0 +1,13 @@
+# Embeds one file as a NUL-terminated C string: -DIN=<file> -DOUT=<file.c> -DSYM=<name>
+file(READ ${IN} text HEX)
+string(REGEX REPLACE "([0-9a-f][0-9a-f])" "\\\\x\\1" text "${text}")
+string(LENGTH "${text}" tl)
+set(body "/* generated from ${SYM} source by deps/embed_file.cmake */\nconst char ${SYM}[] =\n")
+set(pos 0)
+while(pos LESS tl)
+  string(SUBSTRING "${text}" ${pos} 400 c)
+  string(APPEND body "  \"${c}\"\n")
+  math(EXPR pos "${pos} + 400")
+endwhile()
+string(APPEND body "  \"\";\n")
+file(WRITE ${OUT} "${body}")

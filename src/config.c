@@ -1,0 +1,181 @@
+/* config.c: the table of settings, their defaults and their parsing. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+typedef enum { T_STR, T_INT, T_DOUBLE, T_BOOL } opt_type_t;
+
+typedef struct {
+  const char *env;   /* environment variable */
+  const char *flag;  /* --flag */
+  opt_type_t type;   /* value type */
+  size_t off;        /* offset in bd_config_t */
+  const char *def;   /* default, as text */
+  int64_t min, max;  /* bounds for integers */
+  const char *help;  /* one line for --help */
+} opt_t;
+
+#define O(f) offsetof(bd_config_t, f)
+#define KiB 1024LL
+#define MiB (1024LL * 1024)
+#define GiB (1024LL * 1024 * 1024)
+
+static const opt_t opts[] = {
+  {"DATABASE_URL", "database-url", T_STR, O(database_url), "", 0, 0, "PostgreSQL URL or conninfo"},
+  {"BATCHD_LISTEN", "listen", T_STR, O(listen), "127.0.0.1:8080", 0, 0, "address:port to listen on"},
+  {"BATCHD_PUBLIC_URL", "public-url", T_STR, O(public_url), "", 0, 0,
+   "base URL of short, download, verification and resolver links (default http://<listen>)"},
+  {"BATCHD_JWT_SECRET", "jwt-secret", T_STR, O(jwt_secret), "", 0, 0, "HS256 secret for /rpc JWTs"},
+  {"BATCHD_SIGNING_KEY_FILE", "signing-key-file", T_STR, O(signing_key_file), "batchd-signing.key", 0, 0,
+   "Ed25519 certificate signing key (created if missing)"},
+  {"BATCHD_WORKERS", "workers", T_INT, O(workers), "0", 0, 64, "render threads (0 = number of CPUs)"},
+  {"BATCHD_PG_CONNS", "pg-conns", T_INT, O(pg_conns), "4", 1, 256, "PostgreSQL connections"},
+  {"BATCHD_PG_PIPELINE", "pg-pipeline", T_INT, O(pg_pipeline), "64", 1, 4096, "queries in flight per connection"},
+  {"BATCHD_PG_QUEUE_CAP", "pg-queue-cap", T_INT, O(pg_queue_cap), "4096", 1, 1000000,
+   "queries waiting for a connection before 503"},
+  {"BATCHD_PG_QUEUE_TIMEOUT_MS", "pg-queue-timeout-ms", T_INT, O(pg_queue_timeout_ms), "2000", 10, 600000,
+   "a query waiting longer gets 503"},
+  {"BATCHD_REUSEPORT", "reuseport", T_BOOL, O(reuseport), "0", 0, 1, "SO_REUSEPORT: processes share the port"},
+  {"BATCHD_MAX_HEADER_BYTES", "max-header-bytes", T_INT, O(max_header_bytes), "16384", 256, 1 * MiB,
+   "request line + headers (431)"},
+  {"BATCHD_MAX_JSON_BODY", "max-json-body", T_INT, O(max_json_body), "10485760", 1, 1 * GiB, "JSON body bytes (413)"},
+  {"BATCHD_MAX_UPLOAD_BODY", "max-upload-body", T_INT, O(max_upload_body), "1073741824", 1, 64 * GiB,
+   "upload body bytes (413)"},
+  {"BATCHD_MAX_CSV_ROWS", "max-csv-rows", T_INT, O(max_csv_rows), "1000000", 1, 100000000, "rows per roster (422)"},
+  {"BATCHD_MAX_CSV_FIELD", "max-csv-field", T_INT, O(max_csv_field), "65536", 16, 16 * MiB, "bytes per CSV field (422)"},
+  {"BATCHD_MAX_JSON_DEPTH", "max-json-depth", T_INT, O(max_json_depth), "32", 2, 1000, "JSON nesting (400)"},
+  {"BATCHD_MAX_QR_ITEMS", "max-qr-items", T_INT, O(max_qr_items), "1000", 1, 100000, "items per QR batch (400)"},
+  {"BATCHD_MAX_CONNECTIONS", "max-connections", T_INT, O(max_connections), "20000", 1, 1000000,
+   "client connections held at once"},
+  {"BATCHD_HEADER_TIMEOUT_MS", "header-timeout-ms", T_INT, O(header_timeout_ms), "10000", 10, 3600000,
+   "request line + headers deadline (408)"},
+  {"BATCHD_BODY_TIMEOUT_MS", "body-timeout-ms", T_INT, O(body_timeout_ms), "30000", 10, 3600000,
+   "idle time inside a body (408)"},
+  {"BATCHD_KEEPALIVE_TIMEOUT_MS", "keepalive-timeout-ms", T_INT, O(keepalive_timeout_ms), "75000", 10, 3600000,
+   "idle keep-alive connection"},
+  {"BATCHD_SHUTDOWN_GRACE_MS", "shutdown-grace-ms", T_INT, O(shutdown_grace_ms), "10000", 0, 600000,
+   "SIGTERM: time given to in-flight requests and jobs"},
+  {"BATCHD_RATE_LIMIT", "rate-limit", T_DOUBLE, O(rate_limit), "50", 0, 0,
+   "requests per second per credential (0 disables)"},
+  {"BATCHD_RATE_BURST", "rate-burst", T_INT, O(rate_burst), "100", 1, 10000000, "token bucket size"},
+  {"BATCHD_JOB_LEASE_MS", "job-lease-ms", T_INT, O(job_lease_ms), "30000", 100, 3600000,
+   "a job not renewed within this is taken over by another process"},
+  {"BATCHD_JOB_POLL_MS", "job-poll-ms", T_INT, O(job_poll_ms), "1000", 10, 600000, "job queue poll interval"},
+  {"BATCHD_ACCESS_LOG", "access-log", T_BOOL, O(access_log), "1", 0, 1, "JSON access log on stderr"},
+  {"BATCHD_IDEMPOTENCY_TTL_S", "idempotency-ttl-s", T_INT, O(idempotency_ttl_s), "86400", 1, 31536000,
+   "how long Idempotency-Key responses are kept"},
+};
+
+static bool set_opt(bd_config_t *cfg, const opt_t *o, const char *v, const char *src) {
+  char *base = (char *)cfg + o->off;
+  switch (o->type) {
+  case T_STR: {
+    char **dst = (char **)base;
+    free(*dst);
+    *dst = bd_strdup(v);
+    return true;
+  }
+  case T_BOOL: {
+    int64_t *dst = (int64_t *)base;
+    if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on")) *dst = 1;
+    else if (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") || !*v) *dst = 0;
+    else {
+      fprintf(stderr, "batchd: %s: expected a boolean, got \"%s\"\n", src, v);
+      return false;
+    }
+    return true;
+  }
+  case T_INT: {
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end || n < o->min || n > o->max) {
+      fprintf(stderr, "batchd: %s: expected an integer in [%lld, %lld], got \"%s\"\n", src, (long long)o->min,
+              (long long)o->max, v);
+      return false;
+    }
+    *(int64_t *)base = n;
+    return true;
+  }
+  case T_DOUBLE: {
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end || d < 0) {
+      fprintf(stderr, "batchd: %s: expected a non-negative number, got \"%s\"\n", src, v);
+      return false;
+    }
+    *(double *)base = d;
+    return true;
+  }
+  }
+  return false;
+}
+
+bool bd_config_load(bd_config_t *cfg, int argc, char **argv, int first, char **pos, int *npos) {
+  memset(cfg, 0, sizeof *cfg);
+  for (size_t i = 0; i < BD_ARRAY_LEN(opts); i++)
+    if (!set_opt(cfg, &opts[i], opts[i].def, "default")) return false;
+  for (size_t i = 0; i < BD_ARRAY_LEN(opts); i++) {
+    const char *v = getenv(opts[i].env);
+    if (v && !set_opt(cfg, &opts[i], v, opts[i].env)) return false;
+  }
+  *npos = 0;
+  for (int a = first; a < argc; a++) {
+    const char *arg = argv[a];
+    if (strncmp(arg, "--", 2) != 0) {
+      pos[(*npos)++] = argv[a];
+      continue;
+    }
+    const char *name = arg + 2;
+    const char *eq = strchr(name, '=');
+    size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+    const opt_t *o = NULL;
+    for (size_t i = 0; i < BD_ARRAY_LEN(opts); i++)
+      if (strlen(opts[i].flag) == nlen && !strncmp(opts[i].flag, name, nlen)) o = &opts[i];
+    if (!o) {
+      /* not a setting: leave it to the subcommand (e.g. seed-demo --json) */
+      pos[(*npos)++] = argv[a];
+      continue;
+    }
+    const char *v = eq ? eq + 1 : NULL;
+    if (!v) {
+      if (o->type == T_BOOL) v = "1";
+      else if (a + 1 < argc) v = argv[++a];
+      else {
+        fprintf(stderr, "batchd: --%s needs a value\n", o->flag);
+        return false;
+      }
+    }
+    if (!set_opt(cfg, o, v, arg)) return false;
+  }
+  if (!*cfg->public_url) {
+    free(cfg->public_url);
+    size_t n = strlen(cfg->listen) + 8;
+    cfg->public_url = bd_malloc(n);
+    snprintf(cfg->public_url, n, "http://%s", cfg->listen);
+  }
+  /* links are built as public_url + "/path" */
+  size_t pl = strlen(cfg->public_url);
+  while (pl > 0 && cfg->public_url[pl - 1] == '/') cfg->public_url[--pl] = '\0';
+  return true;
+}
+
+void bd_config_free(bd_config_t *cfg) {
+  for (size_t i = 0; i < BD_ARRAY_LEN(opts); i++)
+    if (opts[i].type == T_STR) {
+      char **p = (char **)((char *)cfg + opts[i].off);
+      free(*p);
+      *p = NULL;
+    }
+}
+
+void bd_config_usage(FILE *out) {
+  fprintf(out, "Settings (environment variable, flag, default):\n");
+  for (size_t i = 0; i < BD_ARRAY_LEN(opts); i++)
+    fprintf(out, "  %-28s --%-22s %-14s %s\n", opts[i].env, opts[i].flag, *opts[i].def ? opts[i].def : "(none)",
+            opts[i].help);
+}

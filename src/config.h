@@ -1,0 +1,54 @@
+/* config.h: configuration from the environment and command-line flags.
+ *
+ * Every setting has an environment variable (BATCHD_*, DATABASE_URL) and a
+ * flag (--listen, --max-json-body, ...); flags win. `batchd --help` prints
+ * the table in config.c, which is the single source of names, defaults and
+ * descriptions. Loop thread only after start-up (read-only).
+ */
+#ifndef BD_CONFIG_H
+#define BD_CONFIG_H
+
+#include "common.h"
+
+#include <stdio.h>
+
+typedef struct {
+  char *database_url;            /* libpq URL or conninfo */
+  char *listen;                  /* host:port */
+  char *public_url;              /* base of links we hand out */
+  char *jwt_secret;              /* HS256 secret of the /rpc surface */
+  char *signing_key_file;        /* Ed25519 key for certificate signatures */
+  int64_t workers;               /* render threads (libuv threadpool) */
+  int64_t pg_conns;              /* PostgreSQL connections in the pool */
+  int64_t pg_pipeline;           /* queries in flight per connection */
+  int64_t pg_queue_cap;          /* queries waiting for a connection */
+  int64_t pg_queue_timeout_ms;   /* a waiting query older than this fails (503) */
+  int64_t reuseport;             /* SO_REUSEPORT: several processes share the port */
+  int64_t max_header_bytes;      /* request line + headers (431) */
+  int64_t max_json_body;         /* JSON bodies (413) */
+  int64_t max_upload_body;       /* multipart uploads (413) */
+  int64_t max_csv_rows;          /* rows per roster (422) */
+  int64_t max_csv_field;         /* bytes per CSV field (422) */
+  int64_t max_json_depth;        /* JSON nesting (400) */
+  int64_t max_qr_items;          /* items per QR batch (400) */
+  int64_t max_connections;       /* open client connections */
+  int64_t header_timeout_ms;     /* to receive request line + headers (408) */
+  int64_t body_timeout_ms;       /* idle time inside a body (408) */
+  int64_t keepalive_timeout_ms;  /* idle keep-alive connection (closed) */
+  int64_t shutdown_grace_ms;     /* SIGTERM: time for in-flight work */
+  double rate_limit;             /* requests per second per credential (0 = off) */
+  int64_t rate_burst;            /* bucket size */
+  int64_t job_lease_ms;          /* a claimed job is re-claimable after this */
+  int64_t job_poll_ms;           /* job poll interval (NOTIFY wakes earlier) */
+  int64_t access_log;            /* one JSON line per request on stderr */
+  int64_t idempotency_ttl_s;     /* stored responses are kept this long */
+} bd_config_t;
+
+/* Fills defaults, then the environment, then argv flags (argv[first..]).
+ * Unknown flags and bad values print a message and return false. Positional
+ * arguments are returned in *pos / *npos (pointers into argv). */
+bool bd_config_load(bd_config_t *cfg, int argc, char **argv, int first, char **pos, int *npos) BD_MUSTCHECK;
+void bd_config_free(bd_config_t *cfg);
+void bd_config_usage(FILE *out);
+
+#endif

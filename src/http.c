@@ -1,0 +1,1023 @@
+/* http.c: connections, request parsing, response writing.
+ *
+ * Connection states (conn->state):
+ *
+ *   IDLE ──first byte──▶ HEADERS ──headers complete──▶ BODY ──message complete──▶ HANDLING
+ *     ▲                                                                             │
+ *     └────────────── response complete and released (finish_request) ─────────────┘
+ *
+ * Deferred work. Handlers complete responses from arbitrary callback chains
+ * (a query callback, a worker's after_work). Finishing a request (logging it,
+ * freeing it, resuming the parser on pipelined input) is never done inside
+ * those chains: the connection is put on the server's `ready` list and an
+ * idle handle processes the list on the next loop iteration. Connections are
+ * freed only from their handles' close callbacks, once no request refers to
+ * them.
+ */
+#include "http.h"
+
+#include "router.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define READ_CHUNK (64 * 1024)          /* bytes read per uv read callback */
+#define INPUT_HIGH_WATER (256 * 1024)   /* stop reading while this much is unparsed */
+#define DRAIN_LOW_WATER (256 * 1024)    /* streamed responses resume below this */
+
+void (*bd_http_on_request_done)(bd_req_t *req, uint64_t dur_ns);
+
+typedef enum { CS_IDLE, CS_HEADERS, CS_BODY, CS_HANDLING } conn_state_t;
+
+typedef struct {
+  uint32_t noff, nlen; /* header name: offset/length in head_buf */
+  uint32_t voff, vlen; /* header value */
+} hoff_t;
+
+struct bd_conn {
+  uv_tcp_t tcp;               /* the socket; conn is freed in its close_cb */
+  uv_timer_t timer;           /* header / body / keep-alive timeouts */
+  bd_server_t *srv;           /* owning server */
+  bd_conn_t *prev, *next;     /* server's list of live connections */
+  bd_conn_t *ready_next;      /* server's ready list (finish/resume pending) */
+  bool on_ready;              /* is on the ready list */
+  llhttp_t parser;            /* request parser, paused between requests */
+  conn_state_t state;         /* see the diagram above */
+  bd_buf_t in;                /* input read from the socket */
+  size_t in_off;              /* first unparsed byte of `in` */
+  bd_req_t *req;              /* the request being parsed or handled */
+  bool reading;               /* uv_read_start is active */
+  bool body_paused;           /* the handler asked us to stop reading */
+  bool discard_body;          /* 404/405/early error: body is read and dropped */
+  bool close_after;           /* close once the current response is written */
+  bool peer_gone;             /* EOF or error from the client */
+  bool closing;               /* uv_close has been called */
+  int handles;                /* open handles (tcp, timer) */
+  size_t write_pending;       /* bytes handed to uv_write and not yet written */
+  uint64_t requests;          /* requests served on this connection */
+  /* header parsing scratch */
+  uint32_t url_off, url_len;  /* url in head_buf */
+  hoff_t hoff[BD_MAX_HEADERS];/* header offsets while parsing */
+  int nh;                     /* headers seen */
+  bool in_value;              /* last span was a header value */
+  bool too_many_headers;      /* > BD_MAX_HEADERS: answered with 431 */
+  uint32_t head_bytes;        /* request line + header bytes so far */
+  int early_status;           /* error decided while parsing (413/431), 0 if none */
+  bool bad_method;            /* the path exists with other methods (405) */
+  bool parser_hold;           /* a streamed handler runs: the parser holds the request */
+  bool header_deadline;       /* the header timer is armed (data does not extend it) */
+  char read_buf[READ_CHUNK];  /* uv alloc_cb hands this out (one read at a time) */
+};
+
+struct bd_server {
+  uv_loop_t *loop;            /* the loop everything runs on */
+  uv_tcp_t listener;          /* listening socket */
+  bool listening;             /* listener initialised */
+  uv_idle_t idle;             /* processes the ready list */
+  uv_timer_t grace;           /* shutdown grace period */
+  bd_server_config_t cfg;     /* copy of the configuration */
+  char *listen_str;           /* owned copy of cfg.listen */
+  const bd_route_t *routes;   /* route table (static storage of the caller) */
+  size_t nroutes;             /* entries in routes */
+  bd_conn_t *conns;           /* live connections */
+  bd_conn_t *ready;           /* connections with deferred work */
+  bd_server_stats_t stats;    /* counters */
+  bool shutting_down;         /* no new connections or requests */
+  int handles;                /* open server handles (listener, idle, grace) */
+  void (*done)(void *ud);     /* shutdown completion */
+  void *done_ud;              /* its argument */
+  int64_t date_sec;           /* second of the cached Date header */
+  char date[40];              /* cached "Date: ..." value */
+};
+
+static llhttp_settings_t g_settings;
+static bool g_settings_init;
+
+static void conn_close(bd_conn_t *c);
+static void conn_process(bd_conn_t *c);
+static void conn_schedule(bd_conn_t *c);
+static void conn_update_reading(bd_conn_t *c);
+static void server_maybe_done(bd_server_t *s);
+static void on_idle(uv_idle_t *h);
+
+/* ------------------------------------------------------------------------ */
+/* helpers                                                                   */
+
+const char *bd_http_reason(int status) {
+  switch (status) {
+  case 100: return "Continue";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 303: return "See Other";
+  case 304: return "Not Modified";
+  case 307: return "Temporary Redirect";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 406: return "Not Acceptable";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 410: return "Gone";
+  case 411: return "Length Required";
+  case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
+  case 415: return "Unsupported Media Type";
+  case 417: return "Expectation Failed";
+  case 422: return "Unprocessable Content";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 503: return "Service Unavailable";
+  default: return "Unknown";
+  }
+}
+
+static const char *server_date(bd_server_t *s) {
+  int64_t now = (int64_t)time(NULL);
+  if (now != s->date_sec) {
+    struct tm tm;
+    time_t t = (time_t)now;
+    gmtime_r(&t, &tm);
+    strftime(s->date, sizeof s->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    s->date_sec = now;
+  }
+  return s->date;
+}
+
+static bd_str_t trim(bd_str_t s) {
+  while (s.len && (s.p[0] == ' ' || s.p[0] == '\t')) s.p++, s.len--;
+  while (s.len && (s.p[s.len - 1] == ' ' || s.p[s.len - 1] == '\t')) s.len--;
+  return s;
+}
+
+/* A client request id is echoed only when it is short and of safe characters
+ * (it lands in logs and headers). */
+static bool sane_request_id(bd_str_t v) {
+  if (v.len == 0 || v.len > 64) return false;
+  for (size_t i = 0; i < v.len; i++) {
+    char ch = v.p[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+          ch == '-' || ch == '_' || ch == '.' || ch == ':'))
+      return false;
+  }
+  return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* requests                                                                  */
+
+static bd_req_t *req_new(bd_conn_t *c) {
+  bd_req_t *r = bd_calloc(1, sizeof *r);
+  r->conn = c;
+  r->srv = c->srv;
+  r->start_ns = bd_now_ns();
+  return r;
+}
+
+/* Marks the request as handed to a handler (or answered by the server). */
+static void req_start(bd_req_t *r) {
+  if (r->started) return;
+  r->started = true;
+  r->srv->stats.inflight++;
+}
+
+static void req_free(bd_req_t *r) {
+  if (r->started) r->srv->stats.inflight--;
+  for (int i = 0; i < BD_MAX_PARAMS; i++) free(r->pcopy[i]);
+  bd_buf_free(&r->head_buf);
+  bd_buf_free(&r->body);
+  bd_buf_free(&r->resp_headers);
+  free(r);
+}
+
+bd_str_t bd_req_header(const bd_req_t *req, const char *name) {
+  for (int i = 0; i < req->nheaders; i++)
+    if (bd_str_ieq(req->headers[i].name, name)) return req->headers[i].value;
+  return (bd_str_t){NULL, 0};
+}
+
+bool bd_req_query(const bd_req_t *req, const char *name, bd_buf_t *out) {
+  return bd_query_get(req->query, name, out);
+}
+
+const char *bd_req_param(bd_req_t *req, int i) {
+  if (i < 0 || i >= req->nparams) return NULL;
+  /* params are slices of the path; hand out a terminated copy */
+  if (!req->pcopy[i]) req->pcopy[i] = bd_strndup(req->params[i].p, req->params[i].len);
+  return req->pcopy[i];
+}
+
+void bd_req_hold(bd_req_t *req) { req->holds++; }
+
+void bd_req_release(bd_req_t *req) {
+  if (--req->holds > 0) return;
+  if (req->conn) {
+    conn_schedule(req->conn);
+  } else if (req->resp_done) {
+    /* the connection is gone and the handler is finished with it */
+    req_free(req);
+  }
+}
+
+bool bd_req_gone(const bd_req_t *req) { return req->conn == NULL || req->conn->peer_gone; }
+
+void bd_req_pause(bd_req_t *req) {
+  if (!req->conn) return;
+  req->conn->body_paused = true;
+  conn_update_reading(req->conn);
+}
+
+void bd_req_resume(bd_req_t *req) {
+  if (!req->conn || !req->conn->body_paused) return;
+  req->conn->body_paused = false;
+  conn_schedule(req->conn); /* parse what is buffered, then read again */
+}
+
+/* ------------------------------------------------------------------------ */
+/* writing                                                                   */
+
+typedef struct {
+  uv_write_t w;       /* libuv request */
+  bd_conn_t *conn;    /* for accounting */
+  size_t len;         /* bytes in data */
+  char data[];        /* the bytes */
+} wreq_t;
+
+static void on_write(uv_write_t *w, int status) {
+  wreq_t *wr = (wreq_t *)w;
+  bd_conn_t *c = wr->conn;
+  c->write_pending -= wr->len;
+  free(wr);
+  if (status < 0) c->peer_gone = true;
+  if (c->write_pending == 0 && c->close_after && c->state != CS_HANDLING) conn_close(c);
+  else if (c->req && c->req->on_drain && c->write_pending < DRAIN_LOW_WATER && !c->req->resp_done) {
+    void (*cb)(bd_req_t *) = c->req->on_drain;
+    c->req->on_drain = NULL;
+    cb(c->req);
+  } else if (status < 0) {
+    conn_schedule(c);
+  }
+}
+
+/* Writes bytes to the socket: try_write first (no allocation in the common
+ * case), the rest through a queued uv_write. */
+static void conn_write(bd_conn_t *c, const char *p, size_t n) {
+  if (c->closing || c->peer_gone || n == 0) return;
+  if (c->write_pending == 0) {
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (w > 0) {
+      p += w;
+      n -= (size_t)w;
+    } else if (w < 0 && w != UV_EAGAIN) {
+      c->peer_gone = true;
+      return;
+    }
+    if (n == 0) return;
+  }
+  wreq_t *wr = bd_malloc(sizeof *wr + n);
+  wr->conn = c;
+  wr->len = n;
+  memcpy(wr->data, p, n);
+  uv_buf_t b = uv_buf_init(wr->data, (unsigned)n);
+  c->write_pending += n;
+  if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+    c->write_pending -= n;
+    free(wr);
+    c->peer_gone = true;
+  }
+}
+
+void bd_resp_header(bd_req_t *req, const char *name, const char *value) {
+  if (req->resp_started) return;
+  bd_buf_puts(&req->resp_headers, name);
+  bd_buf_puts(&req->resp_headers, ": ");
+  /* header injection guard: values never carry CR/LF */
+  for (const char *v = value; *v; v++) bd_buf_putc(&req->resp_headers, (*v == '\r' || *v == '\n') ? ' ' : *v);
+  bd_buf_puts(&req->resp_headers, "\r\n");
+}
+
+void bd_resp_headerf(bd_req_t *req, const char *name, const char *fmt, ...) {
+  char tmp[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  bd_resp_header(req, name, tmp);
+}
+
+/* Status line + headers into out. content_length < 0 means chunked. */
+static void build_head(bd_req_t *req, bd_buf_t *out, int status, const char *ctype, int64_t content_length) {
+  bd_conn_t *c = req->conn;
+  bool close = !req->keep_alive || c->close_after || c->srv->shutting_down;
+  if (close) c->close_after = true;
+  bd_buf_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nX-Request-Id: %s\r\n", status, bd_http_reason(status),
+                server_date(c->srv), req->request_id);
+  if (ctype) bd_buf_printf(out, "Content-Type: %s\r\n", ctype);
+  if (content_length >= 0)
+    bd_buf_printf(out, "Content-Length: %lld\r\n", (long long)content_length);
+  else
+    bd_buf_puts(out, "Transfer-Encoding: chunked\r\n");
+  if (close) bd_buf_puts(out, "Connection: close\r\n");
+  if (req->resp_headers.len) bd_buf_append(out, req->resp_headers.data, req->resp_headers.len);
+  bd_buf_puts(out, "\r\n");
+}
+
+static void resp_finish(bd_req_t *req) {
+  req->resp_done = true;
+  if (req->conn) conn_schedule(req->conn);
+  else if (req->holds == 0) req_free(req);
+}
+
+void bd_resp_send(bd_req_t *req, int status, const char *content_type, const char *body, size_t len) {
+  if (req->resp_started || req->resp_done) return;
+  if (req->on_respond) {
+    void (*hook)(bd_req_t *, int, const char *, const char *, size_t) = req->on_respond;
+    req->on_respond = NULL;
+    hook(req, status, content_type, body, len);
+    return;
+  }
+  req->status = status;
+  req->resp_started = true;
+  if (req->conn && !req->conn->peer_gone) {
+    bd_buf_t out = BD_BUF_INIT;
+    bd_buf_reserve(&out, 256 + req->resp_headers.len + len);
+    build_head(req, &out, status, content_type, (int64_t)len);
+    if (!req->head && len) bd_buf_append(&out, body, len);
+    conn_write(req->conn, out.data, out.len);
+    bd_buf_free(&out);
+  }
+  req->resp_bytes = len;
+  resp_finish(req);
+}
+
+void bd_resp_json(bd_req_t *req, int status, bd_buf_t *body) {
+  bd_resp_send(req, status, "application/json; charset=utf-8", body->data ? body->data : "", body->len);
+  bd_buf_free(body);
+}
+
+void bd_resp_start(bd_req_t *req, int status, const char *content_type, int64_t content_length) {
+  if (req->resp_started) return;
+  req->status = status;
+  req->resp_started = true;
+  req->resp_chunked = content_length < 0;
+  if (req->conn && !req->conn->peer_gone) {
+    bd_buf_t out = BD_BUF_INIT;
+    build_head(req, &out, status, content_type, content_length);
+    conn_write(req->conn, out.data, out.len);
+    bd_buf_free(&out);
+  }
+}
+
+size_t bd_resp_write(bd_req_t *req, const void *p, size_t n) {
+  bd_conn_t *c = req->conn;
+  if (!c || c->peer_gone || req->head || n == 0) return 0;
+  req->resp_bytes += n;
+  if (req->resp_chunked) {
+    char hdr[24];
+    int hl = snprintf(hdr, sizeof hdr, "%zx\r\n", n);
+    bd_buf_t out = BD_BUF_INIT;
+    bd_buf_reserve(&out, n + 32);
+    bd_buf_append(&out, hdr, (size_t)hl);
+    bd_buf_append(&out, p, n);
+    bd_buf_puts(&out, "\r\n");
+    conn_write(c, out.data, out.len);
+    bd_buf_free(&out);
+  } else {
+    conn_write(c, p, n);
+  }
+  return c->write_pending;
+}
+
+void bd_resp_end(bd_req_t *req) {
+  if (req->resp_done) return;
+  if (req->resp_chunked && req->conn && !req->head) conn_write(req->conn, "0\r\n\r\n", 5);
+  req->on_drain = NULL;
+  resp_finish(req);
+}
+
+/* ------------------------------------------------------------------------ */
+/* parser callbacks                                                          */
+
+static void conn_arm_timer(bd_conn_t *c);
+
+static int on_message_begin(llhttp_t *p) {
+  bd_conn_t *c = p->data;
+  c->state = CS_HEADERS;
+  c->req = req_new(c);
+  c->url_off = c->url_len = 0;
+  c->nh = 0;
+  c->in_value = false;
+  c->too_many_headers = false;
+  c->head_bytes = 0;
+  c->early_status = 0;
+  c->discard_body = false;
+  c->bad_method = false;
+  c->header_deadline = false;
+  conn_arm_timer(c);
+  return 0;
+}
+
+static int head_limit(bd_conn_t *c, size_t n) {
+  c->head_bytes += (uint32_t)n;
+  if (c->head_bytes > c->srv->cfg.max_header_bytes) {
+    c->early_status = 431;
+    return HPE_USER;
+  }
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n) {
+  bd_conn_t *c = p->data;
+  if (head_limit(c, n)) return HPE_USER;
+  if (c->url_len == 0) c->url_off = (uint32_t)c->req->head_buf.len;
+  bd_buf_append(&c->req->head_buf, at, n);
+  c->url_len += (uint32_t)n;
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n) {
+  bd_conn_t *c = p->data;
+  if (head_limit(c, n)) return HPE_USER;
+  if (c->in_value || c->nh == 0) {
+    /* a new header begins */
+    if (c->nh >= BD_MAX_HEADERS) {
+      c->early_status = 431;
+      return HPE_USER;
+    }
+    c->hoff[c->nh] = (hoff_t){(uint32_t)c->req->head_buf.len, 0, 0, 0};
+    c->nh++;
+    c->in_value = false;
+  }
+  bd_buf_append(&c->req->head_buf, at, n);
+  c->hoff[c->nh - 1].nlen += (uint32_t)n;
+  return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n) {
+  bd_conn_t *c = p->data;
+  if (head_limit(c, n)) return HPE_USER;
+  hoff_t *h = &c->hoff[c->nh - 1];
+  if (!c->in_value) {
+    h->voff = (uint32_t)c->req->head_buf.len;
+    c->in_value = true;
+  }
+  bd_buf_append(&c->req->head_buf, at, n);
+  h->vlen += (uint32_t)n;
+  return 0;
+}
+
+static void conn_arm_timer(bd_conn_t *c);
+
+static void send_continue(bd_conn_t *c) { conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25); }
+
+static int on_headers_complete(llhttp_t *p) {
+  bd_conn_t *c = p->data;
+  bd_req_t *r = c->req;
+  bd_server_t *s = c->srv;
+  /* materialise slices now that head_buf no longer moves */
+  const char *base = r->head_buf.data ? r->head_buf.data : "";
+  bd_str_t url = {base + c->url_off, c->url_len};
+  const char *q = memchr(url.p, '?', url.len);
+  r->path = (bd_str_t){url.p, q ? (size_t)(q - url.p) : url.len};
+  r->query = q ? (bd_str_t){q + 1, url.len - r->path.len - 1} : (bd_str_t){"", 0};
+  for (int i = 0; i < c->nh; i++) {
+    r->headers[i].name = (bd_str_t){base + c->hoff[i].noff, c->hoff[i].nlen};
+    r->headers[i].value = trim((bd_str_t){base + c->hoff[i].voff, c->hoff[i].vlen});
+  }
+  r->nheaders = c->nh;
+  r->method = (uint8_t)llhttp_get_method(p);
+  r->head = r->method == HTTP_HEAD;
+  r->keep_alive = llhttp_should_keep_alive(p);
+  r->surface = bd_route_surface(r->path);
+
+  bd_str_t rid = bd_req_header(r, "X-Request-Id");
+  if (sane_request_id(rid)) {
+    memcpy(r->request_id, rid.p, rid.len);
+    r->request_id[rid.len] = '\0';
+  } else {
+    memcpy(r->request_id, "req_", 4);
+    bd_rand_base62(r->request_id + 4, 20);
+  }
+
+  if (s->shutting_down) c->close_after = true;
+
+  /* route */
+  bd_buf_t allow = BD_BUF_INIT;
+  const char *mname = llhttp_method_name((llhttp_method_t)r->method);
+  bd_route_match_t m = bd_route_match(s->routes, s->nroutes, mname, r->path, &r->route, r->params,
+                                      &r->nparams, &allow);
+  if (m == BD_ROUTE_BAD_METHOD) {
+    bd_resp_header(r, "Allow", allow.data);
+    c->bad_method = true;
+  }
+  bd_buf_free(&allow);
+
+  bool has_body = (p->flags & F_CHUNKED) || (p->flags & F_CONTENT_LENGTH && p->content_length > 0);
+  uint64_t limit = (r->route && (r->route->flags & BD_ROUTE_UPLOAD)) ? s->cfg.max_upload_body
+                                                                     : s->cfg.max_json_body;
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > limit) {
+    /* refuse before the body is sent; the connection cannot be reused */
+    c->early_status = 413;
+    c->close_after = true;
+    return HPE_USER;
+  }
+  bool expect = bd_req_header(r, "Expect").len > 0;
+  if (expect && !bd_str_ieq(bd_req_header(r, "Expect"), "100-continue")) {
+    c->early_status = 417;
+    c->close_after = true;
+    return HPE_USER;
+  }
+  if (m != BD_ROUTE_FOUND) {
+    /* answer at message end; small bodies are drained so keep-alive
+     * survives, but never invite a body we are going to drop */
+    c->discard_body = true;
+    if (expect && has_body) c->close_after = true;
+    c->state = CS_BODY;
+    conn_arm_timer(c);
+    return 0;
+  }
+  if (expect && has_body) send_continue(c);
+  c->state = CS_BODY;
+  conn_arm_timer(c);
+  if (r->route->flags & BD_ROUTE_STREAM) {
+    req_start(r);
+    bd_req_hold(r); /* the parser's own hold until message complete */
+    c->parser_hold = true;
+    r->route->fn(r);
+  }
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+  bd_conn_t *c = p->data;
+  bd_req_t *r = c->req;
+  r->body_bytes += n;
+  uint64_t limit = (r->route && (r->route->flags & BD_ROUTE_UPLOAD)) ? c->srv->cfg.max_upload_body
+                                                                     : c->srv->cfg.max_json_body;
+  if (r->body_bytes > limit) { /* chunked bodies are only caught here */
+    c->early_status = 413;
+    c->close_after = true;
+    return HPE_USER;
+  }
+  conn_arm_timer(c);
+  if (c->discard_body) return 0;
+  if (r->route->flags & BD_ROUTE_STREAM) {
+    if (r->on_body && !r->resp_done) r->on_body(r, at, n);
+    return c->body_paused ? HPE_PAUSED : 0;
+  }
+  bd_buf_append(&r->body, at, n);
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  bd_conn_t *c = p->data;
+  bd_req_t *r = c->req;
+  c->state = CS_HANDLING;
+  uv_timer_stop(&c->timer);
+  c->requests++;
+  if (c->discard_body || !r->route) {
+    req_start(r);
+    if (c->bad_method)
+      bd_resp_error(r, 405, "method_not_allowed", "Method not allowed for this path", NULL);
+    else
+      bd_resp_error(r, 404, "not_found", "No such endpoint", NULL);
+  } else if (r->route->flags & BD_ROUTE_STREAM) {
+    c->parser_hold = false;
+    if (r->on_body_end && !r->resp_done) r->on_body_end(r);
+    bd_req_release(r); /* the parser's hold */
+  } else {
+    req_start(r);
+    r->route->fn(r);
+  }
+  /* stop here: the next pipelined request waits for this response */
+  return HPE_PAUSED;
+}
+
+/* ------------------------------------------------------------------------ */
+/* connection                                                                */
+
+static void on_timer_close(uv_handle_t *h);
+static void on_tcp_close(uv_handle_t *h);
+
+static void conn_free_if_done(bd_conn_t *c) {
+  if (c->handles > 0) return;
+  if (c->req) {
+    /* A request a handler never saw is freed here. One a handler has is
+     * detached: the handler completes it (into the void) and it is freed
+     * when the response is done and the last hold released. */
+    bd_req_t *r = c->req;
+    c->req = NULL;
+    r->conn = NULL;
+    if (c->parser_hold) {
+      c->parser_hold = false;
+      r->holds--;
+    }
+    if (!r->started || (r->resp_done && r->holds == 0)) req_free(r);
+  }
+  bd_server_t *s = c->srv;
+  if (c->prev) c->prev->next = c->next;
+  else s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  /* a connection on the ready list is skipped: see process_ready */
+  bd_buf_free(&c->in);
+  free(c);
+  s->stats.active--;
+  server_maybe_done(s);
+}
+
+static void on_timer_close(uv_handle_t *h) {
+  bd_conn_t *c = h->data;
+  c->handles--;
+  conn_free_if_done(c);
+}
+
+static void on_tcp_close(uv_handle_t *h) {
+  bd_conn_t *c = h->data;
+  c->handles--;
+  conn_free_if_done(c);
+}
+
+static void conn_close(bd_conn_t *c) {
+  if (c->closing) return;
+  c->closing = true;
+  c->peer_gone = true;
+  if (c->on_ready) {
+    /* unlink from the ready list now: the memory will go away */
+    bd_conn_t **pp = &c->srv->ready;
+    while (*pp && *pp != c) pp = &(*pp)->ready_next;
+    if (*pp) *pp = c->ready_next;
+    c->on_ready = false;
+  }
+  bd_req_t *r = c->req;
+  if (r && !r->resp_done && r->on_abort) r->on_abort(r);
+  uv_close((uv_handle_t *)&c->timer, on_timer_close);
+  uv_close((uv_handle_t *)&c->tcp, on_tcp_close);
+}
+
+static void conn_fail(bd_conn_t *c, int status, const char *code, const char *msg);
+
+static void on_timeout(uv_timer_t *t) {
+  bd_conn_t *c = t->data;
+  if (c->state == CS_HEADERS || c->state == CS_BODY) {
+    if (c->req && !c->req->resp_started) {
+      conn_fail(c, 408, "request_timeout", "Request timed out");
+      return;
+    }
+  }
+  conn_close(c);
+}
+
+static void conn_arm_timer(bd_conn_t *c) {
+  uint32_t ms = 0;
+  const bd_server_config_t *cfg = &c->srv->cfg;
+  switch (c->state) {
+  case CS_IDLE: ms = c->requests ? cfg->keepalive_timeout_ms : cfg->header_timeout_ms; break;
+  case CS_HEADERS: ms = cfg->header_timeout_ms; break;
+  case CS_BODY: ms = cfg->body_timeout_ms; break;
+  case CS_HANDLING: uv_timer_stop(&c->timer); return;
+  }
+  if (c->state == CS_HEADERS) {
+    if (c->header_deadline) return; /* a deadline: not extended by more bytes */
+    c->header_deadline = true;
+  }
+  uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  bd_conn_t *c = h->data;
+  *buf = uv_buf_init(c->read_buf, sizeof c->read_buf);
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+  bd_conn_t *c = st->data;
+  if (n < 0) {
+    /* EOF or error: nothing more will come */
+    c->peer_gone = true;
+    uv_read_stop(st);
+    c->reading = false;
+    if (c->state == CS_HANDLING && c->req && !c->req->resp_done) {
+      /* the handler keeps running; it sees bd_req_gone() */
+      if (c->req->on_abort) {
+        void (*cb)(bd_req_t *) = c->req->on_abort;
+        c->req->on_abort = NULL;
+        cb(c->req);
+      }
+      conn_close(c);
+      return;
+    }
+    if (c->state == CS_BODY && c->req && c->req->route && (c->req->route->flags & BD_ROUTE_STREAM) &&
+        !c->req->resp_done && c->req->on_abort) {
+      void (*cb)(bd_req_t *) = c->req->on_abort;
+      c->req->on_abort = NULL;
+      cb(c->req);
+    }
+    conn_close(c);
+    return;
+  }
+  if (n == 0) return;
+  bd_buf_append(&c->in, buf->base, (size_t)n);
+  conn_process(c);
+}
+
+static void conn_update_reading(bd_conn_t *c) {
+  if (c->closing || c->peer_gone) return;
+  bool want = !c->body_paused && (c->in.len - c->in_off) < INPUT_HIGH_WATER;
+  if (c->state == CS_HANDLING && (c->in.len - c->in_off) >= READ_CHUNK) want = false;
+  if (want && !c->reading) {
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = true;
+  } else if (!want && c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+  }
+}
+
+/* An early error decided inside the parser (413, 431, 417, 400): answer it,
+ * then close the connection since its input cannot be trusted any more. */
+static void conn_fail(bd_conn_t *c, int status, const char *code, const char *msg) {
+  c->close_after = true;
+  if (!c->req) c->req = req_new(c);
+  bd_req_t *r = c->req;
+  if (r->request_id[0] == '\0') {
+    memcpy(r->request_id, "req_", 4);
+    bd_rand_base62(r->request_id + 4, 20);
+  }
+  if (r->path.p == NULL && c->url_len) {
+    const char *base = r->head_buf.data;
+    const char *q = memchr(base + c->url_off, '?', c->url_len);
+    r->path = (bd_str_t){base + c->url_off, q ? (size_t)(q - base - c->url_off) : c->url_len};
+    r->surface = bd_route_surface(r->path);
+  }
+  if (r->resp_started) {
+    /* a streamed handler is mid-response: just drop the connection */
+    conn_close(c);
+    return;
+  }
+  if (r->route && (r->route->flags & BD_ROUTE_STREAM)) {
+    /* the handler saw the headers: tell it the body will not complete */
+    if (r->on_abort) {
+      void (*cb)(bd_req_t *) = r->on_abort;
+      r->on_abort = NULL;
+      cb(r);
+    }
+    r->on_body = NULL;
+    r->on_body_end = NULL;
+    if (c->parser_hold) {
+      c->parser_hold = false;
+      bd_req_release(r); /* the parser's hold */
+    }
+    if (r->resp_done) return;
+  }
+  req_start(r);
+  c->state = CS_HANDLING;
+  uv_timer_stop(&c->timer);
+  bd_resp_error(r, status, code, msg, NULL);
+}
+
+/* Parses buffered input until the parser pauses (a request is complete or
+ * the body consumer asked to pause) or the input runs out. */
+static void conn_process(bd_conn_t *c) {
+  while (!c->closing && c->state != CS_HANDLING && !c->body_paused && c->in_off < c->in.len) {
+    const char *start = c->in.data + c->in_off;
+    size_t avail = c->in.len - c->in_off;
+    if (c->state == CS_IDLE) conn_arm_timer(c); /* re-armed as headers by message_begin */
+    llhttp_errno_t err = llhttp_execute(&c->parser, start, avail);
+    if (err == HPE_OK) {
+      c->in_off = c->in.len;
+    } else if (err == HPE_PAUSED) {
+      const char *pos = llhttp_get_error_pos(&c->parser);
+      c->in_off += (size_t)(pos - start);
+      llhttp_resume(&c->parser);
+    } else {
+      int st = c->early_status ? c->early_status : 400;
+      const char *reason = llhttp_get_error_reason(&c->parser);
+      c->in_off = c->in.len;
+      if (st == 431) conn_fail(c, 431, "header_too_large", "Request line and headers are too large");
+      else if (st == 413) conn_fail(c, 413, "payload_too_large", "Request body is too large");
+      else if (st == 417) conn_fail(c, 417, "expectation_failed", "Only Expect: 100-continue is supported");
+      else {
+        char msg[160];
+        snprintf(msg, sizeof msg, "Malformed HTTP request: %s", reason ? reason : "parse error");
+        conn_fail(c, 400, "invalid_request", msg);
+      }
+      return;
+    }
+    if (c->state == CS_HEADERS || c->state == CS_BODY) conn_arm_timer(c);
+  }
+  /* compact the input buffer */
+  if (c->in_off == c->in.len) {
+    bd_buf_reset(&c->in);
+    c->in_off = 0;
+    if (c->in.cap > 4 * READ_CHUNK && c->state != CS_BODY) bd_buf_free(&c->in);
+  } else if (c->in_off > c->in.len / 2) {
+    bd_buf_consume(&c->in, c->in_off);
+    c->in_off = 0;
+  }
+  if (c->state == CS_IDLE && !c->closing) conn_arm_timer(c);
+  conn_update_reading(c);
+}
+
+/* The request in CS_HANDLING has a complete response and no holds: log it,
+ * free it, and go on with the next pipelined request. */
+static void finish_request(bd_conn_t *c) {
+  bd_req_t *r = c->req;
+  uint64_t dur = bd_now_ns() - r->start_ns;
+  if (bd_http_on_request_done) bd_http_on_request_done(r, dur);
+  c->req = NULL;
+  req_free(r);
+  c->state = CS_IDLE;
+  c->discard_body = false;
+  if (c->close_after || c->peer_gone) {
+    if (c->write_pending == 0 || c->peer_gone) conn_close(c);
+    /* else on_write closes once the response has gone out */
+    return;
+  }
+  conn_process(c);
+}
+
+static void conn_schedule(bd_conn_t *c) {
+  if (c->on_ready || c->closing) return;
+  c->on_ready = true;
+  c->ready_next = c->srv->ready;
+  c->srv->ready = c;
+  uv_idle_start(&c->srv->idle, on_idle);
+}
+
+static void on_idle(uv_idle_t *h) {
+  bd_server_t *s = h->data;
+  /* Take the whole list: work done below may schedule connections again,
+   * they are then handled on the next iteration. */
+  bd_conn_t *list = s->ready;
+  s->ready = NULL;
+  while (list) {
+    bd_conn_t *c = list;
+    list = c->ready_next;
+    c->on_ready = false;
+    if (c->closing) continue;
+    if (c->state == CS_HANDLING && c->req && c->req->resp_done && c->req->holds == 0) {
+      finish_request(c);
+    } else if (c->state != CS_HANDLING) {
+      conn_process(c);
+    }
+  }
+  if (!s->ready) uv_idle_stop(h);
+}
+
+static void on_rejected_close(uv_handle_t *h) { free(h->data); }
+
+static void on_connection(uv_stream_t *ls, int status) {
+  bd_server_t *s = ls->data;
+  if (status < 0) return;
+  bd_conn_t *c = bd_calloc(1, sizeof *c);
+  c->srv = s;
+  uv_tcp_init(s->loop, &c->tcp);
+  c->tcp.data = c;
+  c->handles = 1;
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0 || s->shutting_down ||
+      s->stats.active >= s->cfg.max_connections) {
+    if (s->stats.active >= s->cfg.max_connections) s->stats.rejected++;
+    uv_close((uv_handle_t *)&c->tcp, on_rejected_close);
+    return;
+  }
+  uv_timer_init(s->loop, &c->timer);
+  c->timer.data = c;
+  c->handles = 2;
+  uv_tcp_nodelay(&c->tcp, 1);
+  llhttp_init(&c->parser, HTTP_REQUEST, &g_settings);
+  c->parser.data = c;
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  s->stats.accepted++;
+  s->stats.active++;
+  c->state = CS_IDLE;
+  conn_arm_timer(c);
+  conn_update_reading(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* server                                                                    */
+
+bd_server_t *bd_server_new(uv_loop_t *loop, const bd_server_config_t *cfg, const bd_route_t *routes,
+                           size_t nroutes) {
+  if (!g_settings_init) {
+    llhttp_settings_init(&g_settings);
+    g_settings.on_message_begin = on_message_begin;
+    g_settings.on_url = on_url;
+    g_settings.on_header_field = on_header_field;
+    g_settings.on_header_value = on_header_value;
+    g_settings.on_headers_complete = on_headers_complete;
+    g_settings.on_body = on_body;
+    g_settings.on_message_complete = on_message_complete;
+    g_settings_init = true;
+  }
+  bd_server_t *s = bd_calloc(1, sizeof *s);
+  s->loop = loop;
+  s->cfg = *cfg;
+  s->listen_str = bd_strdup(cfg->listen);
+  s->cfg.listen = s->listen_str;
+  s->routes = routes;
+  s->nroutes = nroutes;
+  uv_idle_init(loop, &s->idle);
+  s->idle.data = s;
+  uv_timer_init(loop, &s->grace);
+  s->grace.data = s;
+  s->handles = 2;
+  return s;
+}
+
+int bd_server_listen(bd_server_t *s) {
+  char host[256];
+  int port = 0;
+  const char *colon = strrchr(s->cfg.listen, ':');
+  if (!colon || colon == s->cfg.listen || (size_t)(colon - s->cfg.listen) >= sizeof host) return UV_EINVAL;
+  memcpy(host, s->cfg.listen, (size_t)(colon - s->cfg.listen));
+  host[colon - s->cfg.listen] = '\0';
+  port = atoi(colon + 1);
+  char *h = host;
+  if (h[0] == '[') { /* [::1]:8080 */
+    h++;
+    h[strlen(h) - 1] = '\0';
+  }
+  struct sockaddr_storage ss;
+  int rc = strchr(h, ':') ? uv_ip6_addr(h, port, (struct sockaddr_in6 *)&ss)
+                          : uv_ip4_addr(h, port, (struct sockaddr_in *)&ss);
+  if (rc) return rc;
+  rc = uv_tcp_init_ex(s->loop, &s->listener, ss.ss_family);
+  if (rc) return rc;
+  s->listener.data = s;
+  s->listening = true;
+  s->handles++;
+  if (s->cfg.reuseport) {
+    /* libuv 1.44 has no UV_TCP_REUSEPORT: set it on the fd before bind */
+    uv_os_fd_t fd;
+    int one = 1;
+    if (uv_fileno((uv_handle_t *)&s->listener, &fd) == 0)
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  }
+  rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0);
+  if (rc) return rc;
+  return uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
+}
+
+static void on_server_handle_close(uv_handle_t *h) {
+  bd_server_t *s = h->data;
+  s->handles--;
+  server_maybe_done(s);
+}
+
+static void server_maybe_done(bd_server_t *s) {
+  if (!s->shutting_down) return;
+  if (s->conns == NULL && s->handles == 2 && !uv_is_closing((uv_handle_t *)&s->idle)) {
+    uv_close((uv_handle_t *)&s->idle, on_server_handle_close);
+    uv_close((uv_handle_t *)&s->grace, on_server_handle_close);
+    return;
+  }
+  if (s->conns == NULL && s->handles == 0) {
+    void (*done)(void *) = s->done;
+    void *ud = s->done_ud;
+    free(s->listen_str);
+    free(s);
+    if (done) done(ud);
+  }
+}
+
+static void on_grace(uv_timer_t *t) {
+  bd_server_t *s = t->data;
+  for (bd_conn_t *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    conn_close(c);
+  }
+}
+
+void bd_server_shutdown(bd_server_t *s, uint32_t grace_ms, void (*done)(void *ud), void *ud) {
+  if (s->shutting_down) return;
+  s->shutting_down = true;
+  s->done = done;
+  s->done_ud = ud;
+  if (s->listening) uv_close((uv_handle_t *)&s->listener, on_server_handle_close);
+  /* idle connections close now; busy ones after their response */
+  for (bd_conn_t *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->state == CS_IDLE && c->write_pending == 0) conn_close(c);
+    else c->close_after = true;
+  }
+  uv_timer_start(&s->grace, on_grace, grace_ms, 0);
+  uv_unref((uv_handle_t *)&s->grace);
+  server_maybe_done(s);
+}
+
+void bd_server_stats(const bd_server_t *s, bd_server_stats_t *out) { *out = s->stats; }

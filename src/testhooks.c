@@ -1,0 +1,199 @@
+/* testhooks.c: endpoints and a job kind that exist only for the test suite.
+ *
+ * Enabled by BATCHD_TEST_HOOKS=1 (never in production: every route answers
+ * 404 otherwise). They exercise the core mechanisms through the real server
+ * and a real PostgreSQL before, and independently of, the API surfaces:
+ *   POST /_test/writes        authenticated by X-Test-Credential, rate
+ *                             limited, idempotent; inserts a row
+ *   GET  /_test/db            one database read
+ *   GET  /_test/slow?ms=N     answers after N ms (shutdown drain)
+ *   job kind "test.sleep"     sleeps payload.ms on a worker thread, then
+ *                             records its run in bd_test_job_runs
+ */
+#include "app.h"
+#include "idem.h"
+#include "jobs.h"
+#include "json.h"
+#include "log.h"
+#include "surfaces.h"
+#include "work.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static bool g_enabled; /* BATCHD_TEST_HOOKS=1 */
+
+static bool enabled(bd_req_t *req) {
+  if (g_enabled) return true;
+  bd_resp_error(req, 404, "not_found", "No such endpoint", NULL);
+  return false;
+}
+
+/* --- writes ---------------------------------------------------------------- */
+
+static bd_pg_stmt_t S_WRITE = BD_PG_STMT(
+    "INSERT INTO bd_test_writes(credential, body) VALUES ($1, $2) RETURNING id");
+
+static void on_written(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else {
+    bd_buf_t b = BD_BUF_INIT;
+    bd_buf_printf(&b, "{\"id\":%s}", PQgetvalue(r->res, 0, 0));
+    bd_resp_json(req, 201, &b);
+  }
+  bd_req_release(req);
+}
+
+static void do_write(bd_req_t *req) {
+  const char *p[] = {req->cred_id, req->body.data ? req->body.data : ""};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_WRITE, 2, p, on_written, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+static void writes(bd_req_t *req) {
+  if (!enabled(req)) return;
+  bd_str_t cred = bd_req_header(req, "X-Test-Credential");
+  if (!cred.len || cred.len >= sizeof req->cred_buf) {
+    bd_resp_error(req, 401, "unauthenticated", "X-Test-Credential required", NULL);
+    return;
+  }
+  memcpy(req->cred_buf, cred.p, cred.len);
+  req->cred_buf[cred.len] = '\0';
+  req->cred_id = req->cred_buf;
+  if (!bd_app_rate_limit(req, req->cred_id)) return;
+  bd_idem_wrap(req, req->cred_id, do_write);
+}
+
+/* --- read ------------------------------------------------------------------ */
+
+static bd_pg_stmt_t S_READ = BD_PG_STMT("SELECT count(*) FROM bd_test_writes");
+
+static void on_read(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else {
+    bd_buf_t b = BD_BUF_INIT;
+    bd_buf_printf(&b, "{\"writes\":%s}", PQgetvalue(r->res, 0, 0));
+    bd_resp_json(req, 200, &b);
+  }
+  bd_req_release(req);
+}
+
+static void db(bd_req_t *req) {
+  if (!enabled(req)) return;
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_READ, 0, NULL, on_read, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+/* --- slow ------------------------------------------------------------------ */
+
+typedef struct {
+  uv_timer_t t;   /* the delay */
+  bd_req_t *req;  /* held request */
+} slow_t;
+
+static void on_slow_closed(uv_handle_t *h) { free(h->data); }
+
+static void on_slow(uv_timer_t *t) {
+  slow_t *s = t->data;
+  bd_buf_t b = BD_BUF_INIT;
+  bd_buf_puts(&b, "{\"slept\":true}");
+  bd_resp_json(s->req, 200, &b);
+  bd_req_release(s->req);
+  uv_close((uv_handle_t *)&s->t, on_slow_closed);
+}
+
+static void slow(bd_req_t *req) {
+  if (!enabled(req)) return;
+  bd_buf_t v = BD_BUF_INIT;
+  long ms = bd_req_query(req, "ms", &v) ? atol(v.data) : 1000;
+  bd_buf_free(&v);
+  slow_t *s = bd_calloc(1, sizeof *s);
+  s->req = req;
+  s->t.data = s;
+  bd_req_hold(req);
+  uv_timer_init(bd_app.loop, &s->t);
+  uv_timer_start(&s->t, on_slow, (uint64_t)(ms < 0 ? 0 : ms), 0);
+}
+
+/* --- job ------------------------------------------------------------------- */
+
+typedef struct {
+  bd_work_t w;      /* work item */
+  bd_job_t *job;    /* the job */
+  long ms;          /* how long to sleep */
+} sleep_t;
+
+static void sleep_work(bd_work_t *w) {
+  sleep_t *s = w->data;
+  usleep((useconds_t)s->ms * 1000);
+}
+
+static bd_pg_stmt_t S_RUN = BD_PG_STMT(
+    "INSERT INTO bd_test_job_runs(job_id, marker, instance) VALUES ($1, $2, $3)");
+
+static void on_run_recorded(void *ud, const bd_pg_result_t *r) {
+  bd_job_t *job = ud;
+  if (r->err) bd_job_retry(job, r->message, 100);
+  else bd_job_done(job);
+}
+
+static void sleep_after(bd_work_t *w, int status) {
+  sleep_t *s = w->data;
+  bd_job_t *job = s->job;
+  free(s);
+  if (status == UV_ECANCELED || bd_job_stopping(job)) {
+    bd_job_yield(job);
+    return;
+  }
+  char id[24];
+  snprintf(id, sizeof id, "%lld", (long long)job->id);
+  const char *marker = json_string_value(json_object_get(job->payload, "marker"));
+  const char *p[] = {id, marker ? marker : "", bd_app.instance};
+  if (bd_pg_query(bd_app.pg, &S_RUN, 3, p, on_run_recorded, job) != 0) bd_job_retry(job, "queue full", 100);
+}
+
+static void run_sleep(bd_job_t *job) {
+  sleep_t *s = bd_calloc(1, sizeof *s);
+  s->job = job;
+  s->ms = (long)json_integer_value(json_object_get(job->payload, "ms"));
+  s->w.work = sleep_work;
+  s->w.after = sleep_after;
+  s->w.data = s;
+  bd_work_submit(&s->w);
+}
+
+static void on_tables(void *ud, const bd_pg_result_t *r) {
+  if (r->err) bd_warn("test hooks: creating tables failed: %s", r->message);
+}
+
+static void init(void) {
+  const char *e = getenv("BATCHD_TEST_HOOKS");
+  g_enabled = e && !strcmp(e, "1");
+  if (!g_enabled) return;
+  bd_jobs_register("test.sleep", run_sleep, 4);
+  (void)bd_pg_exec(bd_app.pg,
+                   "CREATE TABLE IF NOT EXISTS bd_test_writes (id bigserial PRIMARY KEY, credential text,"
+                   " body text, created_at timestamptz DEFAULT now());"
+                   "CREATE TABLE IF NOT EXISTS bd_test_job_runs (job_id bigint, marker text, instance text,"
+                   " at timestamptz DEFAULT now())",
+                   0, NULL, on_tables, NULL);
+}
+
+static const bd_route_t routes[] = {
+  {"POST", "/_test/writes", writes, 0, "/_test/writes"},
+  {"GET", "/_test/db", db, 0, "/_test/db"},
+  {"GET", "/_test/slow", slow, 0, "/_test/slow"},
+};
+
+const bd_surface_def_t bd_surface_testhooks = {"test", routes, BD_ARRAY_LEN(routes), init, NULL, NULL};
