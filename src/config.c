@@ -67,6 +67,8 @@ static const opt_t opts[] = {
   {"BATCHD_ACCESS_LOG", "access-log", T_BOOL, O(access_log), "1", 0, 1, "JSON access log on stderr"},
   {"BATCHD_IDEMPOTENCY_TTL_S", "idempotency-ttl-s", T_INT, O(idempotency_ttl_s), "86400", 1, 31536000,
    "how long Idempotency-Key responses are kept"},
+  {"BATCHD_COUNTRY_HEADER", "country-header", T_STR, O(country_header), "X-Country-Code", 0, 0,
+   "header set by a trusted proxy with the client's ISO country code (scan analytics)"},
 };
 
 static bool set_opt(bd_config_t *cfg, const opt_t *o, const char *v, const char *src) {

@@ -42,6 +42,7 @@ typedef struct {
   int64_t job_poll_ms;           /* job poll interval (NOTIFY wakes earlier) */
   int64_t access_log;            /* one JSON line per request on stderr */
   int64_t idempotency_ttl_s;     /* stored responses are kept this long */
+  char *country_header;          /* trusted proxy header carrying the client's country */
 } bd_config_t;
 
 /* Fills defaults, then the environment, then argv flags (argv[first..]).

@@ -195,6 +195,7 @@ static void req_start(bd_req_t *r) {
 }
 
 static void req_free(bd_req_t *r) {
+  if (r->on_free) r->on_free(r);
   if (r->started) r->srv->stats.inflight--;
   for (int i = 0; i < BD_MAX_PARAMS; i++) free(r->pcopy[i]);
   bd_buf_free(&r->head_buf);

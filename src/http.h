@@ -112,6 +112,7 @@ struct bd_req {
    * out. `body` is valid only during the call. */
   void (*on_respond)(bd_req_t *req, int status, const char *ctype, const char *body, size_t len);
   void *mw;                      /* middleware state */
+  void (*on_free)(bd_req_t *req);/* runs when the request is freed (free ctx here) */
 };
 
 /* Server ---------------------------------------------------------------- */

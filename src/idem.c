@@ -78,7 +78,7 @@ static void on_respond(bd_req_t *req, int status, const char *ctype, const char 
     const char *p[] = {m->cred, m->key};
     rc = bd_pg_query(bd_app.pg, &S_FORGET, 2, p, on_stored, req);
   } else {
-    char st[8];
+    char st[16];
     snprintf(st, sizeof st, "%d", status);
     /* bytea input in hex form keeps any body byte-exact */
     bd_buf_t hex = BD_BUF_INIT;

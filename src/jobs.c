@@ -172,7 +172,9 @@ static void on_renew_timer(uv_timer_t *t) {
   snprintf(ms, sizeof ms, "%u", J.cfg.lease_ms);
   const char *p[] = {id, J.instance, ms};
   /* the callback must not touch a freed job: hold nothing, look it up */
-  (void)bd_pg_query(J.pg, &S_RENEW, 3, p, on_renewed, job);
+  if (bd_pg_query(J.pg, &S_RENEW, 3, p, on_renewed, job) != 0) {
+    /* queue full: the next tick tries again, well within the lease */
+  }
 }
 
 typedef struct {

@@ -3,7 +3,9 @@
 
 extern const bd_surface_def_t bd_surface_testhooks;
 
+
 const bd_surface_def_t *const bd_surface_defs[] = {
+
   &bd_surface_testhooks,
 };
 const size_t bd_surface_defs_count = sizeof bd_surface_defs / sizeof bd_surface_defs[0];

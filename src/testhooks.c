@@ -182,12 +182,13 @@ static void init(void) {
   g_enabled = e && !strcmp(e, "1");
   if (!g_enabled) return;
   bd_jobs_register("test.sleep", run_sleep, 4);
-  (void)bd_pg_exec(bd_app.pg,
+  if (bd_pg_exec(bd_app.pg,
                    "CREATE TABLE IF NOT EXISTS bd_test_writes (id bigserial PRIMARY KEY, credential text,"
                    " body text, created_at timestamptz DEFAULT now());"
                    "CREATE TABLE IF NOT EXISTS bd_test_job_runs (job_id bigint, marker text, instance text,"
                    " at timestamptz DEFAULT now())",
-                   0, NULL, on_tables, NULL);
+                 0, NULL, on_tables, NULL) != 0)
+    bd_warn("test hooks: database queue full");
 }
 
 static const bd_route_t routes[] = {

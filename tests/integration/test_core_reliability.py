@@ -1,0 +1,282 @@
+"""Core mechanisms under the real binary and a real PostgreSQL: idempotency,
+rate limiting, the database going away and coming back under load, SIGTERM
+drain, two processes on one port, and a job whose process is SIGKILLed being
+finished by the next process."""
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+
+HOOKS = {"BATCHD_TEST_HOOKS": "1", "BATCHD_RATE_LIMIT": "0"}
+
+
+def post_write(srv, cred, body, key=None):
+    h = {"X-Test-Credential": cred, "Content-Type": "application/json"}
+    if key:
+        h["Idempotency-Key"] = key
+    return requests.post(srv.url + "/_test/writes", data=body, headers=h, timeout=10)
+
+
+# --- idempotency ------------------------------------------------------------
+
+
+def test_idempotency_replay_and_mismatch(server_factory, psql):
+    srv = server_factory(env=HOOKS)
+    key = "k-" + uuid.uuid4().hex
+    r1 = post_write(srv, "alice", '{"n":1}', key)
+    assert r1.status_code == 201
+    assert "Idempotent-Replayed" not in r1.headers
+    r2 = post_write(srv, "alice", '{"n":1}', key)
+    assert r2.status_code == 201
+    assert r2.headers["Idempotent-Replayed"] == "true"
+    assert r2.json() == r1.json()  # the same id: nothing written twice
+    assert psql("SELECT count(*) FROM bd_test_writes WHERE credential = 'alice'") == "1"
+    # same key, different body
+    r3 = post_write(srv, "alice", '{"n":2}', key)
+    assert r3.status_code == 422
+    assert r3.json()["error"]["code"] == "idempotency_key_reused"
+    # keys are scoped per credential
+    r4 = post_write(srv, "bob", '{"n":1}', key)
+    assert r4.status_code == 201 and "Idempotent-Replayed" not in r4.headers
+    # without a key every POST is new
+    assert post_write(srv, "carol", "{}").json() != post_write(srv, "carol", "{}").json()
+
+
+def test_idempotency_in_flight_is_409(server_factory, psql):
+    srv = server_factory(env=HOOKS)
+    key = "busy-" + uuid.uuid4().hex
+    body = '{"n":9}'
+    # what the first request leaves while it is still being processed
+    import hashlib
+    h = hashlib.sha256(b"/_test/writes\n" + body.encode()).hexdigest()
+    psql("INSERT INTO bd_idempotency(credential, key, body_hash, state, locked_until, expires_at)"
+         " VALUES ('dave', '%s', '%s', 'in_flight', now() + interval '1 minute', now() + interval '1 day')"
+         % (key, h))
+    r = post_write(srv, "dave", body, key)
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "idempotency_request_in_progress"
+    # an abandoned in-flight row (its process died) is taken over
+    psql("UPDATE bd_idempotency SET locked_until = now() - interval '1 second' WHERE key = '%s'" % key)
+    r = post_write(srv, "dave", body, key)
+    assert r.status_code == 201
+
+
+def test_idempotency_key_validation(server_factory):
+    srv = server_factory(env=HOOKS)
+    r = post_write(srv, "erin", "{}", "x" * 300)
+    assert r.status_code == 400
+
+
+# --- rate limiting ----------------------------------------------------------
+
+
+def test_rate_limit(server_factory):
+    srv = server_factory(env={"BATCHD_TEST_HOOKS": "1", "BATCHD_RATE_LIMIT": "0.5", "BATCHD_RATE_BURST": "3"})
+    codes = []
+    for i in range(4):
+        r = post_write(srv, "frank", "{}")
+        codes.append(r.status_code)
+        assert r.headers["X-RateLimit-Limit"] == "3"
+        assert int(r.headers["X-RateLimit-Reset"]) >= int(time.time())
+    assert codes == [201, 201, 201, 429]
+    assert r.headers["X-RateLimit-Remaining"] == "0"
+    assert int(r.headers["Retry-After"]) >= 1
+    assert r.json()["error"]["code"] == "rate_limit_exceeded"
+    # another credential has its own bucket
+    assert post_write(srv, "grace", "{}").status_code == 201
+
+
+def test_rate_limit_disabled(server_factory):
+    srv = server_factory(env=HOOKS)
+    assert all(post_write(srv, "henry", "{}").status_code == 201 for _ in range(20))
+
+
+# --- database outage --------------------------------------------------------
+
+
+def test_database_stopped_and_restarted_under_load(private_pg, server_factory):
+    pg = private_pg()
+    srv = server_factory(database_url=pg.url, env={
+        "BATCHD_TEST_HOOKS": "1", "BATCHD_RATE_LIMIT": "0", "BATCHD_PG_QUEUE_TIMEOUT_MS": "500"})
+    assert requests.get(srv.url + "/_test/db", timeout=5).status_code == 200
+    stop = threading.Event()
+    results = []  # (t, status or exception name, elapsed)
+    lock = threading.Lock()
+
+    def load():
+        s = requests.Session()
+        while not stop.is_set():
+            t0 = time.time()
+            try:
+                r = s.get(srv.url + "/_test/db", timeout=5)
+                out = (t0, r.status_code, time.time() - t0, r.headers.get("Retry-After"))
+            except requests.RequestException as e:
+                out = (t0, type(e).__name__, time.time() - t0, None)
+            with lock:
+                results.append(out)
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    t_stop = time.time()
+    pg.stop()
+    time.sleep(3)
+    # the server itself keeps answering while the database is away
+    assert requests.get(srv.url + "/healthz", timeout=2).status_code == 200
+    r = requests.get(srv.url + "/readyz", timeout=5)
+    assert r.status_code == 503
+    pg.start()
+    t_start = time.time()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        with lock:
+            recent = [x for x in results if x[0] > t_start + 0.2]
+        if len([x for x in recent if x[1] == 200]) >= 20:
+            break
+        time.sleep(0.2)
+    stop.set()
+    for t in threads:
+        t.join()
+    during = [x for x in results if t_stop + 1 < x[0] < t_start - 0.5]
+    after = [x for x in results if x[0] > t_start + 5]
+    assert during, "no requests during the outage"
+    # during the outage: 503 with Retry-After, never a hang or another error
+    assert all(x[1] == 503 for x in during), set(x[1] for x in during)
+    assert all(x[3] is not None for x in during)
+    assert max(x[2] for x in during) < 3.0
+    # after: recovered
+    assert any(x[1] == 200 for x in results if x[0] > t_start), "did not recover"
+    assert all(x[1] == 200 for x in after), set(x[1] for x in after)
+    assert not [x for x in results if not isinstance(x[1], int)], "a request failed at the transport level"
+    assert requests.get(srv.url + "/readyz", timeout=5).status_code == 200
+
+
+# --- shutdown ---------------------------------------------------------------
+
+
+def test_sigterm_drains_in_flight_requests(server_factory):
+    srv = server_factory(env=HOOKS)
+    box = {}
+
+    def slow():
+        box["r"] = requests.get(srv.url + "/_test/slow?ms=1500", timeout=10)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.4)
+    os.kill(srv.pid, signal.SIGTERM)
+    time.sleep(0.3)
+    # no longer accepting
+    with pytest.raises(requests.ConnectionError):
+        requests.get(srv.url + "/healthz", timeout=2)
+    t.join()
+    assert box["r"].status_code == 200 and box["r"].json() == {"slept": True}
+    assert srv.wait(timeout=15) == 0
+    assert "stopped cleanly" in srv.log_text()
+
+
+def test_sigterm_idle_exits_zero(server_factory):
+    srv = server_factory(env=HOOKS)
+    # an idle keep-alive connection must not hold the shutdown
+    s = requests.Session()
+    assert s.get(srv.url + "/healthz").status_code == 200
+    os.kill(srv.pid, signal.SIGINT)
+    assert srv.wait(timeout=15) == 0
+    assert "stopped cleanly" in srv.log_text()
+
+
+# --- SO_REUSEPORT -----------------------------------------------------------
+
+
+def test_two_processes_share_a_port(server_factory):
+    a = server_factory(env=dict(HOOKS, BATCHD_REUSEPORT="1"))
+    b = server_factory(env=dict(HOOKS, BATCHD_REUSEPORT="1"), port=a.port)
+    for i in range(200):
+        r = requests.get(a.url + "/healthz", headers={"X-Request-Id": "rp-%d" % i, "Connection": "close"})
+        assert r.status_code == 200
+    time.sleep(0.3)
+    na = a.log_text().count('"request_id":"rp-')
+    nb = b.log_text().count('"request_id":"rp-')
+    assert na + nb == 200
+    assert na > 0 and nb > 0, (na, nb)
+    # one of them stopping leaves the other serving
+    a.stop()
+    for i in range(20):
+        assert requests.get(b.url + "/healthz", headers={"Connection": "close"}).status_code == 200
+
+
+# --- durable jobs -----------------------------------------------------------
+
+
+def enqueue(psql, marker, ms):
+    """Inserts a test.sleep job and wakes the claimers, as a producer would."""
+    return psql("WITH j AS (INSERT INTO bd_jobs(kind, ref, payload) VALUES ('test.sleep', '%s',"
+                " jsonb_build_object('ms', %d, 'marker', '%s')) RETURNING id)"
+                " SELECT j.id FROM j, LATERAL pg_notify('bd_jobs', '') n" % (marker, ms, marker))
+
+
+def test_killed_job_is_finished_by_next_process(server_factory, psql):
+    env = dict(HOOKS, BATCHD_JOB_LEASE_MS="1500", BATCHD_JOB_POLL_MS="200")
+    a = server_factory(env=env)
+    marker = "m-" + uuid.uuid4().hex
+    job_id = enqueue(psql, marker, 4000)
+    deadline = time.time() + 10
+    owner = ""
+    while time.time() < deadline:
+        owner = psql("SELECT coalesce(locked_by, '') FROM bd_jobs WHERE id = %s AND state = 'running'" % job_id)
+        if owner:
+            break
+        time.sleep(0.05)
+    assert owner, "process A never claimed the job"
+    assert (":%d:" % a.pid) in owner
+    a.kill()  # SIGKILL mid-job: no chance to release it
+    assert psql("SELECT count(*) FROM bd_test_job_runs WHERE marker = '%s'" % marker) == "0"
+    b = server_factory(env=env)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if psql("SELECT state FROM bd_jobs WHERE id = %s" % job_id) == "done":
+            break
+        time.sleep(0.1)
+    assert psql("SELECT state FROM bd_jobs WHERE id = %s" % job_id) == "done"
+    runs = psql("SELECT instance FROM bd_test_job_runs WHERE marker = '%s'" % marker).splitlines()
+    assert len(runs) == 1  # finished exactly once
+    assert (":%d:" % b.pid) in runs[0]
+    assert int(psql("SELECT attempts FROM bd_jobs WHERE id = %s" % job_id)) == 2
+
+
+def test_jobs_yield_on_sigterm_and_resume(server_factory, psql):
+    env = dict(HOOKS, BATCHD_JOB_LEASE_MS="60000", BATCHD_JOB_POLL_MS="200")
+    a = server_factory(env=env)
+    marker = "y-" + uuid.uuid4().hex
+    job_id = enqueue(psql, marker, 800)
+    deadline = time.time() + 10
+    while time.time() < deadline and psql("SELECT state FROM bd_jobs WHERE id = %s" % job_id) != "running":
+        time.sleep(0.05)
+    os.kill(a.pid, signal.SIGTERM)
+    assert a.wait(timeout=20) == 0
+    # given back (not left to a 60 s lease) and not counted as an attempt
+    assert psql("SELECT state, attempts FROM bd_jobs WHERE id = %s" % job_id) in ("queued|0", "done|1")
+    b = server_factory(env=env)
+    deadline = time.time() + 15
+    while time.time() < deadline and psql("SELECT state FROM bd_jobs WHERE id = %s" % job_id) != "done":
+        time.sleep(0.1)
+    assert psql("SELECT state FROM bd_jobs WHERE id = %s" % job_id) == "done"
+    assert psql("SELECT count(*) FROM bd_test_job_runs WHERE marker = '%s'" % marker) == "1"
+
+
+def test_migrate_subcommand_and_concurrent_start(database, run_batchd, psql):
+    # several processes migrating at once apply each migration exactly once
+    procs = [run_batchd("migrate", background=True) for _ in range(3)]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    n = int(psql("SELECT count(*) FROM bd_schema_migrations"))
+    assert n >= 2
+    assert psql("SELECT count(DISTINCT version) FROM bd_schema_migrations") == str(n)
