@@ -756,6 +756,7 @@ static void conn_fail(bd_conn_t *c, int status, const char *code, const char *ms
     memcpy(r->request_id, "req_", 4);
     bd_rand_base62(r->request_id + 4, 20);
   }
+  if (c->state == CS_HEADERS && c->url_len) r->method = (uint8_t)llhttp_get_method(&c->parser);
   if (r->path.p == NULL && c->url_len) {
     const char *base = r->head_buf.data;
     const char *q = memchr(base + c->url_off, '?', c->url_len);

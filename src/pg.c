@@ -16,6 +16,7 @@
 #include "pg.h"
 
 #include "buf.h"
+#include "log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,7 @@ struct bd_pg_conn {
   int nprepared;            /* capacity of prepared */
   uint32_t backoff_ms;      /* next reconnect delay */
   bool broken;              /* pinned and dead: discard on release */
+  bool logged_down;         /* the current outage has been logged */
   /* COPY IN */
   bool in_copy;             /* the server is in COPY IN state */
   bd_buf_t copybuf;         /* data not yet accepted by libpq */
@@ -336,6 +338,8 @@ static void conn_ready(bd_pg_conn_t *c) {
   bd_pg_pool_t *p = c->pool;
   uv_timer_stop(&c->timer);
   c->backoff_ms = 0;
+  if (c->logged_down) bd_info("database connection re-established");
+  c->logged_down = false;
   if (c->ever_connected) p->stats.reconnects++;
   bool reconnect = c->ever_connected;
   c->ever_connected = true;
@@ -365,6 +369,11 @@ static void conn_dead(bd_pg_conn_t *c, const char *why) {
   /* trailing newline from libpq messages */
   size_t ml = strlen(msg);
   while (ml && (msg[ml - 1] == '\n' || msg[ml - 1] == ' ')) msg[--ml] = '\0';
+  if (!c->logged_down && !p->closing) {
+    /* once per outage and connection, not once per reconnect attempt */
+    bd_warn("%s", msg);
+    c->logged_down = true;
+  }
   uv_timer_stop(&c->timer);
   poll_drop(c); /* before PQfinish closes the socket */
   if (c->pg) {
