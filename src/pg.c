@@ -534,9 +534,18 @@ static void listener_results(bd_pg_conn_t *c) {
   }
 }
 
+static void on_poll_events(bd_pg_conn_t *c, int status, int events);
+
 static void on_poll(uv_poll_t *h, int status, int events) {
   bd_pg_conn_t *c = h->data;
   if (h != c->poll) return; /* a replaced watcher */
+  bd_pg_pool_t *p = c->pool;
+  on_poll_events(c, status, events);
+  /* a closing pool waits for in-flight queries: this may have been the last */
+  if (p->closing) pool_maybe_closed(p);
+}
+
+static void on_poll_events(bd_pg_conn_t *c, int status, int events) {
   if (status < 0) {
     conn_dead(c, uv_strerror(status));
     return;

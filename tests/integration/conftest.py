@@ -114,7 +114,11 @@ class Server:
             return f.read()
 
     def wait(self, timeout=15):
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("batchd (pid %d) did not exit within %s s; log tail:\n%s"
+                                 % (self.pid, timeout, self.log_text()[-4000:]))
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
         if self.proc.poll() is None:
