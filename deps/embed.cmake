@@ -1,5 +1,6 @@
 # Turns a list of .sql files into a C table: {version, name, text}.
-# Called at build time with -DOUT=<file.c> -DFILES=<a;b;c>.
+# Called at build time with -DOUT=<file.c> -DFILES=<a|b|c>.
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "/* generated from src/sql by deps/embed.cmake: do not edit */\n#include \"migrate.h\"\n\nconst bd_migration_t bd_migrations[] = {\n")
 set(n 0)
 foreach(f ${FILES})

@@ -229,8 +229,7 @@ static void on_seed_migrated(void *ud, int err, const char *msg) {
     bd_pg_pool_close(bd_app.pg, on_cmd_pool_closed, NULL);
     return;
   }
-  for (size_t i = 0; i < bd_surface_defs_count; i++)
-    if (bd_surface_defs[i]->init) bd_surface_defs[i]->init();
+  /* surfaces' init() is for serving (jobs, timers, LISTEN): not needed here */
   bd_seed_run(bd_app.pg, g_seed_tenant, on_seeded);
 }
 

@@ -316,6 +316,11 @@ static void connect_step(bd_pg_conn_t *c) {
   }
 }
 
+static void ignore_notice(void *arg, const char *message) {
+  (void)arg;
+  (void)message;
+}
+
 static void conn_start(bd_pg_conn_t *c) {
   bd_pg_pool_t *p = c->pool;
   /* options and application_name come first so the URL can override them */
@@ -327,6 +332,7 @@ static void conn_start(bd_pg_conn_t *c) {
     return;
   }
   PQsetnonblocking(c->pg, 1);
+  PQsetNoticeProcessor(c->pg, ignore_notice, NULL); /* NOTICEs are not errors: keep stderr for our JSON log */
   c->state = C_CONNECTING;
   uv_timer_start(&c->timer, on_timer, p->cfg.connect_timeout_ms, 0);
   connect_step(c);

@@ -2,10 +2,11 @@
 #include "surfaces.h"
 
 extern const bd_surface_def_t bd_surface_testhooks;
+extern const bd_surface_def_t bd_surface_qr;
 
 
 const bd_surface_def_t *const bd_surface_defs[] = {
-
+  &bd_surface_qr,
   &bd_surface_testhooks,
 };
 const size_t bd_surface_defs_count = sizeof bd_surface_defs / sizeof bd_surface_defs[0];

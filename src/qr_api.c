@@ -1,0 +1,654 @@
+/* qr_api.c: the /v1 surface (QRKit-compatible): keys, batches, codes.
+ *
+ * Request path of an authenticated call:
+ *   qr_entry → Bearer token → key cache (or one indexed query) → secret
+ *   checked in constant time → live/test mode and scope → rate limit →
+ *   Idempotency-Key (POST) → handler.
+ * Responses are built by SQL functions (qr_code_json, qr_batch_json) so a
+ * read is one round trip whose text is sent as it is.
+ *
+ * Batches: POST validates the envelope (400, nothing stored) and each item
+ * (an invalid item becomes an item with `error`), then one call to
+ * qr_create_batch() stores batch, codes, items and the job atomically before
+ * the 202. The "qr.batch" job renders the codes' default PNG on the work
+ * queue in chunks and records each chunk with qr_record_renders(), which is
+ * idempotent per code, so a batch whose process dies is finished exactly
+ * once by whoever claims the job next.
+ */
+#include "app.h"
+#include "auth.h"
+#include "idem.h"
+#include "jobs.h"
+#include "json.h"
+#include "log.h"
+#include "qr.h"
+#include "qr_api.h"
+#include "surfaces.h"
+#include "util.h"
+#include "work.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define SCOPE_READ 0x1u
+#define SCOPE_WRITE 0x2u
+#define SCOPE_ANALYTICS 0x4u
+
+#define KEY_CACHE_SIZE 4096       /* direct-mapped entries */
+#define KEY_CACHE_TTL_MS 30000    /* a revoked key stops working within this */
+#define RENDER_CHUNK 64           /* codes rendered per job step */
+#define DEFAULT_PNG_SIZE 1024     /* the stored default rendering */
+
+/* --- request context ----------------------------------------------------- */
+
+void qr_ctx_free(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  if (!c) return;
+  json_decref(c->body);
+  if (c->design) bd_qr_design_free(c->design);
+  bd_buf_free(&c->scratch);
+  free(c);
+  req->ctx = NULL;
+}
+
+/* --- key cache ------------------------------------------------------------- */
+
+typedef struct {
+  char id[16];                  /* key id ("" = empty slot) */
+  char hash[65];                /* SHA-256 of the secret, hex */
+  int64_t ws;                   /* workspace */
+  bool live;                    /* mode */
+  uint32_t scopes;              /* SCOPE_* */
+  uint64_t expires_ms;          /* monotonic expiry */
+} keyent_t;
+
+static keyent_t g_keys[KEY_CACHE_SIZE];
+
+static keyent_t *key_slot(bd_str_t id) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < id.len; i++) h = (h ^ (uint8_t)id.p[i]) * 16777619u;
+  return &g_keys[h % KEY_CACHE_SIZE];
+}
+
+static uint32_t parse_scopes(const char *arr) {
+  /* PostgreSQL text[] output: {qr:read,qr:write} */
+  uint32_t s = 0;
+  if (strstr(arr, "qr:read")) s |= SCOPE_READ;
+  if (strstr(arr, "qr:write")) s |= SCOPE_WRITE;
+  if (strstr(arr, "analytics:read")) s |= SCOPE_ANALYTICS;
+  return s;
+}
+
+static const char *scope_name(uint32_t s) {
+  return s == SCOPE_WRITE ? "qr:write" : s == SCOPE_ANALYTICS ? "analytics:read" : "qr:read";
+}
+
+void qr_error(bd_req_t *req, int status, const char *code, const char *message, const char *param) {
+  bd_resp_error(req, status, code, message, param);
+}
+
+static void unauthenticated(bd_req_t *req) {
+  bd_resp_header(req, "WWW-Authenticate", "Bearer");
+  qr_error(req, 401, "unauthenticated", "Missing or invalid API key", NULL);
+}
+
+static void authorized(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  if ((c->scopes & c->need) != c->need) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "This API key lacks the %s scope", scope_name(c->need));
+    qr_error(req, 403, "insufficient_scope", msg, NULL);
+    return;
+  }
+  snprintf(req->cred_buf, sizeof req->cred_buf, "qr:%s", c->key_id);
+  req->cred_id = req->cred_buf;
+  if (!bd_app_rate_limit(req, req->cred_id)) return;
+  bd_idem_wrap(req, req->cred_id, c->next);
+}
+
+static bd_pg_stmt_t S_KEY = BD_PG_STMT(
+    "SELECT workspace_id, mode, scopes, secret_hash FROM qr_api_keys WHERE id = $1 AND revoked_at IS NULL");
+
+static void on_key(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  qr_ctx_t *c = req->ctx;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else if (PQntuples(r->res) != 1 || !bd_token_check(bd_str_c(c->secret), PQgetvalue(r->res, 0, 3)) ||
+             (strcmp(PQgetvalue(r->res, 0, 1), "live") == 0) != c->live) {
+    unauthenticated(req);
+  } else {
+    keyent_t *e = key_slot(bd_str_c(c->key_id));
+    snprintf(e->id, sizeof e->id, "%s", c->key_id);
+    snprintf(e->hash, sizeof e->hash, "%s", PQgetvalue(r->res, 0, 3));
+    e->ws = strtoll(PQgetvalue(r->res, 0, 0), NULL, 10);
+    e->live = c->live;
+    e->scopes = parse_scopes(PQgetvalue(r->res, 0, 2));
+    e->expires_ms = bd_now_ms() + KEY_CACHE_TTL_MS;
+    c->ws = e->ws;
+    c->scopes = e->scopes;
+    authorized(req);
+  }
+  bd_req_release(req);
+}
+
+/* Entry point of every authenticated /v1 handler. */
+static void qr_entry(bd_req_t *req, uint32_t need, bd_handler_fn next) {
+  qr_ctx_t *c = bd_calloc(1, sizeof *c);
+  req->ctx = c;
+  req->on_free = qr_ctx_free;
+  c->need = need;
+  c->next = next;
+  bd_str_t cred, id, secret;
+  if (!bd_bearer(bd_req_header(req, "Authorization"), &cred)) {
+    unauthenticated(req);
+    return;
+  }
+  if (bd_token_parse(cred, "qr_live_", &id, &secret)) c->live = true;
+  else if (bd_token_parse(cred, "qr_test_", &id, &secret)) c->live = false;
+  else {
+    unauthenticated(req);
+    return;
+  }
+  memcpy(c->key_id, id.p, id.len);
+  c->key_id[id.len] = '\0';
+  memcpy(c->secret, secret.p, secret.len);
+  c->secret[secret.len] = '\0';
+  keyent_t *e = key_slot(id);
+  if (e->id[0] && bd_str_eq(id, e->id) && e->expires_ms > bd_now_ms()) {
+    if (!bd_token_check(secret, e->hash) || e->live != c->live) {
+      unauthenticated(req);
+      return;
+    }
+    c->ws = e->ws;
+    c->scopes = e->scopes;
+    authorized(req);
+    return;
+  }
+  const char *p[] = {c->key_id};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_KEY, 1, p, on_key, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+/* Parses the JSON body: nesting limit, syntax, must be an object. */
+bool qr_parse_body(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  const char *b = req->body.data ? req->body.data : "";
+  int depth = bd_json_depth(b, req->body.len);
+  if (depth > bd_app.cfg.max_json_depth) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "JSON nesting deeper than %lld levels", (long long)bd_app.cfg.max_json_depth);
+    qr_error(req, 400, "invalid_request", msg, NULL);
+    return false;
+  }
+  json_error_t err;
+  c->body = json_loadb(b, req->body.len, JSON_REJECT_DUPLICATES, &err);
+  if (!c->body) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "Request body is not valid JSON: %s (line %d, column %d)", err.text, err.line,
+             err.column);
+    qr_error(req, 400, "invalid_request", msg, NULL);
+    return false;
+  }
+  if (!json_is_object(c->body)) {
+    qr_error(req, 400, "invalid_request", "Request body must be a JSON object", NULL);
+    return false;
+  }
+  return true;
+}
+
+/* Sends a query's single text column as the JSON body. */
+void qr_send_json_row(bd_req_t *req, const bd_pg_result_t *r, int status, const char *what) {
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else if (PQntuples(r->res) == 0 || PQgetisnull(r->res, 0, 0)) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "No such %s", what);
+    qr_error(req, 404, "not_found", msg, NULL);
+  } else {
+    bd_resp_send(req, status, "application/json; charset=utf-8", PQgetvalue(r->res, 0, 0),
+                 (size_t)PQgetlength(r->res, 0, 0));
+  }
+}
+
+static void on_json_row(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  qr_ctx_t *c = req->ctx;
+  qr_send_json_row(req, r, c->ok_status ? c->ok_status : 200, c->what);
+  bd_req_release(req);
+}
+
+/* Runs a statement whose first column is the response body. */
+void qr_query_json(bd_req_t *req, bd_pg_stmt_t *st, int n, const char *const *p, int ok_status, const char *what) {
+  qr_ctx_t *c = req->ctx;
+  c->ok_status = ok_status;
+  c->what = what;
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, st, n, p, on_json_row, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+void qr_ws_params(qr_ctx_t *c) {
+  snprintf(c->ws_s, sizeof c->ws_s, "%lld", (long long)c->ws);
+  snprintf(c->mode_s, sizeof c->mode_s, "%s", c->live ? "live" : "test");
+}
+
+/* --- POST /v1/batches ------------------------------------------------------ */
+
+static bd_pg_stmt_t S_TEMPLATE = BD_PG_STMT(
+    "SELECT design::text FROM qr_templates WHERE id = $1 AND workspace_id = $2 AND mode = $3");
+static bd_pg_stmt_t S_CREATE_BATCH = BD_PG_STMT("SELECT qr_create_batch($1::jsonb)::text");
+
+static void on_batch_created(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  qr_send_json_row(req, r, 202, "batch");
+  if (!r->err) bd_jobs_kick();
+  bd_req_release(req);
+}
+
+/* Validates items and stores the batch (design already resolved). */
+static void create_batch_store(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  json_t *items = json_object_get(c->body, "items");
+  char batch_id[32] = "batch_";
+  bd_rand_base62(batch_id + 6, 16);
+  json_t *doc = json_object();
+  json_t *codes = json_array();
+  json_t *out_items = json_array();
+  json_object_set_new(doc, "id", json_string(batch_id));
+  json_object_set_new(doc, "workspace_id", json_integer(c->ws));
+  json_object_set_new(doc, "mode", json_string(c->live ? "live" : "test"));
+  json_object_set_new(doc, "design", bd_qr_design_to_json(c->design));
+  json_t *tpl = json_object_get(c->body, "template_id");
+  if (json_is_string(tpl)) json_object_set(doc, "template_id", tpl);
+  size_t i;
+  json_t *it;
+  bd_buf_t payload = BD_BUF_INIT;
+  json_array_foreach(items, i, it) {
+    json_t *o = json_object();
+    json_object_set_new(o, "idx", json_integer((json_int_t)i));
+    char err[256] = "";
+    qr_item_t item;
+    if (qr_item_parse(it, c->design, &item, &payload, err, sizeof err)) {
+      json_t *code = qr_item_code_json(&item, payload.data);
+      json_object_set_new(o, "qr_code_id", json_string(item.id));
+      json_object_set_new(o, "type", json_string(item.type));
+      if (item.name) json_object_set_new(o, "name", json_string(item.name));
+      json_array_append_new(codes, code);
+    } else {
+      json_t *nm = json_is_object(it) ? json_object_get(it, "name") : NULL;
+      if (json_is_string(nm)) json_object_set(o, "name", nm);
+      if (item.type) json_object_set_new(o, "type", json_string(item.type));
+      json_object_set_new(o, "error", json_string(err));
+    }
+    json_array_append_new(out_items, o);
+    bd_buf_reset(&payload);
+  }
+  bd_buf_free(&payload);
+  json_object_set_new(doc, "codes", codes);
+  json_object_set_new(doc, "items", out_items);
+  char *text = json_dumps(doc, JSON_COMPACT);
+  json_decref(doc);
+  const char *p[] = {text};
+  bd_req_hold(req);
+  int rc = bd_pg_query(bd_app.pg, &S_CREATE_BATCH, 1, p, on_batch_created, req);
+  free(text);
+  if (rc != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+static void on_template(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  qr_ctx_t *c = req->ctx;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else if (PQntuples(r->res) == 0) {
+    qr_error(req, 400, "invalid_request", "Unknown template_id", "template_id");
+  } else {
+    json_t *d = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL);
+    char err[256];
+    const char *param = NULL;
+    if (c->design) bd_qr_design_free(c->design);
+    c->design = d ? bd_qr_design_parse(d, err, sizeof err, &param) : NULL;
+    json_decref(d);
+    if (!c->design) qr_error(req, 400, "invalid_request", "The template's design is invalid", "template_id");
+    else create_batch_store(req);
+  }
+  bd_req_release(req);
+}
+
+static void create_batch(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  if (!qr_parse_body(req)) return;
+  json_t *items = json_object_get(c->body, "items");
+  if (!json_is_array(items) || json_array_size(items) == 0) {
+    qr_error(req, 400, "invalid_request", "items must be a non-empty array", "items");
+    return;
+  }
+  if ((long long)json_array_size(items) > bd_app.cfg.max_qr_items) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "items may hold at most %lld entries", (long long)bd_app.cfg.max_qr_items);
+    qr_error(req, 400, "invalid_request", msg, "items");
+    return;
+  }
+  char err[256];
+  const char *param = NULL;
+  json_t *design = json_object_get(c->body, "design");
+  if (design && !json_is_object(design) && !json_is_null(design)) {
+    qr_error(req, 400, "invalid_request", "design must be an object", "design");
+    return;
+  }
+  c->design = bd_qr_design_parse(json_is_object(design) ? design : NULL, err, sizeof err, &param);
+  if (!c->design) {
+    qr_error(req, 400, "invalid_request", err, param ? param : "design");
+    return;
+  }
+  json_t *tpl = json_object_get(c->body, "template_id");
+  if (tpl && !json_is_null(tpl)) {
+    if (!json_is_string(tpl)) {
+      qr_error(req, 400, "invalid_request", "template_id must be a string", "template_id");
+      return;
+    }
+    qr_ws_params(c);
+    const char *p[] = {json_string_value(tpl), c->ws_s, c->mode_s};
+    bd_req_hold(req);
+    if (bd_pg_query(bd_app.pg, &S_TEMPLATE, 3, p, on_template, req) != 0) {
+      bd_app_unavailable(req);
+      bd_req_release(req);
+    }
+    return;
+  }
+  create_batch_store(req);
+}
+
+/* --- GET /v1/batches/{id}, GET /v1/batches ---------------------------------- */
+
+static bd_pg_stmt_t S_GET_BATCH = BD_PG_STMT(
+    "SELECT qr_batch_json(b, true)::text FROM qr_batches b WHERE id = $1 AND workspace_id = $2 AND mode = $3");
+
+static void get_batch(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  qr_ws_params(c);
+  const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s};
+  qr_query_json(req, &S_GET_BATCH, 3, p, 200, "batch");
+}
+
+/* Keyset pagination over (created_at, id) descending. The cursor is the
+ * last row's "created_at|id", base64url-encoded (opaque to clients). */
+static bd_pg_stmt_t S_LIST_BATCHES = BD_PG_STMT(
+    "WITH page AS (SELECT * FROM qr_batches WHERE workspace_id = $1 AND mode = $2"
+    "  AND ($3::text IS NULL OR (created_at, id) < (split_part($3, '|', 1)::timestamptz, split_part($3, '|', 2)))"
+    "  ORDER BY created_at DESC, id DESC LIMIT $4::int + 1),"
+    " lim AS (SELECT * FROM page ORDER BY created_at DESC, id DESC LIMIT $4::int)"
+    " SELECT jsonb_build_object('object', 'list',"
+    "  'data', coalesce((SELECT jsonb_agg(qr_batch_json(l, false) ORDER BY l.created_at DESC, l.id DESC) FROM lim l), '[]'),"
+    "  'has_more', (SELECT count(*) FROM page) > $4::int,"
+    "  'next_cursor', CASE WHEN (SELECT count(*) FROM page) > $4::int THEN"
+    "     (SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || '|' || id"
+    "      FROM lim ORDER BY created_at ASC, id ASC LIMIT 1) END)::text");
+
+/* Wraps the raw next_cursor into base64url inside the JSON text. */
+static void on_list(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  if (r->err) {
+    bd_app_db_error(req, r);
+    bd_req_release(req);
+    return;
+  }
+  json_t *doc = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL);
+  json_t *nc = json_object_get(doc, "next_cursor");
+  if (json_is_string(nc)) {
+    bd_buf_t enc = BD_BUF_INIT;
+    bd_b64url_encode(&enc, json_string_value(nc), json_string_length(nc));
+    json_object_set_new(doc, "next_cursor", json_string(enc.data));
+    bd_buf_free(&enc);
+  }
+  char *text = json_dumps(doc, JSON_COMPACT);
+  bd_resp_send(req, 200, "application/json; charset=utf-8", text, strlen(text));
+  free(text);
+  json_decref(doc);
+  bd_req_release(req);
+}
+
+/* Reads limit (1-100, default 25) and cursor; answers 400 itself. */
+bool qr_page_params(bd_req_t *req, char limit[8], bd_buf_t *cursor, bool *has_cursor) {
+  bd_buf_t v = BD_BUF_INIT;
+  long lim = 25;
+  if (bd_req_query(req, "limit", &v)) {
+    int64_t n;
+    if (!bd_parse_i64((bd_str_t){v.data ? v.data : "", v.len}, &n) || n < 1 || n > 100) {
+      bd_buf_free(&v);
+      qr_error(req, 400, "invalid_request", "limit must be an integer between 1 and 100", "limit");
+      return false;
+    }
+    lim = (long)n;
+  }
+  bd_buf_free(&v);
+  snprintf(limit, 8, "%ld", lim);
+  *has_cursor = false;
+  bd_buf_t raw = BD_BUF_INIT;
+  if (bd_req_query(req, "cursor", &raw) && raw.len) {
+    bool ok = bd_b64url_decode(cursor, raw.data, raw.len) && cursor->len < 200 && cursor->data &&
+              strchr(cursor->data, '|') != NULL;
+    int64_t us;
+    if (ok) {
+      char ts[64];
+      size_t tl = (size_t)(strchr(cursor->data, '|') - cursor->data);
+      ok = tl < sizeof ts;
+      if (ok) {
+        memcpy(ts, cursor->data, tl);
+        ts[tl] = '\0';
+        ok = bd_time_parse(ts, &us);
+      }
+    }
+    if (!ok) {
+      bd_buf_free(&raw);
+      qr_error(req, 400, "invalid_request", "cursor is not valid", "cursor");
+      return false;
+    }
+    *has_cursor = true;
+  }
+  bd_buf_free(&raw);
+  return true;
+}
+
+static void list_batches(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  char limit[8];
+  bool has_cursor;
+  if (!qr_page_params(req, limit, &c->scratch, &has_cursor)) return;
+  qr_ws_params(c);
+  const char *p[] = {c->ws_s, c->mode_s, has_cursor ? c->scratch.data : NULL, limit};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_LIST_BATCHES, 4, p, on_list, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+/* --- the batch job ----------------------------------------------------------- */
+
+typedef struct render_s render_t;
+
+typedef struct {
+  bd_job_t *job;       /* the qr.batch job */
+  int outstanding;     /* renders of the current chunk not yet back */
+  json_t *results;     /* [{id, png, sha256, error}] of the current chunk */
+} batch_run_t;
+
+struct render_s {
+  bd_work_t w;               /* work item */
+  batch_run_t *run;          /* owner */
+  char id[40];               /* code id */
+  char *payload;             /* what to encode */
+  bd_qr_design_t *design;    /* parsed design (owned) */
+  bd_buf_t png;              /* output */
+  char err[256];             /* render error, "" if fine */
+};
+
+static bd_pg_stmt_t S_PENDING = BD_PG_STMT(
+    "SELECT id, payload, design::text FROM qr_codes WHERE batch_id = $1 AND render_status = 'pending'"
+    " ORDER BY id LIMIT " "64");
+static bd_pg_stmt_t S_RECORD = BD_PG_STMT("SELECT qr_record_renders($1, $2::jsonb)");
+static bd_pg_stmt_t S_FINISH_EMPTY = BD_PG_STMT(
+    "UPDATE qr_batches SET status = CASE WHEN completed_count = 0 THEN 'failed' ELSE 'completed' END,"
+    " completed_at = coalesce(completed_at, now()), updated_at = now()"
+    " WHERE id = $1 AND status = 'processing'");
+
+static void batch_step(batch_run_t *run);
+
+static void batch_end(batch_run_t *run, const char *error) {
+  bd_job_t *job = run->job;
+  json_decref(run->results);
+  free(run);
+  if (error) bd_job_retry(job, error, 1000);
+  else bd_job_done(job);
+}
+
+static void on_recorded(void *ud, const bd_pg_result_t *r) {
+  batch_run_t *run = ud;
+  json_decref(run->results);
+  run->results = NULL;
+  if (r->err) {
+    batch_end(run, r->message);
+    return;
+  }
+  if (bd_job_stopping(run->job)) {
+    bd_job_t *job = run->job;
+    free(run);
+    bd_job_yield(job);
+    return;
+  }
+  batch_step(run);
+}
+
+static void render_work(bd_work_t *w) {
+  render_t *rd = w->data;
+  if (bd_qr_render(rd->payload, rd->design, BD_QR_PNG, DEFAULT_PNG_SIZE, &rd->png, rd->err, sizeof rd->err) != 0 &&
+      !rd->err[0])
+    snprintf(rd->err, sizeof rd->err, "rendering failed");
+}
+
+static void render_after(bd_work_t *w, int status) {
+  render_t *rd = w->data;
+  batch_run_t *run = rd->run;
+  if (status == 0) {
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(rd->id));
+    if (rd->err[0]) {
+      json_object_set_new(o, "error", json_string(rd->err));
+    } else {
+      char sha[65];
+      bd_sha256_hex(sha, rd->png.data, rd->png.len);
+      char *hex = bd_malloc(rd->png.len * 2 + 1);
+      bd_hex_encode(hex, rd->png.data, rd->png.len);
+      json_object_set_new(o, "png", json_string(hex));
+      free(hex);
+      json_object_set_new(o, "sha256", json_string(sha));
+    }
+    json_array_append_new(run->results, o);
+  }
+  free(rd->payload);
+  bd_qr_design_free(rd->design);
+  bd_buf_free(&rd->png);
+  free(rd);
+  if (--run->outstanding > 0) return;
+  if (json_array_size(run->results) == 0) {
+    /* cancelled (shutdown): give the job back */
+    bd_job_t *job = run->job;
+    json_decref(run->results);
+    free(run);
+    bd_job_yield(job);
+    return;
+  }
+  char *text = json_dumps(run->results, JSON_COMPACT);
+  const char *p[] = {run->job->ref, text};
+  int rc = bd_pg_query(bd_app.pg, &S_RECORD, 2, p, on_recorded, run);
+  free(text);
+  if (rc != 0) batch_end(run, "database queue full");
+}
+
+static void on_finished_empty(void *ud, const bd_pg_result_t *r) {
+  batch_run_t *run = ud;
+  batch_end(run, r->err ? r->message : NULL);
+}
+
+static void on_pending(void *ud, const bd_pg_result_t *r) {
+  batch_run_t *run = ud;
+  if (r->err) {
+    batch_end(run, r->message);
+    return;
+  }
+  int n = PQntuples(r->res);
+  if (n == 0) {
+    /* every code has been rendered (by us or a previous owner) */
+    const char *p[] = {run->job->ref};
+    if (bd_pg_query(bd_app.pg, &S_FINISH_EMPTY, 1, p, on_finished_empty, run) != 0)
+      batch_end(run, "database queue full");
+    return;
+  }
+  run->results = json_array();
+  run->outstanding = n;
+  for (int i = 0; i < n; i++) {
+    render_t *rd = bd_calloc(1, sizeof *rd);
+    rd->run = run;
+    snprintf(rd->id, sizeof rd->id, "%s", PQgetvalue(r->res, i, 0));
+    rd->payload = bd_strdup(PQgetvalue(r->res, i, 1));
+    json_t *d = json_loads(PQgetvalue(r->res, i, 2), 0, NULL);
+    char err[256];
+    const char *param;
+    rd->design = bd_qr_design_parse(d, err, sizeof err, &param);
+    json_decref(d);
+    if (!rd->design) {
+      /* stored designs were validated on the way in; be safe anyway */
+      rd->design = bd_qr_design_parse(NULL, err, sizeof err, &param);
+    }
+    rd->w.work = render_work;
+    rd->w.after = render_after;
+    rd->w.data = rd;
+    bd_work_submit(&rd->w);
+  }
+}
+
+static void batch_step(batch_run_t *run) {
+  const char *p[] = {run->job->ref};
+  if (bd_pg_query(bd_app.pg, &S_PENDING, 1, p, on_pending, run) != 0) batch_end(run, "database queue full");
+}
+
+static void run_batch_job(bd_job_t *job) {
+  batch_run_t *run = bd_calloc(1, sizeof *run);
+  run->job = job;
+  batch_step(run);
+}
+
+/* --- routes -------------------------------------------------------------------- */
+
+static void h_create_batch(bd_req_t *req) { qr_entry(req, SCOPE_WRITE, create_batch); }
+static void h_get_batch(bd_req_t *req) { qr_entry(req, SCOPE_READ, get_batch); }
+static void h_list_batches(bd_req_t *req) { qr_entry(req, SCOPE_READ, list_batches); }
+
+void qr_entry_scope(bd_req_t *req, unsigned scope, bd_handler_fn next) {
+  qr_entry(req, scope == 2 ? SCOPE_WRITE : scope == 4 ? SCOPE_ANALYTICS : SCOPE_READ, next);
+}
+
+static void init(void) {
+  /* two batches at once keep both render threads fed while one records */
+  bd_jobs_register("qr.batch", run_batch_job, 2);
+  qr_codes_init();
+}
+
+static const bd_route_t routes[] = {
+  {"POST", "/v1/batches", h_create_batch, 0, "/v1/batches"},
+  {"GET", "/v1/batches", h_list_batches, 0, "/v1/batches"},
+  {"GET", "/v1/batches/{id}", h_get_batch, 0, "/v1/batches/{id}"},
+  QR_CODE_ROUTES
+};
+
+const bd_surface_def_t bd_surface_qr = {"qr", routes, BD_ARRAY_LEN(routes), init, qr_codes_flush, qr_seed};

@@ -1,0 +1,88 @@
+/* qr_api.h: internals shared by the /v1 surface's files (qr_api.c,
+ * qr_codes.c). Loop thread only. */
+#ifndef BD_QR_API_H
+#define BD_QR_API_H
+
+#include "http.h"
+#include "pg.h"
+#include "qr.h"
+#include "seed.h"
+
+#include <jansson.h>
+
+/* Per-request state of a /v1 call (req->ctx), freed with the request. */
+typedef struct {
+  int64_t ws;                 /* workspace of the key */
+  bool live;                  /* live or test key */
+  uint32_t scopes;            /* granted scopes */
+  uint32_t need;              /* scope the route needs */
+  char key_id[16];            /* public id of the key */
+  char secret[40];            /* presented secret (checked, never logged) */
+  bd_handler_fn next;         /* handler after auth */
+  json_t *body;               /* parsed JSON body */
+  bd_qr_design_t *design;     /* parsed design */
+  bd_buf_t scratch;           /* handler scratch */
+  int ok_status;              /* status of qr_query_json's success */
+  const char *what;           /* noun for its 404 */
+  char ws_s[24];              /* ws as text (query parameter) */
+  char mode_s[8];             /* "live"/"test" */
+  void *extra;                /* handler-specific state */
+} qr_ctx_t;
+
+/* One validated item of a batch or a single create. */
+typedef struct {
+  char id[32];                /* qr_… or sqr_… */
+  const char *kind;           /* "dynamic" / "static" */
+  const char *type;           /* url, text, email, sms, phone, wifi, event, vcard (NULL if unknown) */
+  const char *name;           /* borrowed from the request */
+  char short_code[16];        /* dynamic codes */
+  json_t *target;             /* borrowed */
+  const char *folder_id;      /* borrowed, may be NULL */
+  json_t *tags;               /* borrowed array, may be NULL */
+} qr_item_t;
+
+/* Validates one item and builds the payload the symbol encodes (for a
+ * dynamic code: its short URL). false: err holds the reason. */
+bool qr_item_parse(json_t *it, const bd_qr_design_t *d, qr_item_t *out, bd_buf_t *payload, char *err,
+                   size_t errsz);
+/* The code row for qr_create_batch(). */
+json_t *qr_item_code_json(const qr_item_t *it, const char *payload);
+
+void qr_ctx_free(bd_req_t *req);
+void qr_error(bd_req_t *req, int status, const char *code, const char *message, const char *param);
+bool qr_parse_body(bd_req_t *req);
+void qr_send_json_row(bd_req_t *req, const bd_pg_result_t *r, int status, const char *what);
+void qr_query_json(bd_req_t *req, bd_pg_stmt_t *st, int n, const char *const *p, int ok_status, const char *what);
+void qr_ws_params(qr_ctx_t *c);
+bool qr_page_params(bd_req_t *req, char limit[8], bd_buf_t *cursor, bool *has_cursor);
+/* scope: 1 read, 2 write, 4 analytics */
+void qr_entry_scope(bd_req_t *req, unsigned scope, bd_handler_fn next);
+
+/* qr_codes.c */
+void qr_codes_init(void);
+void qr_codes_flush(void (*done)(void *ud), void *ud);
+void qr_seed(bd_seed_t *s);
+void qr_h_create_code(bd_req_t *req);
+void qr_h_list_codes(bd_req_t *req);
+void qr_h_get_code(bd_req_t *req);
+void qr_h_patch_code(bd_req_t *req);
+void qr_h_delete_code(bd_req_t *req);
+void qr_h_download(bd_req_t *req);
+void qr_h_analytics(bd_req_t *req);
+void qr_h_create_template(bd_req_t *req);
+void qr_h_list_templates(bd_req_t *req);
+void qr_h_redirect(bd_req_t *req);
+
+#define QR_CODE_ROUTES                                                                   \
+  {"POST", "/v1/qr-codes", qr_h_create_code, 0, "/v1/qr-codes"},                         \
+  {"GET", "/v1/qr-codes", qr_h_list_codes, 0, "/v1/qr-codes"},                           \
+  {"GET", "/v1/qr-codes/{id}", qr_h_get_code, 0, "/v1/qr-codes/{id}"},                   \
+  {"PATCH", "/v1/qr-codes/{id}", qr_h_patch_code, 0, "/v1/qr-codes/{id}"},               \
+  {"DELETE", "/v1/qr-codes/{id}", qr_h_delete_code, 0, "/v1/qr-codes/{id}"},             \
+  {"GET", "/v1/qr-codes/{id}/download", qr_h_download, 0, "/v1/qr-codes/{id}/download"}, \
+  {"GET", "/v1/qr-codes/{id}/analytics", qr_h_analytics, 0, "/v1/qr-codes/{id}/analytics"}, \
+  {"POST", "/v1/templates", qr_h_create_template, 0, "/v1/templates"},                   \
+  {"GET", "/v1/templates", qr_h_list_templates, 0, "/v1/templates"},                     \
+  {"GET", "/s/{code}", qr_h_redirect, 0, "/s/{code}"},
+
+#endif

@@ -1,0 +1,1236 @@
+/* qr_codes.c: single codes, templates, downloads, analytics, the public
+ * redirect path and the /v1 part of seed-demo.
+ *
+ * Redirects (GET /s/{code}) are answered from an in-memory map of short
+ * code → destination. A miss costs one indexed query, then the entry stays
+ * until a change to the code is announced with NOTIFY qr_codes (every
+ * process LISTENs, so the map stays right across processes; after the
+ * listening connection reconnects the whole map is dropped, since
+ * notifications may have been missed). Scans are appended to a buffer that
+ * a timer flushes in one statement per second (and at shutdown), so the
+ * redirect itself never waits for the database.
+ */
+#include "app.h"
+#include "auth.h"
+#include "json.h"
+#include "log.h"
+#include "metrics.h"
+#include "qr_api.h"
+#include "util.h"
+#include "work.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+/* --- items ------------------------------------------------------------------- */
+
+static bool opt_string(json_t *o, const char *key, size_t max, const char **out, char *err, size_t errsz) {
+  json_t *v = json_object_get(o, key);
+  *out = NULL;
+  if (!v || json_is_null(v)) return true;
+  if (!json_is_string(v) || json_string_length(v) > max) {
+    snprintf(err, errsz, "%s must be a string of at most %zu characters", key, max);
+    return false;
+  }
+  *out = json_string_value(v);
+  return true;
+}
+
+static bool valid_tags(json_t *tags, char *err, size_t errsz) {
+  if (!tags || json_is_null(tags)) return true;
+  if (!json_is_array(tags) || json_array_size(tags) > 10) {
+    snprintf(err, errsz, "tags must be an array of at most 10 strings");
+    return false;
+  }
+  size_t i;
+  json_t *t;
+  json_array_foreach(tags, i, t) {
+    if (!json_is_string(t) || json_string_length(t) == 0 || json_string_length(t) > 64) {
+      snprintf(err, errsz, "tags must be non-empty strings of at most 64 characters");
+      return false;
+    }
+  }
+  return true;
+}
+
+bool qr_item_parse(json_t *it, const bd_qr_design_t *d, qr_item_t *o, bd_buf_t *payload, char *err,
+                   size_t errsz) {
+  memset(o, 0, sizeof *o);
+  if (!json_is_object(it)) {
+    snprintf(err, errsz, "each item must be an object");
+    return false;
+  }
+  if (!opt_string(it, "name", 200, &o->name, err, errsz) ||
+      !opt_string(it, "folder_id", 64, &o->folder_id, err, errsz))
+    return false;
+  o->tags = json_object_get(it, "tags");
+  if (!valid_tags(o->tags, err, errsz)) return false;
+  if (json_is_null(o->tags)) o->tags = NULL;
+  json_t *target = json_object_get(it, "target");
+  if (!json_is_object(target)) {
+    snprintf(err, errsz, "target is required and must be an object");
+    return false;
+  }
+  bd_qr_type_t type = (bd_qr_type_t)-1;
+  const char *param = NULL;
+  int rc = bd_qr_payload(target, &type, payload, err, errsz, &param);
+  if ((int)type >= 0 && !(param && !strcmp(param, "target"))) o->type = bd_qr_type_name(type);
+  if (rc != 0) return false;
+  o->target = target;
+  if (type == BD_QR_TYPE_URL) {
+    /* dynamic: the symbol encodes our short URL, the destination can change */
+    o->kind = "dynamic";
+    memcpy(o->id, "qr_", 3);
+    bd_rand_base62(o->id + 3, 20);
+    bd_rand_base62(o->short_code, 8);
+    bd_buf_reset(payload);
+    bd_buf_printf(payload, "%s/s/%s", bd_app.cfg.public_url, o->short_code);
+  } else {
+    o->kind = "static";
+    memcpy(o->id, "sqr_", 4);
+    bd_rand_base62(o->id + 4, 20);
+  }
+  if (!bd_qr_fits(payload->data, d)) {
+    snprintf(err, errsz, "the content is too long to fit in a QR code at error correction level %c",
+             bd_qr_design_ec(d));
+    return false;
+  }
+  return true;
+}
+
+json_t *qr_item_code_json(const qr_item_t *it, const char *payload) {
+  json_t *o = json_object();
+  json_object_set_new(o, "id", json_string(it->id));
+  json_object_set_new(o, "kind", json_string(it->kind));
+  json_object_set_new(o, "type", json_string(it->type));
+  if (it->name) json_object_set_new(o, "name", json_string(it->name));
+  json_object_set(o, "target", it->target);
+  json_object_set_new(o, "payload", json_string(payload));
+  if (it->short_code[0]) json_object_set_new(o, "short_code", json_string(it->short_code));
+  if (it->folder_id) json_object_set_new(o, "folder_id", json_string(it->folder_id));
+  if (it->tags) json_object_set(o, "tags", it->tags);
+  return o;
+}
+
+/* --- rendering on the work queue -------------------------------------------------- */
+
+typedef struct {
+  bd_work_t w;              /* work item */
+  bd_req_t *req;            /* held request */
+  char *payload;            /* what to encode */
+  bd_qr_design_t *design;   /* owned */
+  bd_qr_format_t fmt;       /* output format */
+  int size;                 /* pixels */
+  bd_buf_t out;             /* rendered bytes */
+  char err[256];            /* failure */
+  void (*done)(bd_req_t *req, bd_buf_t *out, const char *err); /* on the loop */
+} qr_render_job_t;
+
+static void rj_work(bd_work_t *w) {
+  qr_render_job_t *j = w->data;
+  if (bd_qr_render(j->payload, j->design, j->fmt, j->size, &j->out, j->err, sizeof j->err) != 0 && !j->err[0])
+    snprintf(j->err, sizeof j->err, "rendering failed");
+}
+
+static void rj_after(bd_work_t *w, int status) {
+  qr_render_job_t *j = w->data;
+  if (status != 0) snprintf(j->err, sizeof j->err, "server shutting down");
+  j->done(j->req, &j->out, j->err[0] ? j->err : NULL);
+  bd_req_release(j->req);
+  free(j->payload);
+  bd_qr_design_free(j->design);
+  bd_buf_free(&j->out);
+  free(j);
+}
+
+static void render_async(bd_req_t *req, const char *payload, const json_t *design_json, bd_qr_format_t fmt,
+                         int size, void (*done)(bd_req_t *, bd_buf_t *, const char *)) {
+  qr_render_job_t *j = bd_calloc(1, sizeof *j);
+  char err[256];
+  const char *param;
+  j->req = req;
+  j->payload = bd_strdup(payload);
+  j->design = bd_qr_design_parse(design_json, err, sizeof err, &param);
+  if (!j->design) j->design = bd_qr_design_parse(NULL, err, sizeof err, &param);
+  j->fmt = fmt;
+  j->size = size;
+  j->done = done;
+  j->w.work = rj_work;
+  j->w.after = rj_after;
+  j->w.data = j;
+  bd_req_hold(req);
+  bd_work_submit(&j->w);
+}
+
+/* --- POST /v1/qr-codes ------------------------------------------------------------ */
+
+static bd_pg_stmt_t S_CREATE_CODE = BD_PG_STMT(
+    "WITH c AS (INSERT INTO qr_codes (id, workspace_id, mode, kind, type, name, target, payload, short_code,"
+    "   design, folder_id, tags, render_status)"
+    " SELECT x.id, $2::bigint, $3, x.kind, x.type, coalesce(x.name, ''), x.target, x.payload, x.short_code,"
+    "   $4::jsonb, x.folder_id, coalesce(x.tags, '{}'), 'done'"
+    " FROM jsonb_to_record($1::jsonb) AS x(id text, kind text, type text, name text, target jsonb, payload text,"
+    "   short_code text, folder_id text, tags text[]) RETURNING *),"
+    " i AS (INSERT INTO qr_images (code_id, png, sha256) SELECT c.id, decode($5, 'hex'), $6 FROM c)"
+    " SELECT qr_code_json(c, $7)::text FROM c");
+
+typedef struct {
+  char *code_json;    /* the code row */
+  char *design_json;  /* normalised design */
+} create_state_t;
+
+static void create_state_free(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  create_state_t *s = c ? c->extra : NULL;
+  if (s) {
+    free(s->code_json);
+    free(s->design_json);
+    free(s);
+    c->extra = NULL;
+  }
+  qr_ctx_free(req);
+}
+
+static void on_code_created(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  qr_send_json_row(req, r, 201, "code");
+  bd_req_release(req);
+}
+
+static void on_create_rendered(bd_req_t *req, bd_buf_t *png, const char *err) {
+  qr_ctx_t *c = req->ctx;
+  create_state_t *s = c->extra;
+  if (err) {
+    qr_error(req, 400, "invalid_request", err, "target");
+    return;
+  }
+  char sha[65];
+  bd_sha256_hex(sha, png->data, png->len);
+  char *hex = bd_malloc(png->len * 2 + 1);
+  bd_hex_encode(hex, png->data, png->len);
+  qr_ws_params(c);
+  const char *p[] = {s->code_json, c->ws_s, c->mode_s, s->design_json, hex, sha, bd_app.cfg.public_url};
+  bd_req_hold(req);
+  int rc = bd_pg_query(bd_app.pg, &S_CREATE_CODE, 7, p, on_code_created, req);
+  free(hex);
+  if (rc != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+static void create_code_render(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  bd_buf_t payload = BD_BUF_INIT;
+  char err[256];
+  qr_item_t item;
+  if (!qr_item_parse(c->body, c->design, &item, &payload, err, sizeof err)) {
+    qr_error(req, 400, "invalid_request", err, "target");
+    bd_buf_free(&payload);
+    return;
+  }
+  create_state_t *s = bd_calloc(1, sizeof *s);
+  c->extra = s;
+  req->on_free = create_state_free;
+  json_t *row = qr_item_code_json(&item, payload.data);
+  s->code_json = json_dumps(row, JSON_COMPACT);
+  json_decref(row);
+  json_t *dj = bd_qr_design_to_json(c->design);
+  s->design_json = json_dumps(dj, JSON_COMPACT);
+  render_async(req, payload.data, dj, BD_QR_PNG, 1024, on_create_rendered);
+  json_decref(dj);
+  bd_buf_free(&payload);
+}
+
+static bd_pg_stmt_t S_TEMPLATE_DESIGN = BD_PG_STMT(
+    "SELECT design::text FROM qr_templates WHERE id = $1 AND workspace_id = $2 AND mode = $3");
+
+static void on_create_template(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  qr_ctx_t *c = req->ctx;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else if (PQntuples(r->res) == 0) {
+    qr_error(req, 400, "invalid_request", "Unknown template_id", "template_id");
+  } else {
+    json_t *d = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL);
+    char err[256];
+    const char *param;
+    if (c->design) bd_qr_design_free(c->design);
+    c->design = bd_qr_design_parse(d, err, sizeof err, &param);
+    json_decref(d);
+    if (!c->design) qr_error(req, 400, "invalid_request", "The template's design is invalid", "template_id");
+    else create_code_render(req);
+  }
+  bd_req_release(req);
+}
+
+/* Resolves design (or template_id) of a body, then calls next; answers 400 itself. */
+static void with_design(bd_req_t *req, void (*next)(bd_req_t *), void (*on_tpl)(void *, const bd_pg_result_t *)) {
+  qr_ctx_t *c = req->ctx;
+  char err[256];
+  const char *param = NULL;
+  json_t *design = json_object_get(c->body, "design");
+  if (design && !json_is_object(design) && !json_is_null(design)) {
+    qr_error(req, 400, "invalid_request", "design must be an object", "design");
+    return;
+  }
+  c->design = bd_qr_design_parse(json_is_object(design) ? design : NULL, err, sizeof err, &param);
+  if (!c->design) {
+    qr_error(req, 400, "invalid_request", err, param ? param : "design");
+    return;
+  }
+  json_t *tpl = json_object_get(c->body, "template_id");
+  if (tpl && !json_is_null(tpl)) {
+    if (!json_is_string(tpl)) {
+      qr_error(req, 400, "invalid_request", "template_id must be a string", "template_id");
+      return;
+    }
+    qr_ws_params(c);
+    const char *p[] = {json_string_value(tpl), c->ws_s, c->mode_s};
+    bd_req_hold(req);
+    if (bd_pg_query(bd_app.pg, &S_TEMPLATE_DESIGN, 3, p, on_tpl, req) != 0) {
+      bd_app_unavailable(req);
+      bd_req_release(req);
+    }
+    return;
+  }
+  next(req);
+}
+
+static void create_code(bd_req_t *req) {
+  if (!qr_parse_body(req)) return;
+  with_design(req, create_code_render, on_create_template);
+}
+
+/* --- GET /v1/qr-codes/{id} ---------------------------------------------------------- */
+
+static bd_pg_stmt_t S_GET_CODE = BD_PG_STMT(
+    "SELECT qr_code_json(c, $4)::text FROM qr_codes c WHERE id = $1 AND workspace_id = $2 AND mode = $3"
+    " AND deleted_at IS NULL");
+
+static void get_code(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  qr_ws_params(c);
+  const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s, bd_app.cfg.public_url};
+  qr_query_json(req, &S_GET_CODE, 4, p, 200, "QR code");
+}
+
+/* --- GET /v1/qr-codes ----------------------------------------------------------------- */
+
+/* One statement per sort column and direction: keyset pagination on
+ * (sort value, id). The cursor carries the last row's sort value and id. */
+static const char *k_sorts[] = {"created_at", "updated_at", "name", "scan_count"};
+static bd_pg_stmt_t S_LIST_CODES[4][2];
+static char *g_list_sql[4][2];
+
+static void build_list_statements(void) {
+  for (int s = 0; s < 4; s++)
+    for (int o = 0; o < 2; o++) {
+      const char *col = k_sorts[s];
+      const char *dir = o ? "ASC" : "DESC";
+      const char *cmp = o ? ">" : "<";
+      const char *cast = s < 2 ? "timestamptz" : s == 2 ? "text" : "bigint";
+      const char *keyexpr = s < 2 ? "to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" : "%s::text";
+      char key[200];
+      snprintf(key, sizeof key, keyexpr, col);
+      bd_buf_t b = BD_BUF_INIT;
+      bd_buf_printf(&b,
+                    "WITH page AS (SELECT * FROM qr_codes WHERE workspace_id = $1 AND mode = $2 AND deleted_at IS NULL"
+                    " AND ($3::text = 'all' OR kind = $3) AND ($4::text IS NULL OR folder_id = $4)"
+                    " AND ($5::text IS NULL OR (%s, id) %s (left($5, length($5) - strpos(reverse($5), '|'))::%s,"
+                    "   right($5, strpos(reverse($5), '|') - 1)))"
+                    " ORDER BY %s %s, id %s LIMIT $6::int + 1),"
+                    " lim AS (SELECT * FROM page ORDER BY %s %s, id %s LIMIT $6::int)"
+                    " SELECT jsonb_build_object('object', 'list',"
+                    "  'data', coalesce((SELECT jsonb_agg(qr_code_json(l, $7) ORDER BY l.%s %s, l.id %s) FROM lim l), '[]'),"
+                    "  'has_more', (SELECT count(*) FROM page) > $6::int,"
+                    "  'next_cursor', CASE WHEN (SELECT count(*) FROM page) > $6::int THEN"
+                    "    (SELECT %s || '|' || id FROM lim ORDER BY %s %s, id %s LIMIT 1) END)::text",
+                    col, cmp, cast, col, dir, dir, col, dir, dir, col, dir, dir, key, col, o ? "DESC" : "ASC",
+                    o ? "DESC" : "ASC");
+      g_list_sql[s][o] = bd_buf_detach(&b, NULL);
+      S_LIST_CODES[s][o] = (bd_pg_stmt_t)BD_PG_STMT(g_list_sql[s][o]);
+    }
+}
+
+static void on_list_codes(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  if (r->err) {
+    bd_app_db_error(req, r);
+    bd_req_release(req);
+    return;
+  }
+  json_t *doc = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL);
+  json_t *nc = json_object_get(doc, "next_cursor");
+  if (json_is_string(nc)) {
+    bd_buf_t enc = BD_BUF_INIT;
+    bd_b64url_encode(&enc, json_string_value(nc), json_string_length(nc));
+    json_object_set_new(doc, "next_cursor", json_string(enc.data));
+    bd_buf_free(&enc);
+  }
+  char *text = json_dumps(doc, JSON_COMPACT);
+  bd_resp_send(req, 200, "application/json; charset=utf-8", text, strlen(text));
+  free(text);
+  json_decref(doc);
+  bd_req_release(req);
+}
+
+static void list_codes(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  bd_buf_t v = BD_BUF_INIT;
+  const char *kind = "all";
+  if (bd_req_query(req, "kind", &v)) {
+    if (v.data && (!strcmp(v.data, "dynamic") || !strcmp(v.data, "static") || !strcmp(v.data, "all")))
+      kind = !strcmp(v.data, "dynamic") ? "dynamic" : !strcmp(v.data, "static") ? "static" : "all";
+    else {
+      bd_buf_free(&v);
+      qr_error(req, 400, "invalid_request", "kind must be dynamic, static or all", "kind");
+      return;
+    }
+  }
+  bd_buf_reset(&v);
+  int sort = 0;
+  if (bd_req_query(req, "sort", &v)) {
+    sort = -1;
+    for (int i = 0; i < 4; i++)
+      if (v.data && !strcmp(v.data, k_sorts[i])) sort = i;
+    if (sort < 0) {
+      bd_buf_free(&v);
+      qr_error(req, 400, "invalid_request", "sort must be created_at, updated_at, name or scan_count", "sort");
+      return;
+    }
+  }
+  bd_buf_reset(&v);
+  int asc = 0;
+  if (bd_req_query(req, "order", &v)) {
+    if (v.data && !strcmp(v.data, "asc")) asc = 1;
+    else if (!v.data || strcmp(v.data, "desc")) {
+      bd_buf_free(&v);
+      qr_error(req, 400, "invalid_request", "order must be asc or desc", "order");
+      return;
+    }
+  }
+  bd_buf_reset(&v);
+  bool has_folder = bd_req_query(req, "folder_id", &v);
+  char limit[8];
+  bool has_cursor;
+  if (!qr_page_params(req, limit, &c->scratch, &has_cursor)) {
+    bd_buf_free(&v);
+    return;
+  }
+  qr_ws_params(c);
+  const char *p[] = {c->ws_s, c->mode_s, kind, has_folder ? (v.data ? v.data : "") : NULL,
+                     has_cursor ? c->scratch.data : NULL, limit, bd_app.cfg.public_url};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_LIST_CODES[sort][asc], 7, p, on_list_codes, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+  bd_buf_free(&v);
+}
+
+/* --- PATCH /v1/qr-codes/{id} ---------------------------------------------------------- */
+
+static bd_pg_stmt_t S_CODE_ROW = BD_PG_STMT(
+    "SELECT kind, target::text, design::text, short_code FROM qr_codes WHERE id = $1 AND workspace_id = $2"
+    " AND mode = $3 AND deleted_at IS NULL");
+static bd_pg_stmt_t S_PATCH = BD_PG_STMT(
+    "WITH u AS (UPDATE qr_codes SET name = coalesce($4, name), target = coalesce($5::jsonb, target),"
+    "  design = coalesce($6::jsonb, design), folder_id = CASE WHEN $7::boolean THEN $8 ELSE folder_id END,"
+    "  tags = coalesce($9::text[], tags), is_active = coalesce($10::boolean, is_active), updated_at = now()"
+    "  WHERE id = $1 AND workspace_id = $2 AND mode = $3 AND deleted_at IS NULL RETURNING *),"
+    " d AS (DELETE FROM qr_images WHERE $6::jsonb IS NOT NULL AND code_id IN (SELECT id FROM u)),"
+    " n AS (SELECT pg_notify('qr_codes', short_code) FROM u WHERE short_code IS NOT NULL)"
+    " SELECT qr_code_json(u, $11)::text FROM u, (SELECT count(*) FROM n) nn");
+
+static char *tags_literal(json_t *tags) {
+  /* a PostgreSQL text[] literal with every element quoted */
+  bd_buf_t b = BD_BUF_INIT;
+  bd_buf_putc(&b, '{');
+  size_t i;
+  json_t *t;
+  json_array_foreach(tags, i, t) {
+    if (i) bd_buf_putc(&b, ',');
+    bd_buf_putc(&b, '"');
+    for (const char *s = json_string_value(t); *s; s++) {
+      if (*s == '"' || *s == '\\') bd_buf_putc(&b, '\\');
+      bd_buf_putc(&b, *s);
+    }
+    bd_buf_putc(&b, '"');
+  }
+  bd_buf_putc(&b, '}');
+  return bd_buf_detach(&b, NULL);
+}
+
+static void on_patched(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  qr_send_json_row(req, r, 200, "QR code");
+  bd_req_release(req);
+}
+
+static void on_patch_row(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  qr_ctx_t *c = req->ctx;
+  if (r->err) {
+    bd_app_db_error(req, r);
+    bd_req_release(req);
+    return;
+  }
+  if (PQntuples(r->res) == 0) {
+    qr_error(req, 404, "not_found", "No such QR code", NULL);
+    bd_req_release(req);
+    return;
+  }
+  bool dynamic = !strcmp(PQgetvalue(r->res, 0, 0), "dynamic");
+  json_t *body = c->body;
+  char err[256];
+  const char *name = NULL, *folder = NULL;
+  char *target_text = NULL, *design_text = NULL, *tags_text = NULL;
+  const char *active = NULL;
+  /* what each kind may change */
+  static const char *k_dynamic[] = {"name", "target", "design", "folder_id", "tags", "is_active"};
+  static const char *k_static[] = {"name", "folder_id", "design"};
+  const char *key;
+  json_t *val;
+  json_object_foreach(body, key, val) {
+    bool ok = false;
+    const char **allowed = dynamic ? k_dynamic : k_static;
+    size_t na = dynamic ? BD_ARRAY_LEN(k_dynamic) : BD_ARRAY_LEN(k_static);
+    for (size_t i = 0; i < na; i++)
+      if (!strcmp(key, allowed[i])) ok = true;
+    if (!ok) {
+      snprintf(err, sizeof err, "%s cannot be changed on a %s code", key, dynamic ? "dynamic" : "static");
+      qr_error(req, 400, "invalid_request", err, key);
+      goto out;
+    }
+  }
+  if (!opt_string(body, "name", 200, &name, err, sizeof err) ||
+      !opt_string(body, "folder_id", 64, &folder, err, sizeof err)) {
+    qr_error(req, 400, "invalid_request", err, strstr(err, "name") == err ? "name" : "folder_id");
+    goto out;
+  }
+  json_t *tags = json_object_get(body, "tags");
+  if (tags) {
+    if (!valid_tags(tags, err, sizeof err) || json_is_null(tags)) {
+      qr_error(req, 400, "invalid_request", json_is_null(tags) ? "tags must be an array" : err, "tags");
+      goto out;
+    }
+    tags_text = tags_literal(tags);
+  }
+  json_t *ia = json_object_get(body, "is_active");
+  if (ia) {
+    if (!json_is_boolean(ia)) {
+      qr_error(req, 400, "invalid_request", "is_active must be a boolean", "is_active");
+      goto out;
+    }
+    active = json_is_true(ia) ? "true" : "false";
+  }
+  json_t *tg = json_object_get(body, "target");
+  if (tg) {
+    if (!json_is_object(tg)) {
+      qr_error(req, 400, "invalid_request", "target must be an object", "target");
+      goto out;
+    }
+    /* only the destination and its UTM tags can move: merge into the stored target */
+    json_t *cur = json_loads(PQgetvalue(r->res, 0, 1), 0, NULL);
+    const char *k2;
+    json_t *v2;
+    json_object_foreach(tg, k2, v2) {
+      if (strcmp(k2, "destination") && strcmp(k2, "utm")) {
+        snprintf(err, sizeof err, "target.%s cannot be changed: only target.destination and target.utm", k2);
+        json_decref(cur);
+        qr_error(req, 400, "invalid_request", err, "target");
+        goto out;
+      }
+      json_object_set(cur, k2, v2);
+    }
+    bd_buf_t pl = BD_BUF_INIT;
+    bd_qr_type_t type;
+    const char *param = NULL;
+    if (bd_qr_payload(cur, &type, &pl, err, sizeof err, &param) != 0 || type != BD_QR_TYPE_URL) {
+      bd_buf_free(&pl);
+      json_decref(cur);
+      qr_error(req, 400, "invalid_request", err[0] ? err : "target.destination must be a URL",
+               param ? param : "target.destination");
+      goto out;
+    }
+    bd_buf_free(&pl);
+    target_text = json_dumps(cur, JSON_COMPACT);
+    json_decref(cur);
+  }
+  json_t *dg = json_object_get(body, "design");
+  if (dg) {
+    const char *param = NULL;
+    bd_qr_design_t *d = json_is_object(dg) ? bd_qr_design_parse(dg, err, sizeof err, &param) : NULL;
+    if (!d) {
+      qr_error(req, 400, "invalid_request", json_is_object(dg) ? err : "design must be an object",
+               param ? param : "design");
+      goto out;
+    }
+    json_t *dj = bd_qr_design_to_json(d);
+    design_text = json_dumps(dj, JSON_COMPACT);
+    json_decref(dj);
+    bd_qr_design_free(d);
+  }
+  qr_ws_params(c);
+  const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s, name, target_text, design_text,
+                     json_object_get(body, "folder_id") ? "true" : "false", folder, tags_text, active,
+                     bd_app.cfg.public_url};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_PATCH, 11, p, on_patched, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+out:
+  free(target_text);
+  free(design_text);
+  free(tags_text);
+  bd_req_release(req);
+}
+
+static void patch_code(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  if (!qr_parse_body(req)) return;
+  qr_ws_params(c);
+  const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_CODE_ROW, 3, p, on_patch_row, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+/* --- DELETE /v1/qr-codes/{id} ---------------------------------------------------------- */
+
+static bd_pg_stmt_t S_DELETE = BD_PG_STMT(
+    "WITH u AS (UPDATE qr_codes SET deleted_at = now(), is_active = false, updated_at = now()"
+    " WHERE id = $1 AND workspace_id = $2 AND mode = $3 AND deleted_at IS NULL RETURNING id, short_code),"
+    " n AS (SELECT pg_notify('qr_codes', short_code) FROM u WHERE short_code IS NOT NULL)"
+    " SELECT jsonb_build_object('id', id, 'object', 'qr_code', 'deleted', true)::text FROM u,"
+    " (SELECT count(*) FROM n) nn");
+
+static void delete_code(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  qr_ws_params(c);
+  const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s};
+  qr_query_json(req, &S_DELETE, 3, p, 200, "QR code");
+}
+
+/* --- GET /v1/qr-codes/{id}/download ----------------------------------------------------- */
+
+static bd_pg_stmt_t S_DOWNLOAD = BD_PG_STMT(
+    "SELECT c.payload, c.design::text, CASE WHEN $4 THEN i.png END, c.name FROM qr_codes c"
+    " LEFT JOIN qr_images i ON i.code_id = c.id"
+    " WHERE c.id = $1 AND c.workspace_id = $2 AND c.mode = $3 AND c.deleted_at IS NULL");
+static bd_pg_stmt_t S_STORE_IMAGE = BD_PG_STMT(
+    "INSERT INTO qr_images (code_id, png, sha256) VALUES ($1, decode($2, 'hex'), $3) ON CONFLICT DO NOTHING");
+
+typedef struct {
+  bd_qr_format_t fmt;  /* requested format */
+  int size;            /* requested size */
+} dl_t;
+
+static const char *fmt_ctype(bd_qr_format_t f) {
+  return f == BD_QR_SVG ? "image/svg+xml" : f == BD_QR_PDF ? "application/pdf" : "image/png";
+}
+
+static void on_image_stored(void *ud, const bd_pg_result_t *r) { (void)ud; (void)r; }
+
+static void on_download_rendered(bd_req_t *req, bd_buf_t *out, const char *err) {
+  qr_ctx_t *c = req->ctx;
+  dl_t *d = c->extra;
+  if (err) {
+    bd_resp_error(req, 500, "internal_error", err, NULL);
+    return;
+  }
+  if (d->fmt == BD_QR_PNG && d->size == 1024) {
+    /* keep the default rendering: the next download is a plain read */
+    char sha[65];
+    bd_sha256_hex(sha, out->data, out->len);
+    char *hex = bd_malloc(out->len * 2 + 1);
+    bd_hex_encode(hex, out->data, out->len);
+    const char *p[] = {bd_req_param(req, 0), hex, sha};
+    if (bd_pg_query(bd_app.pg, &S_STORE_IMAGE, 3, p, on_image_stored, NULL) != 0) {
+      /* only a cache: the next download renders again */
+    }
+    free(hex);
+  }
+  bd_resp_header(req, "Cache-Control", "private, max-age=300");
+  bd_resp_send(req, 200, fmt_ctype(d->fmt), out->data, out->len);
+}
+
+static void on_download_row(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  qr_ctx_t *c = req->ctx;
+  dl_t *d = c->extra;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else if (PQntuples(r->res) == 0) {
+    qr_error(req, 404, "not_found", "No such QR code", NULL);
+  } else if (!PQgetisnull(r->res, 0, 2)) {
+    size_t n;
+    unsigned char *png = PQunescapeBytea((const unsigned char *)PQgetvalue(r->res, 0, 2), &n);
+    bd_resp_header(req, "Cache-Control", "private, max-age=300");
+    bd_resp_send(req, 200, "image/png", (const char *)png, n);
+    PQfreemem(png);
+  } else {
+    json_t *dj = json_loads(PQgetvalue(r->res, 0, 1), 0, NULL);
+    render_async(req, PQgetvalue(r->res, 0, 0), dj, d->fmt, d->size, on_download_rendered);
+    json_decref(dj);
+  }
+  bd_req_release(req);
+}
+
+static void download(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  dl_t *d = bd_calloc(1, sizeof *d);
+  c->extra = d;
+  d->fmt = BD_QR_PNG;
+  d->size = 1024;
+  bd_buf_t v = BD_BUF_INIT;
+  if (bd_req_query(req, "format", &v)) {
+    if (v.data && !strcmp(v.data, "png")) d->fmt = BD_QR_PNG;
+    else if (v.data && !strcmp(v.data, "svg")) d->fmt = BD_QR_SVG;
+    else if (v.data && !strcmp(v.data, "pdf")) d->fmt = BD_QR_PDF;
+    else {
+      bd_buf_free(&v);
+      qr_error(req, 400, "invalid_request", "format must be png, svg or pdf", "format");
+      return;
+    }
+  }
+  bd_buf_reset(&v);
+  if (bd_req_query(req, "size", &v)) {
+    int64_t n;
+    if (!bd_parse_i64((bd_str_t){v.data ? v.data : "", v.len}, &n) || n < 128 || n > 4096) {
+      bd_buf_free(&v);
+      qr_error(req, 400, "invalid_request", "size must be an integer between 128 and 4096", "size");
+      return;
+    }
+    d->size = (int)n;
+  }
+  bd_buf_free(&v);
+  qr_ws_params(c);
+  const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s,
+                     d->fmt == BD_QR_PNG && d->size == 1024 ? "true" : "false"};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_DOWNLOAD, 4, p, on_download_row, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+static void dl_free(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  if (c) free(c->extra), c->extra = NULL;
+  qr_ctx_free(req);
+}
+
+/* --- GET /v1/qr-codes/{id}/analytics ----------------------------------------------------- */
+
+#define TOP(col)                                                                                    \
+  "(SELECT coalesce(jsonb_agg(jsonb_build_object('value', v, 'count', n) ORDER BY n DESC, v), '[]')" \
+  " FROM (SELECT coalesce(" col ", 'unknown') v, count(*) n FROM s GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10) t)"
+
+static bd_pg_stmt_t S_ANALYTICS = BD_PG_STMT(
+    "WITH code AS (SELECT id FROM qr_codes WHERE id = $1 AND workspace_id = $2 AND mode = $3 AND deleted_at IS NULL),"
+    " s AS (SELECT * FROM qr_scans WHERE code_id IN (SELECT id FROM code)"
+    "  AND scanned_at >= coalesce($4::timestamptz, '-infinity') AND scanned_at < coalesce($5::timestamptz, 'infinity'))"
+    " SELECT jsonb_build_object('object', 'analytics', 'qr_code_id', $1,"
+    "  'from', $4, 'to', $5, 'total_scans', (SELECT count(*) FROM s),"
+    "  'first_scan_at', bd_iso((SELECT min(scanned_at) FROM s)), 'last_scan_at', bd_iso((SELECT max(scanned_at) FROM s)),"
+    "  'scans_by_day', (SELECT coalesce(jsonb_agg(jsonb_build_object('date', d, 'count', n) ORDER BY d), '[]')"
+    "     FROM (SELECT to_char(scanned_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') d, count(*) n FROM s GROUP BY 1) x),"
+    "  'devices', " TOP("device") ", 'operating_systems', " TOP("os") ", 'browsers', " TOP("browser") ","
+    "  'referrers', " TOP("referrer") ", 'languages', " TOP("language") ", 'countries', " TOP("country") ")::text"
+    " FROM code");
+
+static bool date_param(bd_req_t *req, const char *name, bd_buf_t *out, bool *present) {
+  *present = bd_req_query(req, name, out) && out->len;
+  if (!*present) return true;
+  int64_t us;
+  if (bd_time_parse(out->data, &us)) return true;
+  /* a plain date is accepted too */
+  if (out->len == 10) {
+    bd_buf_puts(out, "T00:00:00Z");
+    if (bd_time_parse(out->data, &us)) return true;
+  }
+  char msg[96];
+  snprintf(msg, sizeof msg, "%s must be an RFC 3339 timestamp or a YYYY-MM-DD date", name);
+  qr_error(req, 400, "invalid_request", msg, name);
+  return false;
+}
+
+static void analytics(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  bd_buf_t from = BD_BUF_INIT, to = BD_BUF_INIT;
+  bool hf, ht;
+  if (date_param(req, "from", &from, &hf) && date_param(req, "to", &to, &ht)) {
+    qr_ws_params(c);
+    const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s, hf ? from.data : NULL, ht ? to.data : NULL};
+    qr_query_json(req, &S_ANALYTICS, 5, p, 200, "QR code");
+  }
+  bd_buf_free(&from);
+  bd_buf_free(&to);
+}
+
+/* --- templates --------------------------------------------------------------------- */
+
+static bd_pg_stmt_t S_CREATE_TPL = BD_PG_STMT(
+    "INSERT INTO qr_templates (id, workspace_id, mode, name, design) VALUES ($1, $2, $3, $4, $5::jsonb)"
+    " RETURNING jsonb_build_object('id', id, 'object', 'template', 'name', name, 'design', design,"
+    " 'created_at', bd_iso(created_at))::text");
+static bd_pg_stmt_t S_LIST_TPL = BD_PG_STMT(
+    "SELECT jsonb_build_object('object', 'list', 'has_more', false, 'next_cursor', NULL, 'data',"
+    " coalesce(jsonb_agg(jsonb_build_object('id', id, 'object', 'template', 'name', name, 'design', design,"
+    " 'created_at', bd_iso(created_at)) ORDER BY created_at DESC, id DESC), '[]'))::text"
+    " FROM qr_templates WHERE workspace_id = $1 AND mode = $2");
+
+static void create_template(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  if (!qr_parse_body(req)) return;
+  json_t *name = json_object_get(c->body, "name");
+  if (!json_is_string(name) || json_string_length(name) == 0 || json_string_length(name) > 200) {
+    qr_error(req, 400, "invalid_request", "name is required (a string of at most 200 characters)", "name");
+    return;
+  }
+  json_t *design = json_object_get(c->body, "design");
+  if (!json_is_object(design)) {
+    qr_error(req, 400, "invalid_request", "design is required and must be an object", "design");
+    return;
+  }
+  char err[256];
+  const char *param = NULL;
+  c->design = bd_qr_design_parse(design, err, sizeof err, &param);
+  if (!c->design) {
+    qr_error(req, 400, "invalid_request", err, param ? param : "design");
+    return;
+  }
+  json_t *dj = bd_qr_design_to_json(c->design);
+  char *dtext = json_dumps(dj, JSON_COMPACT);
+  json_decref(dj);
+  char id[32] = "tpl_";
+  bd_rand_base62(id + 4, 16);
+  qr_ws_params(c);
+  const char *p[] = {id, c->ws_s, c->mode_s, json_string_value(name), dtext};
+  qr_query_json(req, &S_CREATE_TPL, 5, p, 201, "template");
+  free(dtext);
+}
+
+static void list_templates(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  qr_ws_params(c);
+  const char *p[] = {c->ws_s, c->mode_s};
+  qr_query_json(req, &S_LIST_TPL, 2, p, 200, "template");
+}
+
+/* --- redirect cache ------------------------------------------------------------------ */
+
+typedef struct rent {
+  char code[16];        /* short code */
+  char id[32];          /* code id ("" when unknown) */
+  char *dest;           /* destination with UTM merged (NULL when unknown/inactive) */
+  uint64_t expires_ms;  /* negative entries expire; positive ones live until NOTIFY */
+  struct rent *next;    /* chain */
+} rent_t;
+
+#define RBUCKETS 65536
+#define RMAX_ENTRIES 1000000
+static rent_t *g_rmap[RBUCKETS];
+static size_t g_rcount;
+
+static uint32_t rhash(const char *s) {
+  uint32_t h = 2166136261u;
+  for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+  return h % RBUCKETS;
+}
+
+static rent_t *rget(const char *code) {
+  for (rent_t *e = g_rmap[rhash(code)]; e; e = e->next)
+    if (!strcmp(e->code, code)) return e;
+  return NULL;
+}
+
+static void rdel(const char *code) {
+  for (rent_t **pp = &g_rmap[rhash(code)]; *pp; pp = &(*pp)->next)
+    if (!strcmp((*pp)->code, code)) {
+      rent_t *e = *pp;
+      *pp = e->next;
+      free(e->dest);
+      free(e);
+      g_rcount--;
+      return;
+    }
+}
+
+static void rclear(void) {
+  for (size_t i = 0; i < RBUCKETS; i++) {
+    rent_t *e = g_rmap[i];
+    while (e) {
+      rent_t *n = e->next;
+      free(e->dest);
+      free(e);
+      e = n;
+    }
+    g_rmap[i] = NULL;
+  }
+  g_rcount = 0;
+}
+
+static rent_t *rput(const char *code) {
+  if (g_rcount >= RMAX_ENTRIES) rclear(); /* crude but bounded: refills from the database */
+  rent_t *e = bd_calloc(1, sizeof *e);
+  snprintf(e->code, sizeof e->code, "%s", code);
+  uint32_t h = rhash(code);
+  e->next = g_rmap[h];
+  g_rmap[h] = e;
+  g_rcount++;
+  return e;
+}
+
+static void on_code_notify(void *ud, const char *channel, const char *payload) { rdel(payload); }
+static void on_code_listen_reconnect(void *ud) { rclear(); }
+
+/* --- scan buffer ----------------------------------------------------------------------- */
+
+typedef struct {
+  char id[32];          /* code id */
+  int64_t at_us;        /* when */
+  char device[12];      /* mobile / tablet / desktop / bot */
+  char os[12];          /* iOS, Android, Windows, macOS, Linux, other */
+  char browser[12];     /* Chrome, Safari, Firefox, Edge, Opera, other */
+  char language[16];    /* first Accept-Language tag */
+  char country[8];      /* from the trusted proxy header */
+  char referrer[128];   /* Referer host */
+} scan_t;
+
+#define SCAN_FLUSH_MS 1000
+#define SCAN_MAX 1000000 /* bounded: beyond this scans are counted as dropped */
+
+static scan_t *g_scans;          /* pending scans */
+static size_t g_nscans, g_capscans;
+static size_t g_inflight_scans;  /* being written (the head of g_scans) */
+static uv_timer_t g_scan_timer;  /* periodic flush */
+static bool g_scan_timer_on;     /* timer initialised */
+static void (*g_flush_done)(void *);  /* shutdown flush completion */
+static void *g_flush_ud;
+
+static bd_pg_stmt_t S_SCANS = BD_PG_STMT(
+    "WITH s AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id text, at double precision, device text,"
+    "   os text, browser text, language text, country text, referrer text)),"
+    " ins AS (INSERT INTO qr_scans (code_id, scanned_at, device, os, browser, referrer, language, country)"
+    "   SELECT id, to_timestamp(at), device, os, browser, nullif(referrer, ''), nullif(language, ''),"
+    "   nullif(country, '') FROM s)"
+    " UPDATE qr_codes c SET scan_count = c.scan_count + n.cnt FROM (SELECT id, count(*) cnt FROM s GROUP BY id) n"
+    " WHERE c.id = n.id");
+
+static void flush_scans(void);
+
+static void scans_flush_finished(void) {
+  if (g_flush_done && g_nscans == 0) {
+    void (*done)(void *) = g_flush_done;
+    g_flush_done = NULL;
+    if (g_scan_timer_on) {
+      uv_close((uv_handle_t *)&g_scan_timer, NULL);
+      g_scan_timer_on = false;
+    }
+    done(g_flush_ud);
+  }
+}
+
+static void on_scans_written(void *ud, const bd_pg_result_t *r) {
+  size_t n = g_inflight_scans;
+  g_inflight_scans = 0;
+  if (r->err) {
+    bd_warn("scan buffer: flush of %zu scans failed (%s); kept for the next attempt", n, r->message);
+    if (g_flush_done) {
+      bd_error("shutdown: %zu scans could not be written", g_nscans);
+      g_nscans = 0;
+      scans_flush_finished();
+    }
+    return;
+  }
+  memmove(g_scans, g_scans + n, (g_nscans - n) * sizeof *g_scans);
+  g_nscans -= n;
+  bd_metrics_inc("batchd_qr_scans_recorded_total", "Scans written to the database.", n);
+  if (g_flush_done) {
+    if (g_nscans) flush_scans();
+    else scans_flush_finished();
+  }
+}
+
+static void flush_scans(void) {
+  if (g_inflight_scans || g_nscans == 0) return;
+  size_t n = BD_MIN(g_nscans, (size_t)5000);
+  bd_buf_t b = BD_BUF_INIT;
+  bd_jw_t w;
+  bd_jw_init(&w, &b);
+  bd_jw_arr(&w);
+  for (size_t i = 0; i < n; i++) {
+    scan_t *s = &g_scans[i];
+    bd_jw_obj(&w);
+    bd_jw_kstr(&w, "id", s->id);
+    bd_jw_kdouble(&w, "at", (double)s->at_us / 1e6);
+    bd_jw_kstr(&w, "device", s->device);
+    bd_jw_kstr(&w, "os", s->os);
+    bd_jw_kstr(&w, "browser", s->browser);
+    bd_jw_kstr(&w, "language", s->language);
+    bd_jw_kstr(&w, "country", s->country);
+    bd_jw_kstr(&w, "referrer", s->referrer);
+    bd_jw_obj_end(&w);
+  }
+  bd_jw_arr_end(&w);
+  const char *p[] = {b.data};
+  if (bd_pg_query(bd_app.pg, &S_SCANS, 1, p, on_scans_written, NULL) == 0) g_inflight_scans = n;
+  bd_buf_free(&b);
+}
+
+static void on_scan_timer(uv_timer_t *t) { flush_scans(); }
+
+void qr_codes_flush(void (*done)(void *ud), void *ud) {
+  g_flush_done = done;
+  g_flush_ud = ud;
+  if (g_scan_timer_on) uv_timer_stop(&g_scan_timer);
+  if (g_nscans) bd_info("shutdown: writing %zu buffered scans", g_nscans);
+  if (!g_inflight_scans) {
+    if (g_nscans) flush_scans();
+    else scans_flush_finished();
+  }
+}
+
+static bool ci_contains(bd_str_t s, const char *needle) {
+  size_t n = strlen(needle);
+  for (size_t i = 0; i + n <= s.len; i++)
+    if (!strncasecmp(s.p + i, needle, n)) return true;
+  return false;
+}
+
+static void copy_token(char *dst, size_t cap, bd_str_t v, const char *stop) {
+  size_t i = 0;
+  while (i < v.len && i + 1 < cap && !strchr(stop, v.p[i])) {
+    dst[i] = v.p[i];
+    i++;
+  }
+  dst[i] = '\0';
+}
+
+static void record_scan(bd_req_t *req, const char *code_id) {
+  if (g_nscans >= SCAN_MAX) {
+    bd_metrics_inc("batchd_qr_scans_dropped_total", "Scans dropped because the buffer was full.", 1);
+    return;
+  }
+  if (g_nscans == g_capscans) {
+    g_capscans = g_capscans ? g_capscans * 2 : 1024;
+    g_scans = bd_realloc(g_scans, g_capscans * sizeof *g_scans);
+  }
+  scan_t *s = &g_scans[g_nscans++];
+  memset(s, 0, sizeof *s);
+  snprintf(s->id, sizeof s->id, "%s", code_id);
+  s->at_us = bd_wall_us();
+  bd_str_t ua = bd_req_header(req, "User-Agent");
+  const char *dev = "desktop", *os = "other", *br = "other";
+  if (ci_contains(ua, "bot") || ci_contains(ua, "crawler") || ci_contains(ua, "spider")) dev = "bot";
+  else if (ci_contains(ua, "ipad") || ci_contains(ua, "tablet")) dev = "tablet";
+  else if (ci_contains(ua, "mobile") || ci_contains(ua, "iphone") || ci_contains(ua, "android")) dev = "mobile";
+  if (ci_contains(ua, "iphone") || ci_contains(ua, "ipad") || ci_contains(ua, "ios")) os = "iOS";
+  else if (ci_contains(ua, "android")) os = "Android";
+  else if (ci_contains(ua, "windows")) os = "Windows";
+  else if (ci_contains(ua, "mac os") || ci_contains(ua, "macintosh")) os = "macOS";
+  else if (ci_contains(ua, "linux")) os = "Linux";
+  if (ci_contains(ua, "edg/")) br = "Edge";
+  else if (ci_contains(ua, "opr/") || ci_contains(ua, "opera")) br = "Opera";
+  else if (ci_contains(ua, "firefox")) br = "Firefox";
+  else if (ci_contains(ua, "chrome") || ci_contains(ua, "crios")) br = "Chrome";
+  else if (ci_contains(ua, "safari")) br = "Safari";
+  snprintf(s->device, sizeof s->device, "%s", dev);
+  snprintf(s->os, sizeof s->os, "%s", os);
+  snprintf(s->browser, sizeof s->browser, "%s", br);
+  copy_token(s->language, sizeof s->language, bd_req_header(req, "Accept-Language"), ",; ");
+  bd_str_t country = bd_req_header(req, bd_app.cfg.country_header);
+  if (country.len == 2) copy_token(s->country, sizeof s->country, country, " ");
+  bd_str_t ref = bd_req_header(req, "Referer");
+  const char *sl = ref.len ? memmem(ref.p, ref.len, "://", 3) : NULL;
+  if (sl) {
+    bd_str_t host = {sl + 3, ref.len - (size_t)(sl + 3 - ref.p)};
+    copy_token(s->referrer, sizeof s->referrer, host, "/?#:");
+  }
+  if (g_nscans >= 1000) flush_scans();
+}
+
+/* --- GET /s/{code} ---------------------------------------------------------------------- */
+
+static const char k_not_found_page[] =
+    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>QR code not found</title>"
+    "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"></head>"
+    "<body style=\"font-family:sans-serif;text-align:center;padding:3em\"><h1>This QR code is not active</h1>"
+    "<p>The code you scanned does not exist or has been deactivated.</p></body></html>";
+
+static void redirect_answer(bd_req_t *req, rent_t *e) {
+  bd_resp_header(req, "Cache-Control", "no-store");
+  if (!e || !e->dest) {
+    bd_resp_send(req, 404, "text/html; charset=utf-8", k_not_found_page, sizeof k_not_found_page - 1);
+    return;
+  }
+  bd_resp_header(req, "Location", e->dest);
+  record_scan(req, e->id);
+  bd_resp_send(req, 302, "text/plain; charset=utf-8", "", 0);
+}
+
+static bd_pg_stmt_t S_RESOLVE = BD_PG_STMT(
+    "SELECT id, target::text, is_active AND deleted_at IS NULL FROM qr_codes WHERE short_code = $1");
+
+static void on_resolve(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  if (r->err) {
+    bd_resp_header(req, "Retry-After", "2");
+    bd_resp_send(req, 503, "text/plain; charset=utf-8", "Temporarily unavailable\n", 24);
+    bd_req_release(req);
+    return;
+  }
+  const char *code = bd_req_param(req, 0);
+  rent_t *e = rget(code);
+  if (!e) e = rput(code);
+  free(e->dest);
+  e->dest = NULL;
+  e->id[0] = '\0';
+  if (PQntuples(r->res) == 1) {
+    snprintf(e->id, sizeof e->id, "%s", PQgetvalue(r->res, 0, 0));
+    if (!strcmp(PQgetvalue(r->res, 0, 2), "t")) {
+      json_t *target = json_loads(PQgetvalue(r->res, 0, 1), 0, NULL);
+      bd_buf_t dest = BD_BUF_INIT;
+      bd_qr_type_t type;
+      char err[128];
+      const char *param;
+      if (target && bd_qr_payload(target, &type, &dest, err, sizeof err, &param) == 0 && type == BD_QR_TYPE_URL)
+        e->dest = bd_buf_detach(&dest, NULL);
+      bd_buf_free(&dest);
+      json_decref(target);
+    }
+    e->expires_ms = UINT64_MAX; /* until NOTIFY */
+  } else {
+    e->expires_ms = bd_now_ms() + 5000; /* unknown codes are re-checked soon */
+  }
+  redirect_answer(req, e);
+  bd_req_release(req);
+}
+
+void qr_h_redirect(bd_req_t *req) {
+  const char *code = bd_req_param(req, 0);
+  size_t n = strlen(code);
+  bool ok = n > 0 && n < 16;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = (code[i] >= '0' && code[i] <= '9') || (code[i] >= 'a' && code[i] <= 'z') || (code[i] >= 'A' && code[i] <= 'Z');
+  if (!ok) {
+    redirect_answer(req, NULL);
+    return;
+  }
+  rent_t *e = rget(code);
+  if (e && e->expires_ms > bd_now_ms()) {
+    redirect_answer(req, e);
+    return;
+  }
+  const char *p[] = {code};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_RESOLVE, 1, p, on_resolve, req) != 0) {
+    bd_pg_result_t fake = {BD_PG_EUNAVAIL, NULL, "", "queue full"};
+    on_resolve(req, &fake);
+  }
+}
+
+/* --- handlers with auth ---------------------------------------------------------------- */
+
+void qr_h_create_code(bd_req_t *req) { qr_entry_scope(req, 2, create_code); }
+void qr_h_list_codes(bd_req_t *req) { qr_entry_scope(req, 1, list_codes); }
+void qr_h_get_code(bd_req_t *req) { qr_entry_scope(req, 1, get_code); }
+void qr_h_patch_code(bd_req_t *req) { qr_entry_scope(req, 2, patch_code); }
+void qr_h_delete_code(bd_req_t *req) { qr_entry_scope(req, 2, delete_code); }
+static void download_entry(bd_req_t *req) {
+  req->on_free = dl_free;
+  download(req);
+}
+void qr_h_download(bd_req_t *req) { qr_entry_scope(req, 1, download_entry); }
+void qr_h_analytics(bd_req_t *req) { qr_entry_scope(req, 4, analytics); }
+void qr_h_create_template(bd_req_t *req) { qr_entry_scope(req, 2, create_template); }
+void qr_h_list_templates(bd_req_t *req) { qr_entry_scope(req, 1, list_templates); }
+
+void qr_codes_init(void) {
+  build_list_statements();
+  uv_timer_init(bd_app.loop, &g_scan_timer);
+  g_scan_timer_on = true;
+  uv_timer_start(&g_scan_timer, on_scan_timer, SCAN_FLUSH_MS, SCAN_FLUSH_MS);
+  uv_unref((uv_handle_t *)&g_scan_timer);
+  bd_pg_listen(bd_app.pg, "qr_codes", on_code_notify, on_code_listen_reconnect, NULL);
+}
+
+/* --- seed-demo ---------------------------------------------------------------------------- */
+
+typedef struct {
+  int64_t ws;                 /* workspace id */
+  bd_token_t live, test, ro;  /* issued keys */
+  char tpl[32];               /* template id */
+} qr_seed_t;
+
+static void seed_done(bd_seed_t *s, PGresult *res) {
+  qr_seed_t *q = s->data;
+  json_t *o = json_object();
+  json_object_set_new(o, "workspace_id", json_integer(q->ws));
+  json_object_set_new(o, "live_key", json_string(q->live.token));
+  json_object_set_new(o, "test_key", json_string(q->test.token));
+  json_object_set_new(o, "read_only_key", json_string(q->ro.token));
+  json_object_set_new(o, "template_id", json_string(q->tpl));
+  json_object_set_new(s->out, "qr", o);
+  free(q);
+  s->data = NULL;
+  bd_seed_next(s);
+}
+
+static void seed_tpl(bd_seed_t *s, PGresult *res) {
+  qr_seed_t *q = s->data;
+  snprintf(q->tpl, sizeof q->tpl, "%s", PQgetvalue(res, 0, 0));
+  char ws[24];
+  snprintf(ws, sizeof ws, "%lld", (long long)q->ws);
+  const char *p[] = {ws, q->live.id, q->live.secret_hash, q->test.id, q->test.secret_hash, q->ro.id,
+                     q->ro.secret_hash};
+  bd_seed_exec(s,
+               "WITH d AS (DELETE FROM qr_api_keys WHERE workspace_id = $1::bigint AND name LIKE 'demo-%')"
+               " INSERT INTO qr_api_keys (id, workspace_id, mode, scopes, secret_hash, name) VALUES"
+               " ($2, $1::bigint, 'live', '{qr:read,qr:write,analytics:read}', $3, 'demo-live'),"
+               " ($4, $1::bigint, 'test', '{qr:read,qr:write,analytics:read}', $5, 'demo-test'),"
+               " ($6, $1::bigint, 'live', '{qr:read}', $7, 'demo-read-only')",
+               7, p, seed_done);
+}
+
+static void seed_ws(bd_seed_t *s, PGresult *res) {
+  qr_seed_t *q = s->data;
+  q->ws = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+  char ws[24], tpl[32] = "tpl_";
+  snprintf(ws, sizeof ws, "%lld", (long long)q->ws);
+  bd_rand_base62(tpl + 4, 16);
+  const char *p[] = {ws, tpl};
+  bd_seed_exec(s,
+               "WITH e AS (SELECT id FROM qr_templates WHERE workspace_id = $1::bigint AND mode = 'live'"
+               "  AND name = 'Demo brand'),"
+               " i AS (INSERT INTO qr_templates (id, workspace_id, mode, name, design)"
+               "  SELECT $2, $1::bigint, 'live', 'Demo brand', '{\"error_correction\":\"Q\",\"colors\":"
+               "{\"foreground\":\"#1a237e\",\"background\":\"#ffffff\"},\"shapes\":{\"body\":\"rounded\","
+               "\"eye_frame\":\"rounded\",\"eye_ball\":\"circle\"}}'::jsonb"
+               "  WHERE NOT EXISTS (SELECT 1 FROM e) RETURNING id)"
+               " SELECT id FROM e UNION ALL SELECT id FROM i",
+               2, p, seed_tpl);
+}
+
+void qr_seed(bd_seed_t *s) {
+  qr_seed_t *q = bd_calloc(1, sizeof *q);
+  s->data = q;
+  bd_token_generate("qr_live_", &q->live);
+  bd_token_generate("qr_test_", &q->test);
+  bd_token_generate("qr_live_", &q->ro);
+  char t[24];
+  snprintf(t, sizeof t, "%lld", (long long)s->tenant_id);
+  const char *p[] = {t};
+  bd_seed_exec(s,
+               "INSERT INTO qr_workspaces (tenant_id, name) VALUES ($1::bigint, 'default')"
+               " ON CONFLICT (tenant_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+               1, p, seed_ws);
+}
