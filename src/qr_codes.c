@@ -75,7 +75,8 @@ bool qr_item_parse(json_t *it, const bd_qr_design_t *d, qr_item_t *o, bd_buf_t *
   bd_qr_type_t type = (bd_qr_type_t)-1;
   const char *param = NULL;
   int rc = bd_qr_payload(target, &type, payload, err, errsz, &param);
-  if ((int)type >= 0 && !(param && !strcmp(param, "target"))) o->type = bd_qr_type_name(type);
+  /* a failed item still reports its type when the target made it clear */
+  if (rc == 0 || ((int)type >= 0 && !(param && !strcmp(param, "target")))) o->type = bd_qr_type_name(type);
   if (rc != 0) return false;
   o->target = target;
   if (type == BD_QR_TYPE_URL) {
