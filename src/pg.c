@@ -349,7 +349,7 @@ static void conn_ready(bd_pg_conn_t *c) {
   if (c->ever_connected) p->stats.reconnects++;
   bool reconnect = c->ever_connected;
   c->ever_connected = true;
-  memset(c->prepared, 0, (size_t)c->nprepared);
+  if (c->prepared) memset(c->prepared, 0, (size_t)c->nprepared);
   c->state = C_READY;
   if (c->listener) {
     c->listened = 0;
