@@ -36,7 +36,7 @@
 
 #define KEY_CACHE_SIZE 4096       /* direct-mapped entries */
 #define KEY_CACHE_TTL_MS 30000    /* a revoked key stops working within this */
-#define RENDER_CHUNK 64           /* codes rendered per job step */
+#define RENDER_CHUNK 128          /* codes rendered per job step */
 #define DEFAULT_PNG_SIZE 1024     /* the stored default rendering */
 
 /* --- request context ----------------------------------------------------- */
@@ -540,12 +540,14 @@ struct render_s {
   char *payload;             /* what to encode */
   bd_qr_design_t *design;    /* parsed design (owned) */
   bd_buf_t png;              /* output */
+  char *hex;                 /* the PNG in hex (bytea input), made on the worker */
+  char sha[65];              /* its SHA-256 */
   char err[256];             /* render error, "" if fine */
 };
 
 static bd_pg_stmt_t S_PENDING = BD_PG_STMT(
     "SELECT id, payload, design::text FROM qr_codes WHERE batch_id = $1 AND render_status = 'pending'"
-    " ORDER BY id LIMIT " "64");
+    " ORDER BY id LIMIT " "128");
 static bd_pg_stmt_t S_RECORD = BD_PG_STMT("SELECT qr_record_renders($1, $2::jsonb)");
 static bd_pg_stmt_t S_FINISH_EMPTY = BD_PG_STMT(
     "UPDATE qr_batches SET status = CASE WHEN completed_count = 0 THEN 'failed' ELSE 'completed' END,"
@@ -581,9 +583,14 @@ static void on_recorded(void *ud, const bd_pg_result_t *r) {
 
 static void render_work(bd_work_t *w) {
   render_t *rd = w->data;
-  if (bd_qr_render(rd->payload, rd->design, BD_QR_PNG, DEFAULT_PNG_SIZE, &rd->png, rd->err, sizeof rd->err) != 0 &&
-      !rd->err[0])
-    snprintf(rd->err, sizeof rd->err, "rendering failed");
+  if (bd_qr_render(rd->payload, rd->design, BD_QR_PNG, DEFAULT_PNG_SIZE, &rd->png, rd->err, sizeof rd->err) != 0) {
+    if (!rd->err[0]) snprintf(rd->err, sizeof rd->err, "rendering failed");
+    return;
+  }
+  /* hashing and hex-encoding belong here too: the loop thread only assembles */
+  bd_sha256_hex(rd->sha, rd->png.data, rd->png.len);
+  rd->hex = bd_malloc(rd->png.len * 2 + 1);
+  bd_hex_encode(rd->hex, rd->png.data, rd->png.len);
 }
 
 static void render_after(bd_work_t *w, int status) {
@@ -595,17 +602,13 @@ static void render_after(bd_work_t *w, int status) {
     if (rd->err[0]) {
       json_object_set_new(o, "error", json_string(rd->err));
     } else {
-      char sha[65];
-      bd_sha256_hex(sha, rd->png.data, rd->png.len);
-      char *hex = bd_malloc(rd->png.len * 2 + 1);
-      bd_hex_encode(hex, rd->png.data, rd->png.len);
-      json_object_set_new(o, "png", json_string(hex));
-      free(hex);
-      json_object_set_new(o, "sha256", json_string(sha));
+      json_object_set_new(o, "png", json_stringn_nocheck(rd->hex, rd->png.len * 2));
+      json_object_set_new(o, "sha256", json_string_nocheck(rd->sha));
     }
     json_array_append_new(run->results, o);
   }
   free(rd->payload);
+  free(rd->hex);
   bd_qr_design_free(rd->design);
   bd_buf_free(&rd->png);
   free(rd);
@@ -689,8 +692,9 @@ void qr_entry_scope(bd_req_t *req, unsigned scope, bd_handler_fn next) {
 }
 
 static void init(void) {
-  /* two batches at once keep both render threads fed while one records */
-  bd_jobs_register("qr.batch", run_batch_job, 2);
+  /* a job alternates between rendering a chunk and recording it: four at
+   * once keep the render threads fed while others wait for the database */
+  bd_jobs_register("qr.batch", run_batch_job, 4);
   qr_codes_init();
 }
 
