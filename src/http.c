@@ -157,6 +157,27 @@ static const char *server_date(bd_server_t *s) {
   return s->date;
 }
 
+/* Request ids: a random per-process prefix and a counter, both base62.
+ * Unique across processes and restarts with overwhelming probability, and
+ * no getrandom(2) per request. */
+static void new_request_id(char *out) {
+  static char prefix[11];
+  static uint64_t counter;
+  static const char b62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  if (!prefix[0]) bd_rand_base62(prefix, 10);
+  char digits[12];
+  int n = 0;
+  uint64_t v = ++counter;
+  do {
+    digits[n++] = b62[v % 62];
+    v /= 62;
+  } while (v && n < 11);
+  memcpy(out, "req_", 4);
+  memcpy(out + 4, prefix, 10);
+  for (int i = 0; i < n; i++) out[14 + i] = digits[n - 1 - i];
+  out[14 + n] = '\0';
+}
+
 static bd_str_t trim(bd_str_t s) {
   while (s.len && (s.p[0] == ' ' || s.p[0] == '\t')) s.p++, s.len--;
   while (s.len && (s.p[s.len - 1] == ' ' || s.p[s.len - 1] == '\t')) s.len--;
@@ -510,8 +531,7 @@ static int on_headers_complete(llhttp_t *p) {
     memcpy(r->request_id, rid.p, rid.len);
     r->request_id[rid.len] = '\0';
   } else {
-    memcpy(r->request_id, "req_", 4);
-    bd_rand_base62(r->request_id + 4, 20);
+    new_request_id(r->request_id);
   }
 
   if (s->shutting_down) c->close_after = true;
@@ -752,10 +772,7 @@ static void conn_fail(bd_conn_t *c, int status, const char *code, const char *ms
   c->close_after = true;
   if (!c->req) c->req = req_new(c);
   bd_req_t *r = c->req;
-  if (r->request_id[0] == '\0') {
-    memcpy(r->request_id, "req_", 4);
-    bd_rand_base62(r->request_id + 4, 20);
-  }
+  if (r->request_id[0] == '\0') new_request_id(r->request_id);
   if (c->state == CS_HEADERS && c->url_len) r->method = (uint8_t)llhttp_get_method(&c->parser);
   if (r->path.p == NULL && c->url_len) {
     const char *base = r->head_buf.data;

@@ -732,17 +732,17 @@ static void dl_free(bd_req_t *req) {
 
 #define TOP(col)                                                                                    \
   "(SELECT coalesce(jsonb_agg(jsonb_build_object('value', v, 'count', n) ORDER BY n DESC, v), '[]')" \
-  " FROM (SELECT coalesce(" col ", 'unknown') v, count(*) n FROM s GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10) t)"
+  " FROM (SELECT coalesce(" col ", 'unknown') v, sum(count) n FROM s GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10) t)"
 
 static bd_pg_stmt_t S_ANALYTICS = BD_PG_STMT(
     "WITH code AS (SELECT id FROM qr_codes WHERE id = $1 AND workspace_id = $2 AND mode = $3 AND deleted_at IS NULL),"
     " s AS (SELECT * FROM qr_scans WHERE code_id IN (SELECT id FROM code)"
     "  AND scanned_at >= coalesce($4::timestamptz, '-infinity') AND scanned_at < coalesce($5::timestamptz, 'infinity'))"
     " SELECT jsonb_build_object('object', 'analytics', 'qr_code_id', $1,"
-    "  'from', $4, 'to', $5, 'total_scans', (SELECT count(*) FROM s),"
-    "  'first_scan_at', bd_iso((SELECT min(scanned_at) FROM s)), 'last_scan_at', bd_iso((SELECT max(scanned_at) FROM s)),"
+    "  'from', $4, 'to', $5, 'total_scans', (SELECT coalesce(sum(count), 0) FROM s),"
+    "  'first_scan_at', bd_iso((SELECT min(scanned_at) FROM s)), 'last_scan_at', bd_iso((SELECT max(last_at) FROM s)),"
     "  'scans_by_day', (SELECT coalesce(jsonb_agg(jsonb_build_object('date', d, 'count', n) ORDER BY d), '[]')"
-    "     FROM (SELECT to_char(scanned_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') d, count(*) n FROM s GROUP BY 1) x),"
+    "     FROM (SELECT to_char(scanned_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') d, sum(count) n FROM s GROUP BY 1) x),"
     "  'devices', " TOP("device") ", 'operating_systems', " TOP("os") ", 'browsers', " TOP("browser") ","
     "  'referrers', " TOP("referrer") ", 'languages', " TOP("language") ", 'countries', " TOP("country") ")::text"
     " FROM code");
@@ -895,84 +895,161 @@ static void on_code_listen_reconnect(void *ud) { rclear(); }
 
 /* --- scan buffer ----------------------------------------------------------------------- */
 
-typedef struct {
+/* Scans are counted in memory per (code, minute, device, os, browser,
+ * language, country, referrer) and written as one row per group: the
+ * analytics only ever need these aggregates, and one row per scan would
+ * cost the database more than the redirects cost us. */
+typedef struct scan {
+  struct scan *next;    /* hash chain */
+  struct scan *lnext;   /* list of all groups (flush order) */
+  uint32_t hash;        /* of the key below */
   char id[32];          /* code id */
-  int64_t at_us;        /* when */
+  int64_t minute;       /* unix minute */
   char device[12];      /* mobile / tablet / desktop / bot */
   char os[12];          /* iOS, Android, Windows, macOS, Linux, other */
   char browser[12];     /* Chrome, Safari, Firefox, Edge, Opera, other */
   char language[16];    /* first Accept-Language tag */
   char country[8];      /* from the trusted proxy header */
   char referrer[128];   /* Referer host */
+  int64_t first_us;     /* first scan in the group */
+  int64_t last_us;      /* last scan in the group */
+  uint32_t count;       /* scans in the group */
 } scan_t;
 
 #define SCAN_FLUSH_MS 1000
-#define SCAN_MAX 1000000 /* bounded: beyond this scans are counted as dropped */
+#define SCAN_BUCKETS 4096
+#define SCAN_MAX_GROUPS 200000 /* bounded: beyond this scans are counted as dropped */
 
-static scan_t *g_scans;          /* pending scans */
-static size_t g_nscans, g_capscans;
-static size_t g_inflight_scans;  /* being written (the head of g_scans) */
-static uv_timer_t g_scan_timer;  /* periodic flush */
-static bool g_scan_timer_on;     /* timer initialised */
-static void (*g_flush_done)(void *);  /* shutdown flush completion */
+typedef struct {
+  scan_t *buckets[SCAN_BUCKETS]; /* chains */
+  scan_t *list;                  /* every group */
+  size_t ngroups;                /* groups */
+  uint64_t nscans;               /* scans */
+} scan_map_t;
+
+static scan_map_t g_scans;          /* accumulating */
+static scan_t *g_inflight_list;     /* being written */
+static uint64_t g_inflight_scans;   /* scans in g_inflight_list */
+static bool g_writing;              /* a flush query is in flight */
+static uv_timer_t g_scan_timer;     /* periodic flush */
+static bool g_scan_timer_on;        /* timer initialised */
+static void (*g_flush_done)(void *);/* shutdown flush completion */
 static void *g_flush_ud;
 
 static bd_pg_stmt_t S_SCANS = BD_PG_STMT(
-    "WITH s AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id text, at double precision, device text,"
+    "WITH s AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id text, f bigint, l bigint, n int, device text,"
     "   os text, browser text, language text, country text, referrer text)),"
-    " ins AS (INSERT INTO qr_scans (code_id, scanned_at, device, os, browser, referrer, language, country)"
-    "   SELECT id, to_timestamp(at), device, os, browser, nullif(referrer, ''), nullif(language, ''),"
-    "   nullif(country, '') FROM s)"
-    " UPDATE qr_codes c SET scan_count = c.scan_count + n.cnt FROM (SELECT id, count(*) cnt FROM s GROUP BY id) n"
-    " WHERE c.id = n.id");
+    " ins AS (INSERT INTO qr_scans (code_id, scanned_at, last_at, count, device, os, browser, referrer, language,"
+    "   country)"
+    "   SELECT id, to_timestamp(f / 1e6), to_timestamp(l / 1e6), n, device, os, browser, nullif(referrer, ''),"
+    "   nullif(language, ''), nullif(country, '') FROM s)"
+    " UPDATE qr_codes c SET scan_count = c.scan_count + t.cnt FROM (SELECT id, sum(n) cnt FROM s GROUP BY id) t"
+    " WHERE c.id = t.id");
+
+static uint32_t scan_hash(const scan_t *k) {
+  uint32_t h = 2166136261u;
+  const char *parts[] = {k->id, k->device, k->os, k->browser, k->language, k->country, k->referrer};
+  for (size_t i = 0; i < BD_ARRAY_LEN(parts); i++) {
+    for (const char *c = parts[i]; *c; c++) h = (h ^ (uint8_t)*c) * 16777619u;
+    h = (h ^ 0xff) * 16777619u;
+  }
+  return (h ^ (uint32_t)k->minute) * 16777619u;
+}
+
+static bool scan_same(const scan_t *a, const scan_t *b) {
+  return a->hash == b->hash && a->minute == b->minute && !strcmp(a->id, b->id) && !strcmp(a->device, b->device) &&
+         !strcmp(a->os, b->os) && !strcmp(a->browser, b->browser) && !strcmp(a->language, b->language) &&
+         !strcmp(a->country, b->country) && !strcmp(a->referrer, b->referrer);
+}
+
+/* Adds (count, first, last) of `k` to the accumulating map. */
+static void scan_add(const scan_t *k) {
+  scan_t **slot = &g_scans.buckets[k->hash % SCAN_BUCKETS];
+  for (scan_t *e = *slot; e; e = e->next)
+    if (scan_same(e, k)) {
+      e->count += k->count;
+      if (k->first_us < e->first_us) e->first_us = k->first_us;
+      if (k->last_us > e->last_us) e->last_us = k->last_us;
+      g_scans.nscans += k->count;
+      return;
+    }
+  if (g_scans.ngroups >= SCAN_MAX_GROUPS) {
+    bd_metrics_inc("batchd_qr_scans_dropped_total", "Scans dropped because the buffer was full.", k->count);
+    return;
+  }
+  scan_t *e = bd_malloc(sizeof *e);
+  *e = *k;
+  e->next = *slot;
+  *slot = e;
+  e->lnext = g_scans.list;
+  g_scans.list = e;
+  g_scans.ngroups++;
+  g_scans.nscans += k->count;
+}
+
+static void free_list(scan_t *l) {
+  while (l) {
+    scan_t *n = l->lnext;
+    free(l);
+    l = n;
+  }
+}
 
 static void flush_scans(void);
 
 static void scans_flush_finished(void) {
-  if (g_flush_done && g_nscans == 0) {
-    void (*done)(void *) = g_flush_done;
-    g_flush_done = NULL;
-    if (g_scan_timer_on) {
-      uv_close((uv_handle_t *)&g_scan_timer, NULL);
-      g_scan_timer_on = false;
-    }
-    done(g_flush_ud);
+  if (!g_flush_done || g_writing || g_scans.ngroups) return;
+  void (*done)(void *) = g_flush_done;
+  g_flush_done = NULL;
+  if (g_scan_timer_on) {
+    uv_close((uv_handle_t *)&g_scan_timer, NULL);
+    g_scan_timer_on = false;
   }
+  done(g_flush_ud);
 }
 
 static void on_scans_written(void *ud, const bd_pg_result_t *r) {
-  size_t n = g_inflight_scans;
+  scan_t *list = g_inflight_list;
+  uint64_t n = g_inflight_scans;
+  g_inflight_list = NULL;
   g_inflight_scans = 0;
+  g_writing = false;
   if (r->err) {
-    bd_warn("scan buffer: flush of %zu scans failed (%s); kept for the next attempt", n, r->message);
     if (g_flush_done) {
-      bd_error("shutdown: %zu scans could not be written", g_nscans);
-      g_nscans = 0;
+      bd_error("shutdown: %llu scans could not be written: %s", (unsigned long long)n, r->message);
+      free_list(list);
+      free_list(g_scans.list);
+      memset(&g_scans, 0, sizeof g_scans);
       scans_flush_finished();
+      return;
     }
+    bd_warn("scan buffer: writing %llu scans failed (%s); kept for the next attempt", (unsigned long long)n,
+            r->message);
+    for (scan_t *e = list; e; e = e->lnext) scan_add(e);
+    free_list(list);
     return;
   }
-  memmove(g_scans, g_scans + n, (g_nscans - n) * sizeof *g_scans);
-  g_nscans -= n;
+  free_list(list);
   bd_metrics_inc("batchd_qr_scans_recorded_total", "Scans written to the database.", n);
   if (g_flush_done) {
-    if (g_nscans) flush_scans();
+    if (g_scans.ngroups) flush_scans();
     else scans_flush_finished();
   }
 }
 
+/* Hands the accumulated groups to one INSERT; new scans accumulate anew. */
 static void flush_scans(void) {
-  if (g_inflight_scans || g_nscans == 0) return;
-  size_t n = BD_MIN(g_nscans, (size_t)5000);
+  if (g_writing || g_scans.ngroups == 0) return;
   bd_buf_t b = BD_BUF_INIT;
   bd_jw_t w;
   bd_jw_init(&w, &b);
   bd_jw_arr(&w);
-  for (size_t i = 0; i < n; i++) {
-    scan_t *s = &g_scans[i];
+  for (scan_t *s = g_scans.list; s; s = s->lnext) {
     bd_jw_obj(&w);
     bd_jw_kstr(&w, "id", s->id);
-    bd_jw_kdouble(&w, "at", (double)s->at_us / 1e6);
+    bd_jw_kint(&w, "f", s->first_us);
+    bd_jw_kint(&w, "l", s->last_us);
+    bd_jw_kint(&w, "n", s->count);
     bd_jw_kstr(&w, "device", s->device);
     bd_jw_kstr(&w, "os", s->os);
     bd_jw_kstr(&w, "browser", s->browser);
@@ -983,7 +1060,12 @@ static void flush_scans(void) {
   }
   bd_jw_arr_end(&w);
   const char *p[] = {b.data};
-  if (bd_pg_query(bd_app.pg, &S_SCANS, 1, p, on_scans_written, NULL) == 0) g_inflight_scans = n;
+  if (bd_pg_query(bd_app.pg, &S_SCANS, 1, p, on_scans_written, NULL) == 0) {
+    g_writing = true;
+    g_inflight_list = g_scans.list;
+    g_inflight_scans = g_scans.nscans;
+    memset(&g_scans, 0, sizeof g_scans);
+  }
   bd_buf_free(&b);
 }
 
@@ -993,11 +1075,9 @@ void qr_codes_flush(void (*done)(void *ud), void *ud) {
   g_flush_done = done;
   g_flush_ud = ud;
   if (g_scan_timer_on) uv_timer_stop(&g_scan_timer);
-  if (g_nscans) bd_info("shutdown: writing %zu buffered scans", g_nscans);
-  if (!g_inflight_scans) {
-    if (g_nscans) flush_scans();
-    else scans_flush_finished();
-  }
+  if (g_scans.nscans) bd_info("shutdown: writing %llu buffered scans", (unsigned long long)g_scans.nscans);
+  if (!g_writing) flush_scans();
+  scans_flush_finished();
 }
 
 static bool ci_contains(bd_str_t s, const char *needle) {
@@ -1017,18 +1097,12 @@ static void copy_token(char *dst, size_t cap, bd_str_t v, const char *stop) {
 }
 
 static void record_scan(bd_req_t *req, const char *code_id) {
-  if (g_nscans >= SCAN_MAX) {
-    bd_metrics_inc("batchd_qr_scans_dropped_total", "Scans dropped because the buffer was full.", 1);
-    return;
-  }
-  if (g_nscans == g_capscans) {
-    g_capscans = g_capscans ? g_capscans * 2 : 1024;
-    g_scans = bd_realloc(g_scans, g_capscans * sizeof *g_scans);
-  }
-  scan_t *s = &g_scans[g_nscans++];
-  memset(s, 0, sizeof *s);
-  snprintf(s->id, sizeof s->id, "%s", code_id);
-  s->at_us = bd_wall_us();
+  scan_t k;
+  memset(&k, 0, sizeof k);
+  snprintf(k.id, sizeof k.id, "%s", code_id);
+  k.first_us = k.last_us = bd_wall_us();
+  k.minute = k.first_us / 60000000;
+  k.count = 1;
   bd_str_t ua = bd_req_header(req, "User-Agent");
   const char *dev = "desktop", *os = "other", *br = "other";
   if (ci_contains(ua, "bot") || ci_contains(ua, "crawler") || ci_contains(ua, "spider")) dev = "bot";
@@ -1044,19 +1118,20 @@ static void record_scan(bd_req_t *req, const char *code_id) {
   else if (ci_contains(ua, "firefox")) br = "Firefox";
   else if (ci_contains(ua, "chrome") || ci_contains(ua, "crios")) br = "Chrome";
   else if (ci_contains(ua, "safari")) br = "Safari";
-  snprintf(s->device, sizeof s->device, "%s", dev);
-  snprintf(s->os, sizeof s->os, "%s", os);
-  snprintf(s->browser, sizeof s->browser, "%s", br);
-  copy_token(s->language, sizeof s->language, bd_req_header(req, "Accept-Language"), ",; ");
+  snprintf(k.device, sizeof k.device, "%s", dev);
+  snprintf(k.os, sizeof k.os, "%s", os);
+  snprintf(k.browser, sizeof k.browser, "%s", br);
+  copy_token(k.language, sizeof k.language, bd_req_header(req, "Accept-Language"), ",; ");
   bd_str_t country = bd_req_header(req, bd_app.cfg.country_header);
-  if (country.len == 2) copy_token(s->country, sizeof s->country, country, " ");
+  if (country.len == 2) copy_token(k.country, sizeof k.country, country, " ");
   bd_str_t ref = bd_req_header(req, "Referer");
   const char *sl = ref.len ? memmem(ref.p, ref.len, "://", 3) : NULL;
   if (sl) {
     bd_str_t host = {sl + 3, ref.len - (size_t)(sl + 3 - ref.p)};
-    copy_token(s->referrer, sizeof s->referrer, host, "/?#:");
+    copy_token(k.referrer, sizeof k.referrer, host, "/?#:");
   }
-  if (g_nscans >= 1000) flush_scans();
+  k.hash = scan_hash(&k);
+  scan_add(&k);
 }
 
 /* --- GET /s/{code} ---------------------------------------------------------------------- */

@@ -94,11 +94,15 @@ CREATE TABLE qr_images (
   created_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Scans of dynamic codes, appended in bulk from the redirect path's buffer.
+-- Scans of dynamic codes, aggregated in memory by the redirect path per
+-- (code, minute, device, os, browser, referrer, language, country) and
+-- appended in bulk: one row per group with its count.
 CREATE TABLE qr_scans (
   id         bigserial   PRIMARY KEY,
   code_id    text        NOT NULL,
-  scanned_at timestamptz NOT NULL,
+  scanned_at timestamptz NOT NULL,                -- first scan of the group
+  last_at    timestamptz NOT NULL,                -- last scan of the group
+  count      int         NOT NULL,
   device     text,
   os         text,
   browser    text,
