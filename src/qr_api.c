@@ -270,26 +270,26 @@ static void create_batch_store(bd_req_t *req) {
   json_t *it;
   bd_buf_t payload = BD_BUF_INIT;
   json_array_foreach(items, i, it) {
-    json_t *o = json_object();
-    json_object_set_new(o, "idx", json_integer((json_int_t)i));
     char err[256] = "";
     qr_item_t item;
     if (qr_item_parse(it, c->design, &item, &payload, err, sizeof err)) {
       json_t *code = qr_item_code_json(&item, payload.data);
-      json_object_set_new(o, "qr_code_id", json_string(item.id));
-      json_object_set_new(o, "type", json_string(item.type));
-      if (item.name) json_object_set_new(o, "name", json_string(item.name));
+      json_object_set_new(code, "idx", json_integer((json_int_t)i));
       json_array_append_new(codes, code);
     } else {
+      /* only failed items are stored as items: valid ones are their codes */
+      json_t *o = json_object();
+      json_object_set_new(o, "idx", json_integer((json_int_t)i));
       json_t *nm = json_is_object(it) ? json_object_get(it, "name") : NULL;
       if (json_is_string(nm)) json_object_set(o, "name", nm);
       if (item.type) json_object_set_new(o, "type", json_string(item.type));
       json_object_set_new(o, "error", json_string(err));
+      json_array_append_new(out_items, o);
     }
-    json_array_append_new(out_items, o);
     bd_buf_reset(&payload);
   }
   bd_buf_free(&payload);
+  json_object_set_new(doc, "total", json_integer((json_int_t)json_array_size(items)));
   json_object_set_new(doc, "codes", codes);
   json_object_set_new(doc, "items", out_items);
   char *text = json_dumps(doc, JSON_COMPACT);
@@ -376,7 +376,7 @@ static void create_batch(bd_req_t *req) {
 static bd_pg_stmt_t S_GET_BATCH = BD_PG_STMT(
     "SELECT b.id, b.status, b.total_count, b.completed_count, b.error_count, b.created_at, b.completed_at,"
     " i.name, i.type, i.qr_code_id, i.error"
-    " FROM qr_batches b LEFT JOIN qr_batch_items i ON i.batch_id = b.id"
+    " FROM qr_batches b LEFT JOIN LATERAL qr_batch_item_rows(b.id) i ON true"
     " WHERE b.id = $1 AND b.workspace_id = $2 AND b.mode = $3 ORDER BY i.idx");
 
 static void on_get_batch(void *ud, const bd_pg_result_t *r) {
@@ -547,7 +547,7 @@ struct render_s {
 
 static bd_pg_stmt_t S_PENDING = BD_PG_STMT(
     "SELECT id, payload, design::text FROM qr_codes WHERE batch_id = $1 AND render_status = 'pending'"
-    " ORDER BY id LIMIT " "128");
+    " ORDER BY batch_idx LIMIT " "128");
 static bd_pg_stmt_t S_RECORD = BD_PG_STMT("SELECT qr_record_renders($1, $2::jsonb)");
 static bd_pg_stmt_t S_FINISH_EMPTY = BD_PG_STMT(
     "UPDATE qr_batches SET status = CASE WHEN completed_count = 0 THEN 'failed' ELSE 'completed' END,"

@@ -1,6 +1,8 @@
 /* work.c: bounded submission to libuv's thread pool. */
 #include "work.h"
 
+#include <sched.h>
+
 static uv_loop_t *g_loop;       /* loop the `after` callbacks run on */
 static int g_limit;             /* items handed to the pool at once */
 static int g_running;           /* handed to the pool */
@@ -10,6 +12,17 @@ static size_t g_waiting;        /* FIFO length */
 static void pump(void);
 
 static void on_work(uv_work_t *req) {
+  /* Render threads are CPU-bound batch work: SCHED_BATCH keeps their share
+   * of the CPU but stops them from preempting the loop thread and the
+   * database when those wake up, which keeps request latency low while
+   * batches render. (A positive nice starved rendering whenever PostgreSQL
+   * was busy; this does not.) */
+  static __thread bool scheduled;
+  if (!scheduled) {
+    struct sched_param sp = {0};
+    sched_setscheduler(0, SCHED_BATCH, &sp); /* 0: the calling thread on Linux */
+    scheduled = true;
+  }
   bd_work_t *w = BD_CONTAINER_OF(req, bd_work_t, req);
   w->work(w);
 }

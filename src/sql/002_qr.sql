@@ -55,6 +55,7 @@ CREATE TABLE qr_codes (
   workspace_id  bigint      NOT NULL REFERENCES qr_workspaces(id),
   mode          text        NOT NULL,
   batch_id      text        REFERENCES qr_batches(id),
+  batch_idx     int,                                -- position in its batch's items
   kind          text        NOT NULL CHECK (kind IN ('dynamic', 'static')),
   type          text        NOT NULL,
   name          text        NOT NULL DEFAULT '',
@@ -73,9 +74,10 @@ CREATE TABLE qr_codes (
   deleted_at    timestamptz
 );
 CREATE INDEX qr_codes_ws ON qr_codes (workspace_id, mode, created_at DESC, id DESC) WHERE deleted_at IS NULL;
-CREATE INDEX qr_codes_batch_pending ON qr_codes (batch_id, id) WHERE render_status = 'pending';
+CREATE INDEX qr_codes_batch ON qr_codes (batch_id, batch_idx);
 
--- The batch's items in request order: a code, or the item's error.
+-- Items of a batch that failed validation (the valid ones are their codes,
+-- found by batch_id and batch_idx): name, type and the error.
 CREATE TABLE qr_batch_items (
   batch_id   text NOT NULL REFERENCES qr_batches(id),
   idx        int  NOT NULL,
@@ -116,6 +118,14 @@ CREATE INDEX qr_scans_code_time ON qr_scans (code_id, scanned_at);
 CREATE FUNCTION bd_iso(t timestamptz) RETURNS text STABLE LANGUAGE sql AS
 $$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') $$;
 
+-- A batch's items in request order: its codes and its failed items.
+CREATE FUNCTION qr_batch_item_rows(batch text)
+RETURNS TABLE (idx int, name text, type text, qr_code_id text, error text) STABLE LANGUAGE sql AS $$
+  SELECT batch_idx, nullif(name, ''), type, id, render_error FROM qr_codes WHERE batch_id = batch
+  UNION ALL
+  SELECT idx, name, type, NULL, error FROM qr_batch_items WHERE batch_id = batch
+$$;
+
 -- The public code object.
 CREATE FUNCTION qr_code_json(c qr_codes, base text) RETURNS jsonb STABLE LANGUAGE sql AS $$
   SELECT jsonb_build_object(
@@ -135,20 +145,20 @@ CREATE FUNCTION qr_batch_json(b qr_batches, with_items boolean) RETURNS jsonb ST
     'completed_count', b.completed_count, 'error_count', b.error_count,
     'created_at', bd_iso(b.created_at), 'completed_at', bd_iso(b.completed_at))
     || CASE WHEN with_items THEN jsonb_build_object('items', coalesce((
-         SELECT jsonb_agg(jsonb_build_object('name', i.name, 'type', i.type, 'qr_code_id', i.qr_code_id,
-                                             'error', i.error) ORDER BY i.idx)
-         FROM qr_batch_items i WHERE i.batch_id = b.id), '[]'::jsonb))
+         SELECT jsonb_agg(jsonb_build_object('name', x.name, 'type', x.type, 'qr_code_id', x.qr_code_id,
+                                             'error', x.error) ORDER BY x.idx)
+         FROM qr_batch_item_rows(b.id) x), '[]'::jsonb))
        ELSE '{}'::jsonb END
 $$;
 
 -- Creates a batch, its codes, its items and its job in one transaction.
--- b: {id, workspace_id, mode, design, template_id, codes: [...], items: [...]}
--- where each code is {id, kind, type, name, target, payload, short_code,
--- folder_id, tags} and each item {idx, name, type, qr_code_id, error}.
+-- b: {id, workspace_id, mode, design, template_id, total, codes: [...], items: [...]}
+-- where each code is {id, idx, kind, type, name, target, payload, short_code,
+-- folder_id, tags} and items are the failed ones: {idx, name, type, error}.
 CREATE FUNCTION qr_create_batch(b jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
   nvalid int := jsonb_array_length(b->'codes');
-  ntotal int := jsonb_array_length(b->'items');
+  ntotal int := (b->>'total')::int;
   row qr_batches;
 BEGIN
   INSERT INTO qr_batches (id, workspace_id, mode, status, total_count, error_count, design, template_id,
@@ -158,15 +168,15 @@ BEGIN
           ntotal, ntotal - nvalid, b->'design', b->>'template_id',
           CASE WHEN nvalid = 0 THEN now() END)
   RETURNING * INTO row;
-  INSERT INTO qr_codes (id, workspace_id, mode, batch_id, kind, type, name, target, payload, short_code,
-                        design, folder_id, tags)
-  SELECT x.id, row.workspace_id, row.mode, row.id, x.kind, x.type, coalesce(x.name, ''), x.target, x.payload,
-         x.short_code, b->'design', x.folder_id, coalesce(x.tags, '{}')
-  FROM jsonb_to_recordset(b->'codes') AS x(id text, kind text, type text, name text, target jsonb,
+  INSERT INTO qr_codes (id, workspace_id, mode, batch_id, batch_idx, kind, type, name, target, payload,
+                        short_code, design, folder_id, tags)
+  SELECT x.id, row.workspace_id, row.mode, row.id, x.idx, x.kind, x.type, coalesce(x.name, ''), x.target,
+         x.payload, x.short_code, b->'design', x.folder_id, coalesce(x.tags, '{}')
+  FROM jsonb_to_recordset(b->'codes') AS x(id text, idx int, kind text, type text, name text, target jsonb,
                                            payload text, short_code text, folder_id text, tags text[]);
   INSERT INTO qr_batch_items (batch_id, idx, name, type, qr_code_id, error)
-  SELECT row.id, x.idx, x.name, x.type, x.qr_code_id, x.error
-  FROM jsonb_to_recordset(b->'items') AS x(idx int, name text, type text, qr_code_id text, error text);
+  SELECT row.id, x.idx, x.name, x.type, NULL, x.error
+  FROM jsonb_to_recordset(b->'items') AS x(idx int, name text, type text, error text);
   IF nvalid > 0 THEN
     INSERT INTO bd_jobs (kind, ref) VALUES ('qr.batch', row.id);
     PERFORM pg_notify('bd_jobs', 'qr.batch');
@@ -197,9 +207,6 @@ BEGIN
     RETURNING c.render_status)
   SELECT count(*) FILTER (WHERE render_status = 'done'), count(*) FILTER (WHERE render_status = 'failed')
   INTO ndone, nfail FROM upd;
-  UPDATE qr_batch_items i SET error = x.error
-  FROM jsonb_to_recordset(r) AS x(id text, png text, sha256 text, error text)
-  WHERE i.batch_id = batch AND i.qr_code_id = x.id AND x.error IS NOT NULL;
   UPDATE qr_batches SET completed_count = completed_count + ndone, error_count = error_count + nfail,
     status = CASE WHEN completed_count + ndone + error_count + nfail >= total_count
                   THEN CASE WHEN completed_count + ndone = 0 THEN 'failed' ELSE 'completed' END
