@@ -379,14 +379,6 @@ static bool color_member(const json_t *o, const char *k, uint32_t *rgb, bool *se
   return true;
 }
 
-static bool png_size(const unsigned char *p, size_t n, int *w, int *h) {
-  static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (n < 24 || memcmp(p, sig, 8) || memcmp(p + 12, "IHDR", 4)) return false;
-  *w = (int)((uint32_t)p[16] << 24 | (uint32_t)p[17] << 16 | (uint32_t)p[18] << 8 | p[19]);
-  *h = (int)((uint32_t)p[20] << 24 | (uint32_t)p[21] << 16 | (uint32_t)p[22] << 8 | p[23]);
-  return *w > 0 && *h > 0;
-}
-
 bd_qr_design_t *bd_qr_design_parse(const json_t *j, char *err, size_t errsz, const char **param) {
   bd_qr_design_t *d = bd_calloc(1, sizeof *d);
   d->ec = 'M';
@@ -475,16 +467,20 @@ bd_qr_design_t *bd_qr_design_parse(const json_t *j, char *err, size_t errsz, con
     const char *comma = strchr(url, ',');
     if (!comma || !strstr(url, ";base64") || (size_t)(comma - url) > 64)
       return dfail(d, err, errsz, param, "design.logo.url", "design.logo.url must be a base64 data: URL");
-    if (strncmp(url + 5, "image/png", 9) != 0)
-      return dfail(d, err, errsz, param, "design.logo.url", "design.logo.url: only PNG logos are supported");
+    int kind = !strncmp(url + 5, "image/png;", 10)                                      ? BD_QR_LOGO_PNG
+               : !strncmp(url + 5, "image/jpeg;", 11) || !strncmp(url + 5, "image/jpg;", 10) ? BD_QR_LOGO_JPEG
+               : !strncmp(url + 5, "image/svg+xml;", 14)                                     ? BD_QR_LOGO_SVG
+                                                                                             : 0;
+    if (!kind)
+      return dfail(d, err, errsz, param, "design.logo.url", "design.logo.url must be a PNG, JPEG or SVG image");
     bd_buf_t png = BD_BUF_INIT;
-    int w, h;
     if (!bd_b64_decode(&png, comma + 1, strlen(comma + 1)) || png.len > 1024 * 1024 ||
-        !png_size((unsigned char *)png.data, png.len, &w, &h) || w > 2048 || h > 2048) {
+        !bd_qr_logo_probe(kind, (unsigned char *)png.data, png.len)) {
       bd_buf_free(&png);
       return dfail(d, err, errsz, param, "design.logo.url",
-                   "design.logo.url must hold a valid PNG image of at most 1 MiB and 2048x2048 pixels");
+                   "design.logo.url must hold a valid PNG, JPEG or SVG image of at most 1 MiB (2048x2048 pixels)");
     }
+    d->logo_kind = kind;
     d->logo = (unsigned char *)bd_buf_detach(&png, &d->logo_len);
     d->logo_url = bd_strdup(url);
     json_t *cb = json_object_get(logo, "clear_background");

@@ -28,8 +28,9 @@
  *  - a logo larger than the error-correction level can absorb: its side may
  *    cover at most 15 % (M), 20 % (Q) or 25 % (H) of the symbol; level L
  *    allows no logo;
- *  - logo URLs other than data: URLs of PNG images (no fetching: http(s)
- *    logos need an allowlist, which is not configured, so they are refused).
+ *  - logo URLs other than data: URLs of PNG, JPEG or SVG images (at most
+ *    1 MiB, 2048x2048 px). Remote http(s) logos are refused: fetching them
+ *    from an allowlist is not implemented yet.
  */
 #ifndef BD_QR_H
 #define BD_QR_H

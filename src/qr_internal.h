@@ -4,7 +4,10 @@
 
 #include "qr.h"
 
+#include <cairo.h>
 #include <qrencode.h>
+
+enum { BD_QR_LOGO_PNG = 1, BD_QR_LOGO_JPEG, BD_QR_LOGO_SVG };
 
 struct bd_qr_design {
   char ec;                  /* 'L', 'M', 'Q', 'H' */
@@ -19,7 +22,8 @@ struct bd_qr_design {
   uint32_t eye_frame_color;
   bool has_eye_ball_color;
   uint32_t eye_ball_color;
-  unsigned char *logo;      /* PNG bytes (owned), NULL without a logo */
+  unsigned char *logo;      /* image bytes (owned), NULL without a logo */
+  int logo_kind;            /* BD_QR_LOGO_* */
   size_t logo_len;
   char *logo_url;           /* the data: URL as given (owned) */
   double logo_size;         /* side of the logo as a fraction of the symbol */
@@ -28,5 +32,8 @@ struct bd_qr_design {
 };
 
 QRecLevel bd_qr_level(char ec);
+/* qr_logo.c: validates logo bytes of a kind; draws one into a square. */
+bool bd_qr_logo_probe(int kind, const unsigned char *p, size_t n);
+int bd_qr_logo_draw(cairo_t *cr, int kind, const unsigned char *p, size_t n, double x, double y, double side);
 
 #endif

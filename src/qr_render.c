@@ -128,19 +128,6 @@ static bool in_finder(int x, int y, int w) {
   return (x < 8 && y < 8) || (x >= w - 8 && y < 8) || (x < 8 && y >= w - 8);
 }
 
-typedef struct {
-  const unsigned char *p;  /* PNG bytes */
-  size_t n, off;           /* length, read position */
-} mem_reader_t;
-
-static cairo_status_t read_mem(void *closure, unsigned char *data, unsigned int len) {
-  mem_reader_t *r = closure;
-  if (r->off + len > r->n) return CAIRO_STATUS_READ_ERROR;
-  memcpy(data, r->p + r->off, len);
-  r->off += len;
-  return CAIRO_STATUS_SUCCESS;
-}
-
 static int draw(cairo_t *cr, const QRcode *qr, const bd_qr_design_t *d, double size, char *err, size_t errsz) {
   int w = qr->width;
   double m = size / (double)(w + 2 * QUIET);
@@ -199,13 +186,6 @@ static int draw(cairo_t *cr, const QRcode *qr, const bd_qr_design_t *d, double s
   if (pat) cairo_pattern_destroy(pat);
   /* logo */
   if (d->logo) {
-    mem_reader_t rd = {d->logo, d->logo_len, 0};
-    cairo_surface_t *img = cairo_image_surface_create_from_png_stream(read_mem, &rd);
-    if (cairo_surface_status(img) != CAIRO_STATUS_SUCCESS) {
-      cairo_surface_destroy(img);
-      snprintf(err, errsz, "the logo could not be decoded");
-      return -1;
-    }
     double side = lside * m;
     double lx = o + l0 * m, ly = o + l0 * m;
     if (d->clear_background && !d->transparent) {
@@ -213,15 +193,10 @@ static int draw(cairo_t *cr, const QRcode *qr, const bd_qr_design_t *d, double s
       cairo_rectangle(cr, lx, ly, side, side);
       cairo_fill(cr);
     }
-    int iw = cairo_image_surface_get_width(img), ih = cairo_image_surface_get_height(img);
-    double sc = side / (iw > ih ? iw : ih);
-    cairo_save(cr);
-    cairo_translate(cr, lx + (side - iw * sc) / 2, ly + (side - ih * sc) / 2);
-    cairo_scale(cr, sc, sc);
-    cairo_set_source_surface(cr, img, 0, 0);
-    cairo_paint(cr);
-    cairo_restore(cr);
-    cairo_surface_destroy(img);
+    if (bd_qr_logo_draw(cr, d->logo_kind, d->logo, d->logo_len, lx, ly, side) != 0) {
+      snprintf(err, errsz, "the logo could not be decoded");
+      return -1;
+    }
   }
   return 0;
 }

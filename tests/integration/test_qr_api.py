@@ -429,3 +429,54 @@ def test_batch_survives_sigkill(server_factory, keys, psql):
                 % bid) == "1000"
     assert psql("SELECT count(*) FROM qr_codes WHERE batch_id = '%s' AND render_status <> 'done'" % bid) == "0"
     assert psql("SELECT state FROM bd_jobs WHERE ref = '%s'" % bid) == "done"
+
+
+def jpeg_data_url(srv, keys):
+    """A small real JPEG (a red square): a hand-written PDF rasterised by poppler."""
+    content = b"0.8 0.1 0.1 rg 0 0 40 40 re f"
+    pdf = (b"%%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+           b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+           b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 40 40]/Contents 4 0 R>>endobj\n"
+           b"4 0 obj<</Length %d>>stream\n%s\nendstream endobj\ntrailer<</Root 1 0 R>>\n%%%%EOF\n"
+           % (len(content), content))
+    d = tempfile.mkdtemp()
+    try:
+        with open(os.path.join(d, "s.pdf"), "wb") as f:
+            f.write(pdf)
+        subprocess.run(["pdftoppm", "-jpeg", "-r", "72", os.path.join(d, "s.pdf"), os.path.join(d, "s")], check=True,
+                       capture_output=True)
+        jpg = [p for p in os.listdir(d) if p.endswith(".jpg")][0]
+        with open(os.path.join(d, jpg), "rb") as f:
+            data = f.read()
+    finally:
+        shutil.rmtree(d)
+    assert data[:2] == b"\xff\xd8"
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
+
+
+SVG_LOGO = ('<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20" viewBox="0 0 20 20">'
+            '<circle cx="10" cy="10" r="9" fill="#c62828"/></svg>')
+
+
+def test_jpeg_and_svg_logos(srv, keys):
+    svg_url = "data:image/svg+xml;base64," + base64.b64encode(SVG_LOGO.encode()).decode()
+    for url in (jpeg_data_url(srv, keys), svg_url):
+        design = {"error_correction": "H", "logo": {"url": url, "clear_background": True}}
+        r = create_code(srv, keys["live_key"], {"target": {"text": "logo kind"}, "design": design})
+        assert r.status_code == 201, r.text
+        cid = r.json()["id"]
+        assert zbar(download(srv, keys["live_key"], cid).content) == "logo kind"
+        for fmt in ("svg", "pdf"):
+            assert download(srv, keys["live_key"], cid, format=fmt).status_code == 200
+
+
+@pytest.mark.parametrize("url", [
+    "data:image/gif;base64,R0lGODlhAQABAAAAACw=",
+    "data:image/jpeg;base64," + base64.b64encode(b"\xff\xd8not a jpeg").decode(),
+    "data:image/svg+xml;base64," + base64.b64encode(b"<svg").decode(),
+    "data:image/png;base64,!!!",
+])
+def test_bad_logos_rejected(srv, keys, url):
+    r = create_code(srv, keys["live_key"], {"target": {"text": "x"},
+                                            "design": {"error_correction": "H", "logo": {"url": url}}})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "design.logo.url", r.text
