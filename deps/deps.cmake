@@ -11,6 +11,7 @@ pkg_check_modules(PNG REQUIRED IMPORTED_TARGET libpng)
 pkg_check_modules(ZLIB REQUIRED IMPORTED_TARGET zlib)
 pkg_check_modules(JPEG REQUIRED IMPORTED_TARGET libjpeg)
 pkg_check_modules(RSVG REQUIRED IMPORTED_TARGET librsvg-2.0)
+pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)
 
 # libcsv-dev ships only a static archive and a header (no .pc file).
 find_path(CSV_INCLUDE_DIR csv.h REQUIRED)
@@ -34,5 +35,5 @@ add_library(bd_deps INTERFACE)
 target_include_directories(bd_deps SYSTEM INTERFACE ${CSV_INCLUDE_DIR})
 target_link_libraries(bd_deps INTERFACE llhttp PkgConfig::UV PkgConfig::PQ PkgConfig::JANSSON
   PkgConfig::SODIUM PkgConfig::QRENCODE PkgConfig::CAIRO PkgConfig::PANGO PkgConfig::PNG PkgConfig::ZLIB
-  PkgConfig::JPEG PkgConfig::RSVG
+  PkgConfig::JPEG PkgConfig::RSVG PkgConfig::CURL
   ${CSV_LIBRARY} Threads::Threads m)

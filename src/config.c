@@ -69,6 +69,10 @@ static const opt_t opts[] = {
    "how long Idempotency-Key responses are kept"},
   {"BATCHD_COUNTRY_HEADER", "country-header", T_STR, O(country_header), "X-Country-Code", 0, 0,
    "header set by a trusted proxy with the client's ISO country code (scan analytics)"},
+  {"BATCHD_LOGO_ALLOWLIST", "logo-allowlist", T_STR, O(logo_allowlist), "", 0, 0,
+   "comma-separated hosts http(s) QR logos may be fetched from (empty: none)"},
+  {"BATCHD_LOGO_FETCH_TIMEOUT_MS", "logo-fetch-timeout-ms", T_INT, O(logo_fetch_timeout_ms), "5000", 100, 60000,
+   "time limit of one remote logo fetch (size limit: 1 MiB)"},
 };
 
 static bool set_opt(bd_config_t *cfg, const opt_t *o, const char *v, const char *src) {

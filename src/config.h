@@ -43,6 +43,8 @@ typedef struct {
   int64_t access_log;            /* one JSON line per request on stderr */
   int64_t idempotency_ttl_s;     /* stored responses are kept this long */
   char *country_header;          /* trusted proxy header carrying the client's country */
+  char *logo_allowlist;          /* hosts remote QR logos may come from (comma-separated) */
+  int64_t logo_fetch_timeout_ms; /* one remote logo fetch */
 } bd_config_t;
 
 /* Fills defaults, then the environment, then argv flags (argv[first..]).

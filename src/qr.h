@@ -29,8 +29,9 @@
  *    cover at most 15 % (M), 20 % (Q) or 25 % (H) of the symbol; level L
  *    allows no logo;
  *  - logo URLs other than data: URLs of PNG, JPEG or SVG images (at most
- *    1 MiB, 2048x2048 px). Remote http(s) logos are refused: fetching them
- *    from an allowlist is not implemented yet.
+ *    1 MiB, 2048x2048 px). Remote http(s) logos are fetched by the /v1
+ *    handlers (allowlisted hosts, size- and time-limited) and turned into
+ *    data: URLs before a design reaches this parser.
  */
 #ifndef BD_QR_H
 #define BD_QR_H

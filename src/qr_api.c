@@ -17,6 +17,7 @@
  */
 #include "app.h"
 #include "auth.h"
+#include "fetch.h"
 #include "idem.h"
 #include "jobs.h"
 #include "json.h"
@@ -29,6 +30,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #define SCOPE_READ 0x1u
 #define SCOPE_WRITE 0x2u
@@ -173,9 +175,11 @@ static void qr_entry(bd_req_t *req, uint32_t need, bd_handler_fn next) {
   }
 }
 
-/* Parses the JSON body: nesting limit, syntax, must be an object. */
+/* Parses the JSON body: nesting limit, syntax, must be an object.
+ * Idempotent: a handler re-entered after an asynchronous step keeps it. */
 bool qr_parse_body(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
+  if (c->body) return true;
   const char *b = req->body.data ? req->body.data : "";
   int depth = bd_json_depth(b, req->body.len);
   if (depth > bd_app.cfg.max_json_depth) {
@@ -236,6 +240,96 @@ void qr_query_json(bd_req_t *req, bd_pg_stmt_t *st, int n, const char *const *p,
 void qr_ws_params(qr_ctx_t *c) {
   snprintf(c->ws_s, sizeof c->ws_s, "%lld", (long long)c->ws);
   snprintf(c->mode_s, sizeof c->mode_s, "%s", c->live ? "live" : "test");
+}
+
+/* --- remote logos ------------------------------------------------------------ */
+
+#define LOGO_MAX_BYTES (1024 * 1024)
+
+typedef struct {
+  bd_req_t *req;        /* held request */
+  json_t *logo;         /* design.logo of the request body (borrowed) */
+  bd_handler_fn next;   /* the handler to re-enter */
+  char *url;            /* the remote URL */
+} logo_fetch_t;
+
+static bool host_allowed(const char *host) {
+  const char *list = bd_app.cfg.logo_allowlist;
+  size_t hl = strlen(host);
+  while (list && *list) {
+    while (*list == ' ' || *list == ',') list++;
+    const char *end = list;
+    while (*end && *end != ',' && *end != ' ') end++;
+    if ((size_t)(end - list) == hl && !strncasecmp(list, host, hl)) return true;
+    list = end;
+  }
+  return false;
+}
+
+static void on_logo(void *ud, int err, const char *msg, bd_buf_t *body, const char *ctype) {
+  logo_fetch_t *lf = ud;
+  bd_req_t *req = lf->req;
+  char text[400];
+  const char *kind = NULL;
+  if (!err) {
+    if (!strncasecmp(ctype, "image/png", 9)) kind = "image/png";
+    else if (!strncasecmp(ctype, "image/jpeg", 10) || !strncasecmp(ctype, "image/jpg", 9)) kind = "image/jpeg";
+    else if (!strncasecmp(ctype, "image/svg+xml", 13)) kind = "image/svg+xml";
+  }
+  if (err || !kind) {
+    snprintf(text, sizeof text, "design.logo.url could not be used: %s",
+             err ? msg : "the response is not a PNG, JPEG or SVG image");
+    qr_error(req, 400, "invalid_request", text, "design.logo.url");
+  } else {
+    bd_buf_t d = BD_BUF_INIT;
+    bd_buf_printf(&d, "data:%s;base64,", kind);
+    bd_b64_encode(&d, body->data ? body->data : "", body->len);
+    json_object_set_new(lf->logo, "url", json_stringn(d.data, d.len));
+    json_object_set_new(lf->logo, "source_url", json_string(lf->url));
+    bd_buf_free(&d);
+    lf->next(req); /* now with a data: URL */
+  }
+  free(lf->url);
+  free(lf);
+  bd_req_release(req);
+}
+
+/* When the design's logo is an http(s) URL, fetches it (host on the
+ * allowlist, at most 1 MiB, within the configured time), replaces it with a
+ * data: URL and re-enters `next`. Returns true when it took the request
+ * over (it then answers errors itself). */
+static bool qr_resolve_logo(bd_req_t *req, json_t *design, bd_handler_fn next) {
+  json_t *logo = json_is_object(design) ? json_object_get(design, "logo") : NULL;
+  const char *url = json_is_object(logo) ? json_string_value(json_object_get(logo, "url")) : NULL;
+  if (!url || (strncasecmp(url, "http://", 7) && strncasecmp(url, "https://", 8))) return false;
+  char host[256], text[400];
+  if (!bd_fetch_url_host(url, host, sizeof host)) {
+    qr_error(req, 400, "invalid_request", "design.logo.url is not a valid http(s) URL", "design.logo.url");
+    return true;
+  }
+  if (!host_allowed(host)) {
+    snprintf(text, sizeof text, "design.logo.url: host %s is not on the logo allowlist", host);
+    qr_error(req, 400, "invalid_request", text, "design.logo.url");
+    return true;
+  }
+  logo_fetch_t *lf = bd_calloc(1, sizeof *lf);
+  lf->req = req;
+  lf->logo = logo;
+  lf->next = next;
+  lf->url = bd_strdup(url);
+  bd_req_hold(req);
+  if (bd_fetch(url, LOGO_MAX_BYTES, (uint32_t)bd_app.cfg.logo_fetch_timeout_ms, on_logo, lf) != 0) {
+    free(lf->url);
+    free(lf);
+    bd_req_release(req);
+    qr_error(req, 500, "internal_error", "the logo could not be fetched", "design.logo.url");
+  }
+  return true;
+}
+
+bool qr_logo_step(bd_req_t *req, bd_handler_fn next) {
+  qr_ctx_t *c = req->ctx;
+  return qr_resolve_logo(req, json_object_get(c->body, "design"), next);
 }
 
 /* --- POST /v1/batches ------------------------------------------------------ */
@@ -327,6 +421,7 @@ static void on_template(void *ud, const bd_pg_result_t *r) {
 static void create_batch(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
   if (!qr_parse_body(req)) return;
+  if (qr_logo_step(req, create_batch)) return;
   json_t *items = json_object_get(c->body, "items");
   if (!json_is_array(items) || json_array_size(items) == 0) {
     qr_error(req, 400, "invalid_request", "items must be a non-empty array", "items");
@@ -695,6 +790,7 @@ static void init(void) {
   /* a job alternates between rendering a chunk and recording it: four at
    * once keep the render threads fed while others wait for the database */
   bd_jobs_register("qr.batch", run_batch_job, 4);
+  bd_fetch_init(bd_app.loop);
   qr_codes_init();
 }
 

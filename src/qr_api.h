@@ -51,6 +51,9 @@ json_t *qr_item_code_json(const qr_item_t *it, const char *payload);
 void qr_ctx_free(bd_req_t *req);
 void qr_error(bd_req_t *req, int status, const char *code, const char *message, const char *param);
 bool qr_parse_body(bd_req_t *req);
+/* Fetches a remote design.logo.url first (then re-enters next); true when
+ * it took the request over. */
+bool qr_logo_step(bd_req_t *req, bd_handler_fn next);
 void qr_send_json_row(bd_req_t *req, const bd_pg_result_t *r, int status, const char *what);
 void qr_query_json(bd_req_t *req, bd_pg_stmt_t *st, int n, const char *const *p, int ok_status, const char *what);
 void qr_ws_params(qr_ctx_t *c);

@@ -12,6 +12,7 @@
  */
 #include "app.h"
 #include "auth.h"
+#include "fetch.h"
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
@@ -302,6 +303,7 @@ static void with_design(bd_req_t *req, void (*next)(bd_req_t *), void (*on_tpl)(
 
 static void create_code(bd_req_t *req) {
   if (!qr_parse_body(req)) return;
+  if (qr_logo_step(req, create_code)) return;
   with_design(req, create_code_render, on_create_template);
 }
 
@@ -594,6 +596,7 @@ out:
 static void patch_code(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
   if (!qr_parse_body(req)) return;
+  if (qr_logo_step(req, patch_code)) return;
   qr_ws_params(c);
   const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s};
   bd_req_hold(req);
@@ -791,6 +794,7 @@ static bd_pg_stmt_t S_LIST_TPL = BD_PG_STMT(
 static void create_template(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
   if (!qr_parse_body(req)) return;
+  if (qr_logo_step(req, create_template)) return;
   json_t *name = json_object_get(c->body, "name");
   if (!json_is_string(name) || json_string_length(name) == 0 || json_string_length(name) > 200) {
     qr_error(req, 400, "invalid_request", "name is required (a string of at most 200 characters)", "name");
@@ -1072,6 +1076,7 @@ static void flush_scans(void) {
 static void on_scan_timer(uv_timer_t *t) { flush_scans(); }
 
 void qr_codes_flush(void (*done)(void *ud), void *ud) {
+  bd_fetch_close(); /* requests have drained: no logo fetch is in flight */
   g_flush_done = done;
   g_flush_ud = ud;
   if (g_scan_timer_on) uv_timer_stop(&g_scan_timer);

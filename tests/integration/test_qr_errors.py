@@ -66,3 +66,20 @@ def test_database_down_is_503(private_pg, server_factory, run_batchd):
         assert r.status_code == 503 and r.json()["error"]["code"] == "service_unavailable"
     finally:
         pg.start()
+
+
+def test_internal_error_is_500_without_leaking_details(server_factory, run_batchd, psql):
+    srv = server_factory(env={"BATCHD_RATE_LIMIT": "0"})
+    keys = seed(run_batchd, srv.url)
+    psql("ALTER TABLE qr_templates RENAME TO qr_templates_away")
+    try:
+        r = requests.get(srv.url + "/v1/templates", headers=H(keys["live_key"]))
+        assert r.status_code == 500
+        err = r.json()["error"]
+        assert err["code"] == "internal_error" and "qr_templates" not in r.text
+        assert err["request_id"] == r.headers["X-Request-Id"]
+        assert requests.get(srv.url + "/healthz").status_code == 200  # still serving
+    finally:
+        psql("ALTER TABLE qr_templates_away RENAME TO qr_templates")
+    assert requests.get(srv.url + "/v1/templates", headers=H(keys["live_key"])).status_code == 200
+    assert "qr_templates" in srv.log_text()  # the cause is in the log, for us
