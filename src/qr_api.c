@@ -563,7 +563,7 @@ static void on_list(void *ud, const bd_pg_result_t *r) {
 }
 
 /* Reads limit (1-100, default 25) and cursor; answers 400 itself. */
-bool qr_page_params(bd_req_t *req, char limit[8], bd_buf_t *cursor, bool *has_cursor) {
+bool qr_page_params(bd_req_t *req, char limit[8], bd_buf_t *cursor, bool *has_cursor, int key_kind) {
   bd_buf_t v = BD_BUF_INIT;
   long lim = 25;
   if (bd_req_query(req, "limit", &v)) {
@@ -582,15 +582,17 @@ bool qr_page_params(bd_req_t *req, char limit[8], bd_buf_t *cursor, bool *has_cu
   if (bd_req_query(req, "cursor", &raw) && raw.len) {
     bool ok = bd_b64url_decode(cursor, raw.data, raw.len) && cursor->len < 200 && cursor->data &&
               strchr(cursor->data, '|') != NULL;
-    int64_t us;
-    if (ok) {
-      char ts[64];
-      size_t tl = (size_t)(strchr(cursor->data, '|') - cursor->data);
-      ok = tl < sizeof ts;
+    /* the key before the last '|' must parse as the sort column's type:
+     * PostgreSQL would otherwise answer a cast error (a 500) */
+    if (ok && key_kind != QR_KEY_TEXT) {
+      char key[64];
+      size_t tl = (size_t)(strrchr(cursor->data, '|') - cursor->data);
+      ok = tl < sizeof key;
       if (ok) {
-        memcpy(ts, cursor->data, tl);
-        ts[tl] = '\0';
-        ok = bd_time_parse(ts, &us);
+        memcpy(key, cursor->data, tl);
+        key[tl] = '\0';
+        int64_t kv;
+        ok = key_kind == QR_KEY_TIME ? bd_time_parse(key, &kv) : bd_parse_i64(bd_str_c(key), &kv);
       }
     }
     if (!ok) {
@@ -608,7 +610,7 @@ static void list_batches(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
   char limit[8];
   bool has_cursor;
-  if (!qr_page_params(req, limit, &c->scratch, &has_cursor)) return;
+  if (!qr_page_params(req, limit, &c->scratch, &has_cursor, QR_KEY_TIME)) return;
   qr_ws_params(c);
   const char *p[] = {c->ws_s, c->mode_s, has_cursor ? c->scratch.data : NULL, limit};
   bd_req_hold(req);

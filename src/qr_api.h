@@ -57,7 +57,8 @@ bool qr_logo_step(bd_req_t *req, bd_handler_fn next);
 void qr_send_json_row(bd_req_t *req, const bd_pg_result_t *r, int status, const char *what);
 void qr_query_json(bd_req_t *req, bd_pg_stmt_t *st, int n, const char *const *p, int ok_status, const char *what);
 void qr_ws_params(qr_ctx_t *c);
-bool qr_page_params(bd_req_t *req, char limit[8], bd_buf_t *cursor, bool *has_cursor);
+enum { QR_KEY_TIME, QR_KEY_TEXT, QR_KEY_INT }; /* type of a cursor's sort key */
+bool qr_page_params(bd_req_t *req, char limit[8], bd_buf_t *cursor, bool *has_cursor, int key_kind);
 /* scope: 1 read, 2 write, 4 analytics */
 void qr_entry_scope(bd_req_t *req, unsigned scope, bd_handler_fn next);
 

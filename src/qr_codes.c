@@ -419,7 +419,8 @@ static void list_codes(bd_req_t *req) {
   bool has_folder = bd_req_query(req, "folder_id", &v);
   char limit[8];
   bool has_cursor;
-  if (!qr_page_params(req, limit, &c->scratch, &has_cursor)) {
+  if (!qr_page_params(req, limit, &c->scratch, &has_cursor,
+                      sort < 2 ? QR_KEY_TIME : sort == 2 ? QR_KEY_TEXT : QR_KEY_INT)) {
     bd_buf_free(&v);
     return;
   }

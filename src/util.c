@@ -7,55 +7,66 @@
 #include <time.h>
 
 static const char k_b62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+static const char k_hex_lc[] = "0123456789abcdef";
 
 void bd_rand_base62(char *out, size_t n) {
-  /* 62 does not divide 256: reject bytes >= 248 to keep the draw uniform */
+  /* 62 does not divide 256: bytes >= 248 (= 4 * 62) are rejected so every
+   * character is drawn uniformly; ~3% of bytes are wasted. One randombytes
+   * call per 64 bytes instead of randombytes_uniform per character. */
   size_t i = 0;
-  unsigned char buf[64];
+  unsigned char rnd[64];
   while (i < n) {
-    randombytes_buf(buf, sizeof buf);
-    for (size_t k = 0; k < sizeof buf && i < n; k++)
-      if (buf[k] < 248) out[i++] = k_b62[buf[k] % 62];
+    randombytes_buf(rnd, sizeof rnd);
+    for (size_t k = 0; k < sizeof rnd && i < n; k++)
+      if (rnd[k] < 248) out[i++] = k_b62[rnd[k] % 62];
   }
   out[n] = '\0';
+  sodium_memzero(rnd, sizeof rnd); /* these bytes may be part of a secret */
 }
 
 static void uuid_fmt(char out[37], const uint8_t b[16]) {
-  static const char hex[] = "0123456789abcdef";
   int o = 0;
   for (int i = 0; i < 16; i++) {
     if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
-    out[o++] = hex[b[i] >> 4];
-    out[o++] = hex[b[i] & 15];
+    out[o++] = k_hex_lc[b[i] >> 4];
+    out[o++] = k_hex_lc[b[i] & 15];
   }
   out[36] = '\0';
+}
+
+/* RFC 9562: version in the high nibble of octet 6, variant 10 in the two
+ * high bits of octet 8. */
+static void uuid_set_version(uint8_t b[16], unsigned version) {
+  b[6] = (uint8_t)((b[6] & 0x0F) | (version << 4));
+  b[8] = (uint8_t)((b[8] & 0x3F) | 0x80);
 }
 
 void bd_uuid_v4(char out[37]) {
   uint8_t b[16];
   randombytes_buf(b, sizeof b);
-  b[6] = (uint8_t)((b[6] & 0x0F) | 0x40);
-  b[8] = (uint8_t)((b[8] & 0x3F) | 0x80);
+  uuid_set_version(b, 4);
   uuid_fmt(out, b);
 }
 
 void bd_uuid_v7(char out[37]) {
+  /* 48-bit big-endian Unix milliseconds, then 74 random bits: ids sort by
+   * creation time, which keeps B-tree inserts at the right edge. */
   uint8_t b[16];
   randombytes_buf(b, sizeof b);
   uint64_t ms = (uint64_t)(bd_wall_us() / 1000);
   for (int i = 0; i < 6; i++) b[i] = (uint8_t)(ms >> (40 - 8 * i));
-  b[6] = (uint8_t)((b[6] & 0x0F) | 0x70);
-  b[8] = (uint8_t)((b[8] & 0x3F) | 0x80);
+  uuid_set_version(b, 7);
   uuid_fmt(out, b);
 }
+
+static bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
 bool bd_uuid_valid(bd_str_t s) {
   if (s.len != 36) return false;
   for (size_t i = 0; i < 36; i++) {
-    char c = s.p[i];
     if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-') return false;
-    } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+      if (s.p[i] != '-') return false;
+    } else if (!is_hex(s.p[i])) {
       return false;
     }
   }
@@ -63,16 +74,22 @@ bool bd_uuid_valid(bd_str_t s) {
 }
 
 void bd_time_fmt(char out[32], int64_t unix_us, bool micro) {
-  int64_t sec = unix_us >= 0 ? unix_us / 1000000 : -((-unix_us + 999999) / 1000000);
-  int64_t frac = unix_us - sec * 1000000;
+  /* floor division, so instants before 1970 keep a positive fraction */
+  int64_t sec = unix_us / 1000000, frac = unix_us % 1000000;
+  if (frac < 0) sec--, frac += 1000000;
   time_t t = (time_t)sec;
   struct tm tm;
-  gmtime_r(&t, &tm);
+  if (!gmtime_r(&t, &tm)) { /* year does not fit an int: nothing sensible to print */
+    out[0] = '\0';
+    return;
+  }
   size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
   if (micro) snprintf(out + n, 32 - n, ".%06lldZ", (long long)frac);
   else snprintf(out + n, 32 - n, "Z");
 }
 
+/* Exactly n ASCII digits at s (stops at the first non-digit, so reading
+ * never passes a NUL). */
 static bool digits(const char *s, int n, int *out) {
   int v = 0;
   for (int i = 0; i < n; i++) {
@@ -83,28 +100,29 @@ static bool digits(const char *s, int n, int *out) {
   return true;
 }
 
+static bool is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
 bool bd_time_parse(const char *s, int64_t *unix_us) {
+  /* Fixed layout "YYYY-MM-DD?HH:MM:SS" where ? is 'T' (RFC 3339, either
+   * case) or ' ' (PostgreSQL, and RFC 3339 §5.6 allows it too). */
   int Y, M, D, h, m, sec;
-  size_t n = strlen(s);
-  if (n < 19) return false;
+  if (!s || strlen(s) < 19) return false;
   if (!digits(s, 4, &Y) || s[4] != '-' || !digits(s + 5, 2, &M) || s[7] != '-' || !digits(s + 8, 2, &D) ||
-      (s[10] != 'T' && s[10] != ' ' && s[10] != 't') || !digits(s + 11, 2, &h) || s[13] != ':' ||
+      (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !digits(s + 11, 2, &h) || s[13] != ':' ||
       !digits(s + 14, 2, &m) || s[16] != ':' || !digits(s + 17, 2, &sec))
     return false;
-  if (M < 1 || M > 12 || D < 1 || h > 23 || m > 59 || sec > 60) return false;
   static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  int dim = mdays[M - 1] + (M == 2 && ((Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0));
-  if (D > dim) return false;
+  if (M < 1 || M > 12 || D < 1 || D > mdays[M - 1] + (M == 2 && is_leap(Y))) return false;
+  /* 60 is a leap second (RFC 3339); timegm folds it into the next minute */
+  if (h > 23 || m > 59 || sec > 60) return false;
   const char *p = s + 19;
   int64_t frac = 0;
   if (*p == '.') {
+    /* any number of digits; PostgreSQL prints 1-6, beyond microseconds we truncate */
     p++;
     int nd = 0;
-    while (*p >= '0' && *p <= '9') {
+    for (; *p >= '0' && *p <= '9'; p++, nd++)
       if (nd < 6) frac = frac * 10 + (*p - '0');
-      nd++;
-      p++;
-    }
     if (nd == 0) return false;
     for (int k = nd; k < 6; k++) frac *= 10;
   }
@@ -112,19 +130,22 @@ bool bd_time_parse(const char *s, int64_t *unix_us) {
   if (*p == 'Z' || *p == 'z') {
     p++;
   } else if (*p == '+' || *p == '-') {
+    /* "+HH" (PostgreSQL drops zero minutes), "+HH:MM", "+HHMM" */
     int sign = *p == '-' ? -1 : 1, oh, om = 0;
     p++;
     if (!digits(p, 2, &oh)) return false;
     p += 2;
-    if (*p == ':') p++;
-    if (*p >= '0' && *p <= '9') {
+    if (*p == ':') {
+      if (!digits(p + 1, 2, &om)) return false;
+      p += 3;
+    } else if (*p >= '0' && *p <= '9') {
       if (!digits(p, 2, &om)) return false;
       p += 2;
     }
     if (oh > 23 || om > 59) return false;
     off = sign * (oh * 3600 + om * 60);
   } else {
-    return false;
+    return false; /* a time without a zone is ambiguous */
   }
   if (*p) return false;
   struct tm tm = {0};
@@ -150,7 +171,7 @@ bool bd_parse_i64(bd_str_t s, int64_t *out) {
   size_t i = 0;
   bool neg = false;
   if (s.len && s.p[0] == '-') neg = true, i = 1;
-  if (i >= s.len) return false;
+  if (i >= s.len) return false; /* "" and "-" */
   uint64_t v = 0;
   for (; i < s.len; i++) {
     if (s.p[i] < '0' || s.p[i] > '9') return false;
@@ -158,8 +179,8 @@ bool bd_parse_i64(bd_str_t s, int64_t *out) {
     if (v > (UINT64_MAX - d) / 10) return false;
     v = v * 10 + d;
   }
-  if (!neg && v > (uint64_t)INT64_MAX) return false;
-  if (neg && v > (uint64_t)INT64_MAX + 1) return false;
+  /* the magnitude of INT64_MIN is INT64_MAX + 1 */
+  if (v > (uint64_t)INT64_MAX + (neg ? 1 : 0)) return false;
   *out = neg ? (int64_t)(0 - v) : (int64_t)v;
   return true;
 }
@@ -171,28 +192,44 @@ static int hexval(char c) {
   return -1;
 }
 
-bool bd_url_decode(bd_buf_t *out, const char *s, size_t n, bool form) {
-  bd_buf_reserve(out, n);
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    if (c == '%') {
-      if (i + 2 >= n) return false;
-      int a = hexval(s[i + 1]), b = hexval(s[i + 2]);
-      if (a < 0 || b < 0) return false;
-      bd_buf_putc(out, (char)(a * 16 + b));
-      i += 2;
-    } else if (c == '+' && form) {
-      bd_buf_putc(out, ' ');
-    } else {
-      bd_buf_putc(out, c);
+/* Decodes one byte of percent-encoded text at s[*i] (n bytes in all) and
+ * advances *i. Returns -1 for a malformed escape unless `lenient`, in which
+ * case the '%' stands for itself (WHATWG URL form decoding). */
+static int pct_next(const char *s, size_t n, size_t *i, bool form, bool lenient) {
+  char c = s[*i];
+  if (c == '%') {
+    int a = *i + 2 < n ? hexval(s[*i + 1]) : -1, b = *i + 2 < n ? hexval(s[*i + 2]) : -1;
+    if (a >= 0 && b >= 0) {
+      *i += 3;
+      return a * 16 + b;
     }
+    if (!lenient) return -1;
   }
-  if (!out->data) bd_buf_reserve(out, 0), out->data[0] = '\0';
+  (*i)++;
+  return c == '+' && form ? ' ' : (unsigned char)c;
+}
+
+static bool pct_decode(bd_buf_t *out, const char *s, size_t n, bool form, bool lenient) {
+  size_t start = out->len;
+  bd_buf_reserve(out, n); /* decoding never grows the text */
+  for (size_t i = 0; i < n;) {
+    int c = pct_next(s, n, &i, form, lenient);
+    if (c < 0) {
+      out->len = start; /* leave out as it was */
+      out->data[start] = '\0';
+      return false;
+    }
+    out->data[out->len++] = (char)c;
+  }
+  out->data[out->len] = '\0'; /* also when nothing was appended to a fresh buffer */
   return true;
 }
 
+bool bd_url_decode(bd_buf_t *out, const char *s, size_t n, bool form) { return pct_decode(out, s, n, form, false); }
+
 void bd_url_encode(bd_buf_t *out, const char *s, size_t n) {
-  static const char hex[] = "0123456789ABCDEF";
+  static const char hex[] = "0123456789ABCDEF"; /* RFC 3986 §2.1 prefers upper case */
+  bd_buf_reserve(out, n);
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
@@ -203,48 +240,65 @@ void bd_url_encode(bd_buf_t *out, const char *s, size_t n) {
       bd_buf_append(out, e, 3);
     }
   }
+  if (!out->data) bd_buf_reserve(out, 0), out->data[0] = '\0'; /* n == 0 on a fresh buffer */
+}
+
+/* Whether the form-encoded key k[0..n) decodes to exactly name[0..nl),
+ * without allocating. */
+static bool key_eq(const char *k, size_t n, const char *name, size_t nl) {
+  size_t i = 0, j = 0;
+  while (i < n) {
+    int c = pct_next(k, n, &i, true, true);
+    if (j >= nl || (unsigned char)name[j] != c) return false;
+    j++;
+  }
+  return j == nl;
 }
 
 bool bd_query_get(bd_str_t query, const char *name, bd_buf_t *out) {
   size_t nl = strlen(name);
   const char *p = query.p, *end = query.p + query.len;
-  while (p && p < end) {
+  if (!query.len) return false;
+  while (p < end) {
     const char *amp = memchr(p, '&', (size_t)(end - p));
     const char *seg_end = amp ? amp : end;
     const char *eq = memchr(p, '=', (size_t)(seg_end - p));
     const char *kend = eq ? eq : seg_end;
-    bd_buf_t key = BD_BUF_INIT;
-    bool match = false;
-    if (kend > p && bd_url_decode(&key, p, (size_t)(kend - p), true)) match = key.len == nl && !memcmp(key.data, name, nl);
-    bd_buf_free(&key);
-    if (match) {
-      if (eq) {
-        if (!bd_url_decode(out, eq + 1, (size_t)(seg_end - eq - 1), true)) return false;
-      } else {
-        bd_buf_reserve(out, 0);
-        out->data[out->len] = '\0';
-      }
+    /* "&&" and "&=x" carry no name and are skipped */
+    if (kend > p && key_eq(p, (size_t)(kend - p), name, nl)) {
+      /* "a" alone means present and empty; a malformed escape is kept as
+       * text so the caller's validation reports it instead of the
+       * parameter silently disappearing. */
+      if (eq) (void)pct_decode(out, eq + 1, (size_t)(seg_end - eq - 1), true, true);
+      else (void)pct_decode(out, "", 0, true, true);
       return true;
     }
-    p = amp ? amp + 1 : NULL;
+    if (!amp) break;
+    p = amp + 1;
   }
   return false;
 }
 
 static void b64enc(bd_buf_t *out, const void *p, size_t n, int variant) {
-  size_t len = sodium_base64_encoded_len(n, variant);
+  size_t len = sodium_base64_encoded_len(n, variant); /* includes the NUL */
   bd_buf_reserve(out, len);
   sodium_bin2base64(out->data + out->len, len, p, n, variant);
   out->len += strlen(out->data + out->len);
 }
 
+/* libsodium is strict: the padded variant requires exactly the right '='
+ * padding, the unpadded one stops at '=', and non-zero trailing bits are
+ * rejected, so every binary value has exactly one accepted text. The end
+ * pointer check rejects anything after the last valid character. */
 static bool b64dec(bd_buf_t *out, const char *s, size_t n, int variant) {
   size_t cap = n / 4 * 3 + 3, bin_len = 0;
-  const char *end;
+  const char *end = NULL;
   bd_buf_reserve(out, cap);
   if (sodium_base642bin((unsigned char *)out->data + out->len, cap, s, n, NULL, &bin_len, &end, variant) != 0 ||
-      end != s + n)
+      end != s + n) {
+    out->data[out->len] = '\0'; /* a partial decode may have overwritten the NUL */
     return false;
+  }
   out->len += bin_len;
   out->data[out->len] = '\0';
   return true;

@@ -480,3 +480,34 @@ def test_bad_logos_rejected(srv, keys, url):
     r = create_code(srv, keys["live_key"], {"target": {"text": "x"},
                                             "design": {"error_correction": "H", "logo": {"url": url}}})
     assert r.status_code == 400 and r.json()["error"]["param"] == "design.logo.url", r.text
+
+
+def test_list_codes_filters_sort_and_pages(srv, keys, run_batchd):
+    out = run_batchd("seed-demo", "--tenant", "lister", "--json", env={"BATCHD_PUBLIC_URL": srv.url})
+    k = json.loads(out.stdout)["qr"]["live_key"]
+    made = []
+    for i, name in enumerate(["delta", "alpha", "charlie", "bravo"]):
+        body = {"name": name, "folder_id": "f1" if i % 2 else "f2",
+                "target": {"destination": "https://example.com/%d" % i} if i < 2 else {"text": name}}
+        made.append(create_code(srv, k, body).json())
+    def page_all(**params):
+        seen, cursor = [], None
+        while True:
+            p = dict(params, limit=1)
+            if cursor:
+                p["cursor"] = cursor
+            r = requests.get(srv.url + "/v1/qr-codes", headers=H(k), params=p)
+            assert r.status_code == 200, r.text
+            body = r.json()
+            seen += [c["name"] for c in body["data"]]
+            if not body["has_more"]:
+                return seen
+            cursor = body["next_cursor"]
+    assert page_all(sort="name", order="asc") == ["alpha", "bravo", "charlie", "delta"]
+    assert page_all(sort="name", order="desc") == ["delta", "charlie", "bravo", "alpha"]
+    assert page_all(sort="created_at", order="asc") == ["delta", "alpha", "charlie", "bravo"]
+    assert sorted(page_all(kind="dynamic")) == ["alpha", "delta"]
+    assert sorted(page_all(kind="static")) == ["bravo", "charlie"]
+    assert sorted(page_all(folder_id="f1")) == ["alpha", "bravo"]
+    for bad in ({"kind": "x"}, {"sort": "color"}, {"order": "up"}):
+        assert requests.get(srv.url + "/v1/qr-codes", headers=H(k), params=bad).status_code == 400
