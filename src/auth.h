@@ -22,7 +22,8 @@ typedef struct {
   char secret_hash[65];               /* hex SHA-256 of the secret, to store */
 } bd_token_t;
 
-/* Generates a new token with the given prefix (at most 40 bytes). */
+/* Generates a new token with the given prefix (at most 40 bytes; longer
+ * aborts, prefixes are literals). */
 void bd_token_generate(const char *prefix, bd_token_t *out);
 
 /* Splits a presented token. Returns false unless it is exactly
@@ -33,7 +34,9 @@ bool bd_token_parse(bd_str_t token, const char *prefix, bd_str_t *id, bd_str_t *
 bool bd_token_check(bd_str_t secret, const char *stored_hash_hex);
 
 /* Extracts the credential from "Authorization: Bearer <x>" (case-insensitive
- * scheme, single space or more). Returns false if absent or malformed. */
+ * scheme, single space or more). Returns false if absent or malformed: the
+ * credential must match RFC 6750's b64token (no spaces, controls or
+ * non-ASCII). *credential points into authorization. */
 bool bd_bearer(bd_str_t authorization, bd_str_t *credential);
 
 /* JWT (RFC 7519) with HS256 only. */
@@ -46,7 +49,10 @@ enum {
   BD_JWT_ENBF,        /* nbf present and > now + leeway */
 };
 /* Verifies and, on success, stores the claims object in *claims (caller
- * json_decref's it). now_s is Unix seconds; leeway_s tolerates clock skew. */
+ * json_decref's it); *claims is NULL on failure. now_s is Unix seconds;
+ * leeway_s (negative = 0) tolerates clock skew. Headers or claims with
+ * duplicate names, and headers with "crit", are EMALFORMED; an empty key
+ * verifies nothing (ESIG). */
 int bd_jwt_verify(bd_str_t jwt, const uint8_t *key, size_t keylen, int64_t now_s, int64_t leeway_s,
                   json_t **claims) BD_MUSTCHECK;
 const char *bd_jwt_strerror(int err);

@@ -334,8 +334,6 @@ bool qr_logo_step(bd_req_t *req, bd_handler_fn next) {
 
 /* --- POST /v1/batches ------------------------------------------------------ */
 
-static bd_pg_stmt_t S_TEMPLATE = BD_PG_STMT(
-    "SELECT design::text FROM qr_templates WHERE id = $1 AND workspace_id = $2 AND mode = $3");
 static bd_pg_stmt_t S_CREATE_BATCH = BD_PG_STMT("SELECT qr_create_batch($1::jsonb)::text");
 
 static void on_batch_created(void *ud, const bd_pg_result_t *r) {
@@ -398,6 +396,11 @@ static void create_batch_store(bd_req_t *req) {
   }
 }
 
+/* --- design or template_id -------------------------------------------------------- */
+
+static bd_pg_stmt_t S_TEMPLATE = BD_PG_STMT(
+    "SELECT design::text FROM qr_templates WHERE id = $1 AND workspace_id = $2 AND mode = $3");
+
 static void on_template(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
   qr_ctx_t *c = req->ctx;
@@ -413,9 +416,42 @@ static void on_template(void *ud, const bd_pg_result_t *r) {
     c->design = d ? bd_qr_design_parse(d, err, sizeof err, &param) : NULL;
     json_decref(d);
     if (!c->design) qr_error(req, 400, "invalid_request", "The template's design is invalid", "template_id");
-    else create_batch_store(req);
+    else c->next_design(req);
   }
   bd_req_release(req);
+}
+
+void qr_with_design(bd_req_t *req, bd_handler_fn next) {
+  qr_ctx_t *c = req->ctx;
+  char err[256];
+  const char *param = NULL;
+  json_t *design = json_object_get(c->body, "design");
+  if (design && !json_is_object(design) && !json_is_null(design)) {
+    qr_error(req, 400, "invalid_request", "design must be an object", "design");
+    return;
+  }
+  c->design = bd_qr_design_parse(json_is_object(design) ? design : NULL, err, sizeof err, &param);
+  if (!c->design) {
+    qr_error(req, 400, "invalid_request", err, param ? param : "design");
+    return;
+  }
+  json_t *tpl = json_object_get(c->body, "template_id");
+  if (!tpl || json_is_null(tpl)) {
+    next(req);
+    return;
+  }
+  if (!json_is_string(tpl)) {
+    qr_error(req, 400, "invalid_request", "template_id must be a string", "template_id");
+    return;
+  }
+  c->next_design = next;
+  qr_ws_params(c);
+  const char *p[] = {json_string_value(tpl), c->ws_s, c->mode_s};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_TEMPLATE, 3, p, on_template, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
 }
 
 static void create_batch(bd_req_t *req) {
@@ -433,34 +469,7 @@ static void create_batch(bd_req_t *req) {
     qr_error(req, 400, "invalid_request", msg, "items");
     return;
   }
-  char err[256];
-  const char *param = NULL;
-  json_t *design = json_object_get(c->body, "design");
-  if (design && !json_is_object(design) && !json_is_null(design)) {
-    qr_error(req, 400, "invalid_request", "design must be an object", "design");
-    return;
-  }
-  c->design = bd_qr_design_parse(json_is_object(design) ? design : NULL, err, sizeof err, &param);
-  if (!c->design) {
-    qr_error(req, 400, "invalid_request", err, param ? param : "design");
-    return;
-  }
-  json_t *tpl = json_object_get(c->body, "template_id");
-  if (tpl && !json_is_null(tpl)) {
-    if (!json_is_string(tpl)) {
-      qr_error(req, 400, "invalid_request", "template_id must be a string", "template_id");
-      return;
-    }
-    qr_ws_params(c);
-    const char *p[] = {json_string_value(tpl), c->ws_s, c->mode_s};
-    bd_req_hold(req);
-    if (bd_pg_query(bd_app.pg, &S_TEMPLATE, 3, p, on_template, req) != 0) {
-      bd_app_unavailable(req);
-      bd_req_release(req);
-    }
-    return;
-  }
-  create_batch_store(req);
+  qr_with_design(req, create_batch_store);
 }
 
 /* --- GET /v1/batches/{id}, GET /v1/batches ---------------------------------- */
@@ -539,8 +548,9 @@ static bd_pg_stmt_t S_LIST_BATCHES = BD_PG_STMT(
     "     (SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || '|' || id"
     "      FROM lim ORDER BY created_at ASC, id ASC LIMIT 1) END)::text");
 
-/* Wraps the raw next_cursor into base64url inside the JSON text. */
-static void on_list(void *ud, const bd_pg_result_t *r) {
+/* Sends a list page built by SQL, wrapping its raw next_cursor into
+ * base64url (cursors are opaque to clients). */
+void qr_on_list(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
   if (r->err) {
     bd_app_db_error(req, r);
@@ -614,7 +624,7 @@ static void list_batches(bd_req_t *req) {
   qr_ws_params(c);
   const char *p[] = {c->ws_s, c->mode_s, has_cursor ? c->scratch.data : NULL, limit};
   bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_LIST_BATCHES, 4, p, on_list, req) != 0) {
+  if (bd_pg_query(bd_app.pg, &S_LIST_BATCHES, 4, p, qr_on_list, req) != 0) {
     bd_app_unavailable(req);
     bd_req_release(req);
   }

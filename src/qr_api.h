@@ -27,6 +27,7 @@ typedef struct {
   char ws_s[24];              /* ws as text (query parameter) */
   char mode_s[8];             /* "live"/"test" */
   void *extra;                /* handler-specific state */
+  bd_handler_fn next_design;  /* qr_with_design's continuation */
 } qr_ctx_t;
 
 /* One validated item of a batch or a single create. */
@@ -58,6 +59,11 @@ void qr_send_json_row(bd_req_t *req, const bd_pg_result_t *r, int status, const 
 void qr_query_json(bd_req_t *req, bd_pg_stmt_t *st, int n, const char *const *p, int ok_status, const char *what);
 void qr_ws_params(qr_ctx_t *c);
 enum { QR_KEY_TIME, QR_KEY_TEXT, QR_KEY_INT }; /* type of a cursor's sort key */
+/* Parses body.design (or loads body.template_id's design) into c->design,
+ * then runs next; answers 400 itself. */
+void qr_with_design(bd_req_t *req, bd_handler_fn next);
+/* pg callback: sends a list page built by SQL (cursor made opaque). */
+void qr_on_list(void *ud, const bd_pg_result_t *r);
 bool qr_page_params(bd_req_t *req, char limit[8], bd_buf_t *cursor, bool *has_cursor, int key_kind);
 /* scope: 1 read, 2 write, 4 analytics */
 void qr_entry_scope(bd_req_t *req, unsigned scope, bd_handler_fn next);

@@ -245,66 +245,10 @@ static void create_code_render(bd_req_t *req) {
   bd_buf_free(&payload);
 }
 
-static bd_pg_stmt_t S_TEMPLATE_DESIGN = BD_PG_STMT(
-    "SELECT design::text FROM qr_templates WHERE id = $1 AND workspace_id = $2 AND mode = $3");
-
-static void on_create_template(void *ud, const bd_pg_result_t *r) {
-  bd_req_t *req = ud;
-  qr_ctx_t *c = req->ctx;
-  if (r->err) {
-    bd_app_db_error(req, r);
-  } else if (PQntuples(r->res) == 0) {
-    qr_error(req, 400, "invalid_request", "Unknown template_id", "template_id");
-  } else {
-    json_t *d = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL);
-    char err[256];
-    const char *param;
-    if (c->design) bd_qr_design_free(c->design);
-    c->design = bd_qr_design_parse(d, err, sizeof err, &param);
-    json_decref(d);
-    if (!c->design) qr_error(req, 400, "invalid_request", "The template's design is invalid", "template_id");
-    else create_code_render(req);
-  }
-  bd_req_release(req);
-}
-
-/* Resolves design (or template_id) of a body, then calls next; answers 400 itself. */
-static void with_design(bd_req_t *req, void (*next)(bd_req_t *), void (*on_tpl)(void *, const bd_pg_result_t *)) {
-  qr_ctx_t *c = req->ctx;
-  char err[256];
-  const char *param = NULL;
-  json_t *design = json_object_get(c->body, "design");
-  if (design && !json_is_object(design) && !json_is_null(design)) {
-    qr_error(req, 400, "invalid_request", "design must be an object", "design");
-    return;
-  }
-  c->design = bd_qr_design_parse(json_is_object(design) ? design : NULL, err, sizeof err, &param);
-  if (!c->design) {
-    qr_error(req, 400, "invalid_request", err, param ? param : "design");
-    return;
-  }
-  json_t *tpl = json_object_get(c->body, "template_id");
-  if (tpl && !json_is_null(tpl)) {
-    if (!json_is_string(tpl)) {
-      qr_error(req, 400, "invalid_request", "template_id must be a string", "template_id");
-      return;
-    }
-    qr_ws_params(c);
-    const char *p[] = {json_string_value(tpl), c->ws_s, c->mode_s};
-    bd_req_hold(req);
-    if (bd_pg_query(bd_app.pg, &S_TEMPLATE_DESIGN, 3, p, on_tpl, req) != 0) {
-      bd_app_unavailable(req);
-      bd_req_release(req);
-    }
-    return;
-  }
-  next(req);
-}
-
 static void create_code(bd_req_t *req) {
   if (!qr_parse_body(req)) return;
   if (qr_logo_step(req, create_code)) return;
-  with_design(req, create_code_render, on_create_template);
+  qr_with_design(req, create_code_render);
 }
 
 /* --- GET /v1/qr-codes/{id} ---------------------------------------------------------- */
@@ -358,28 +302,6 @@ static void build_list_statements(void) {
     }
 }
 
-static void on_list_codes(void *ud, const bd_pg_result_t *r) {
-  bd_req_t *req = ud;
-  if (r->err) {
-    bd_app_db_error(req, r);
-    bd_req_release(req);
-    return;
-  }
-  json_t *doc = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL);
-  json_t *nc = json_object_get(doc, "next_cursor");
-  if (json_is_string(nc)) {
-    bd_buf_t enc = BD_BUF_INIT;
-    bd_b64url_encode(&enc, json_string_value(nc), json_string_length(nc));
-    json_object_set_new(doc, "next_cursor", json_string(enc.data));
-    bd_buf_free(&enc);
-  }
-  char *text = json_dumps(doc, JSON_COMPACT);
-  bd_resp_send(req, 200, "application/json; charset=utf-8", text, strlen(text));
-  free(text);
-  json_decref(doc);
-  bd_req_release(req);
-}
-
 static void list_codes(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
   bd_buf_t v = BD_BUF_INIT;
@@ -428,7 +350,7 @@ static void list_codes(bd_req_t *req) {
   const char *p[] = {c->ws_s, c->mode_s, kind, has_folder ? (v.data ? v.data : "") : NULL,
                      has_cursor ? c->scratch.data : NULL, limit, bd_app.cfg.public_url};
   bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_LIST_CODES[sort][asc], 7, p, on_list_codes, req) != 0) {
+  if (bd_pg_query(bd_app.pg, &S_LIST_CODES[sort][asc], 7, p, qr_on_list, req) != 0) {
     bd_app_unavailable(req);
     bd_req_release(req);
   }

@@ -3,8 +3,11 @@
  * Loop thread only (no locking). Each key gets a bucket of `burst` tokens
  * refilled at `rate` tokens per second. Memory is bounded by `max_keys`:
  * when full, buckets that are already full (idle keys) are evicted first,
- * then the least recently used. A limiter with rate <= 0 allows everything
- * (the headers then report limit 0).
+ * then the least recently used. (Full buckets are looked for among the few
+ * least recently used only, to keep eviction O(1).) A limiter with
+ * rate <= 0 allows everything (the headers then report limit 0).
+ * burst 0 is treated as 1; max_keys 0 as 1. Keys are hashed with a random
+ * SipHash key, so sodium_init() must have been called.
  */
 #ifndef BD_RATELIMIT_H
 #define BD_RATELIMIT_H

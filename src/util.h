@@ -13,7 +13,8 @@ void bd_uuid_v4(char out[37]);
 void bd_uuid_v7(char out[37]);
 bool bd_uuid_valid(bd_str_t s); /* canonical 8-4-4-4-12 hex, any case */
 
-/* UTC timestamps. micro=true: "2025-03-14T13:04:03.000000Z"; false: "2025-03-14T13:04:03Z". */
+/* UTC timestamps. micro=true: "2025-03-14T13:04:03.000000Z"; false: "2025-03-14T13:04:03Z".
+ * out is "" for an instant gmtime_r cannot represent. */
 void bd_time_fmt(char out[32], int64_t unix_us, bool micro);
 /* Parses PostgreSQL timestamptz text output in UTC ("2025-03-14 13:04:03.123456+00",
  * fractional part optional) and RFC 3339 ("2025-03-14T13:04:03Z", "+02:00" offsets).
@@ -26,14 +27,18 @@ const char *bd_time_pg_to_iso(const char *pg, char out[32], bool micro);
 bool bd_parse_i64(bd_str_t s, int64_t *out);
 
 /* Percent-decoding. form=true also maps '+' to space (query strings).
- * Returns false on a malformed escape. Output is appended. */
+ * Returns false on a malformed escape, leaving out unchanged. Output is
+ * appended and NUL-terminated. */
 bool bd_url_decode(bd_buf_t *out, const char *s, size_t n, bool form);
 /* Percent-encodes everything but unreserved characters (RFC 3986). */
 void bd_url_encode(bd_buf_t *out, const char *s, size_t n);
 
 /* Finds parameter `name` in a raw query string ("a=1&b=x%20y", without '?')
- * and appends its decoded value to out. Returns true when present (even if
- * empty). The first occurrence wins. */
+ * and appends its decoded value to out ('+' is a space). Returns true when
+ * present (even if empty, as in "a" or "a="); out->data is then a valid
+ * NUL-terminated string. The first occurrence wins; names match whole.
+ * As in WHATWG form decoding, a malformed escape ("%zz") is kept as text
+ * rather than hiding the parameter, so the caller's validation rejects it. */
 bool bd_query_get(bd_str_t query, const char *name, bd_buf_t *out);
 
 /* Base64 (standard, padded) and base64url (unpadded), and hex. Decoders

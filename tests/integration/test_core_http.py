@@ -281,7 +281,7 @@ def test_operational_endpoints(srv):
     assert o.status_code == 200
     doc = o.json()
     assert doc["openapi"].startswith("3.1")
-    assert "/healthz" in doc["paths"]
+    assert "/healthz" in doc["paths"] and "/v1/batches" in doc["paths"] and "/s/{code}" in doc["paths"]
 
 
 def test_access_log_line_per_request(srv):
