@@ -357,6 +357,14 @@ static void list_codes(bd_req_t *req) {
   bd_buf_free(&v);
 }
 
+static void rdel(const char *code);
+
+/* The process that changed a code evicts its own cache entry at once; the
+ * others learn it through NOTIFY qr_codes. */
+static void evict_local(const char *short_code) {
+  if (short_code && *short_code) rdel(short_code);
+}
+
 /* --- PATCH /v1/qr-codes/{id} ---------------------------------------------------------- */
 
 static bd_pg_stmt_t S_CODE_ROW = BD_PG_STMT(
@@ -369,7 +377,7 @@ static bd_pg_stmt_t S_PATCH = BD_PG_STMT(
     "  WHERE id = $1 AND workspace_id = $2 AND mode = $3 AND deleted_at IS NULL RETURNING *),"
     " d AS (DELETE FROM qr_images WHERE $6::jsonb IS NOT NULL AND code_id IN (SELECT id FROM u)),"
     " n AS (SELECT pg_notify('qr_codes', short_code) FROM u WHERE short_code IS NOT NULL)"
-    " SELECT qr_code_json(u, $11)::text FROM u, (SELECT count(*) FROM n) nn");
+    " SELECT qr_code_json(u, $11)::text, u.short_code FROM u, (SELECT count(*) FROM n) nn");
 
 static char *tags_literal(json_t *tags) {
   /* a PostgreSQL text[] literal with every element quoted */
@@ -392,6 +400,7 @@ static char *tags_literal(json_t *tags) {
 
 static void on_patched(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
+  if (!r->err && PQntuples(r->res) == 1) evict_local(bd_pg_val(r->res, 0, 1));
   qr_send_json_row(req, r, 200, "QR code");
   bd_req_release(req);
 }
@@ -535,14 +544,25 @@ static bd_pg_stmt_t S_DELETE = BD_PG_STMT(
     "WITH u AS (UPDATE qr_codes SET deleted_at = now(), is_active = false, updated_at = now()"
     " WHERE id = $1 AND workspace_id = $2 AND mode = $3 AND deleted_at IS NULL RETURNING id, short_code),"
     " n AS (SELECT pg_notify('qr_codes', short_code) FROM u WHERE short_code IS NOT NULL)"
-    " SELECT jsonb_build_object('id', id, 'object', 'qr_code', 'deleted', true)::text FROM u,"
+    " SELECT jsonb_build_object('id', id, 'object', 'qr_code', 'deleted', true)::text, short_code FROM u,"
     " (SELECT count(*) FROM n) nn");
+
+static void on_deleted(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  if (!r->err && PQntuples(r->res) == 1) evict_local(bd_pg_val(r->res, 0, 1));
+  qr_send_json_row(req, r, 200, "QR code");
+  bd_req_release(req);
+}
 
 static void delete_code(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
   qr_ws_params(c);
   const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s};
-  qr_query_json(req, &S_DELETE, 3, p, 200, "QR code");
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_DELETE, 3, p, on_deleted, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
 }
 
 /* --- GET /v1/qr-codes/{id}/download ----------------------------------------------------- */
@@ -1111,7 +1131,9 @@ static void on_resolve(void *ud, const bd_pg_result_t *r) {
       bd_buf_free(&dest);
       json_decref(target);
     }
-    e->expires_ms = UINT64_MAX; /* until NOTIFY */
+    /* until NOTIFY evicts it, but at most a minute: a lookup that was in
+     * flight while a change was announced could otherwise keep old data */
+    e->expires_ms = bd_now_ms() + 60000;
   } else {
     e->expires_ms = bd_now_ms() + 5000; /* unknown codes are re-checked soon */
   }
