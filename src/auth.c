@@ -63,16 +63,15 @@ bool bd_token_check(bd_str_t secret, const char *stored_hash_hex) {
   return sodium_memcmp(got, want, sizeof want) == 0;
 }
 
-/* RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" */
-static bool b64token(const char *p, size_t n) {
-  size_t i = 0;
-  for (; i < n; i++) {
-    char c = p[i];
-    if (!(is_b62(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/')) break;
-  }
-  if (i == 0) return false;
-  for (; i < n; i++)
-    if (p[i] != '=') return false;
+/* The credential is one run of visible ASCII. RFC 6750's b64token is
+ * narrower, but token formats such as Sanctum's "1|secret" fall outside it,
+ * and anything that is not a valid token fails the lookup anyway; what
+ * matters here is no spaces (a second word), no controls (header
+ * injection into logs) and no bytes that are not ASCII. */
+static bool visible_ascii(const char *p, size_t n) {
+  if (n == 0) return false;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f) return false;
   return true;
 }
 
@@ -83,7 +82,7 @@ bool bd_bearer(bd_str_t a, bd_str_t *cred) {
   size_t i = 6, end = a.len;
   while (i < end && (a.p[i] == ' ' || a.p[i] == '\t')) i++;
   while (end > i && (a.p[end - 1] == ' ' || a.p[end - 1] == '\t')) end--;
-  if (!b64token(a.p + i, end - i)) return false; /* empty, inner spaces, controls, non-ASCII */
+  if (!visible_ascii(a.p + i, end - i)) return false; /* empty, inner spaces, controls, non-ASCII */
   *cred = (bd_str_t){a.p + i, end - i};
   return true;
 }

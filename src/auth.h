@@ -35,8 +35,8 @@ bool bd_token_check(bd_str_t secret, const char *stored_hash_hex);
 
 /* Extracts the credential from "Authorization: Bearer <x>" (case-insensitive
  * scheme, single space or more). Returns false if absent or malformed: the
- * credential must match RFC 6750's b64token (no spaces, controls or
- * non-ASCII). *credential points into authorization. */
+ * credential must be non-empty visible ASCII (no spaces, controls or
+ * non-ASCII bytes). *credential points into authorization. */
 bool bd_bearer(bd_str_t authorization, bd_str_t *credential);
 
 /* JWT (RFC 7519) with HS256 only. */

@@ -83,9 +83,21 @@ void bd_time_fmt(char out[32], int64_t unix_us, bool micro) {
     out[0] = '\0';
     return;
   }
-  size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-  if (micro) snprintf(out + n, 32 - n, ".%06lldZ", (long long)frac);
-  else snprintf(out + n, 32 - n, "Z");
+  /* not strftime: %Y does not pad years below 1000 to the four digits
+   * RFC 3339 requires. The widest int64 input (year -290308) needs 30
+   * bytes; the compiler cannot know tm's ranges, hence the roomy tmp. */
+  char tmp[96];
+  long long year = (long long)tm.tm_year + 1900;
+  if (micro)
+    snprintf(tmp, sizeof tmp, "%04lld-%02d-%02dT%02d:%02d:%02d.%06lldZ", year, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, (long long)frac);
+  else
+    snprintf(tmp, sizeof tmp, "%04lld-%02d-%02dT%02d:%02d:%02dZ", year, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec);
+  size_t n = strlen(tmp);
+  if (n > 31) n = 31;
+  memcpy(out, tmp, n);
+  out[n] = '\0';
 }
 
 /* Exactly n ASCII digits at s (stops at the first non-digit, so reading
@@ -240,7 +252,7 @@ void bd_url_encode(bd_buf_t *out, const char *s, size_t n) {
       bd_buf_append(out, e, 3);
     }
   }
-  if (!out->data) bd_buf_reserve(out, 0), out->data[0] = '\0'; /* n == 0 on a fresh buffer */
+  out->data[out->len] = '\0'; /* reserved above; matters when n == 0 on a fresh buffer */
 }
 
 /* Whether the form-encoded key k[0..n) decodes to exactly name[0..nl),
@@ -256,9 +268,9 @@ static bool key_eq(const char *k, size_t n, const char *name, size_t nl) {
 }
 
 bool bd_query_get(bd_str_t query, const char *name, bd_buf_t *out) {
+  if (!query.len) return false; /* before any arithmetic on a possibly NULL p */
   size_t nl = strlen(name);
   const char *p = query.p, *end = query.p + query.len;
-  if (!query.len) return false;
   while (p < end) {
     const char *amp = memchr(p, '&', (size_t)(end - p));
     const char *seg_end = amp ? amp : end;
