@@ -46,6 +46,8 @@ struct op {
   int err;                  /* first error */
   char sqlstate[6];         /* of the first error */
   char *errmsg;             /* of the first error (owned) */
+  char *errdetail;          /* its DETAIL (owned, may be NULL) */
+  char *errhint;            /* its HINT (owned, may be NULL) */
   bd_pg_conn_t *conn;       /* for deferred acquire */
 };
 
@@ -140,6 +142,8 @@ static void op_free(op_t *o) {
   free(o->params);
   free(o->sql);
   free(o->errmsg);
+  free(o->errdetail);
+  free(o->errhint);
   if (o->res) PQclear(o->res);
   free(o);
 }
@@ -152,9 +156,14 @@ static void op_set_error(op_t *o, int err, const char *state, const char *msg) {
 }
 
 static void op_set_result_error(op_t *o, const PGresult *r) {
+  if (o->err) return;
   const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
   const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+  const char *det = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+  const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
   op_set_error(o, BD_PG_ESQL, st, msg ? msg : PQresultErrorMessage(r));
+  o->errdetail = det ? bd_strdup(det) : NULL;
+  o->errhint = hint ? bd_strdup(hint) : NULL;
 }
 
 /* Runs the op's callback now and frees it. */
@@ -168,7 +177,8 @@ static void op_complete(bd_pg_pool_t *p, op_t *o) {
     return;
   }
   bd_pg_result_t r = {o->err, o->err == BD_PG_OK || o->err == BD_PG_ESQL ? o->res : NULL,
-                      o->err ? o->sqlstate : "", o->err ? (o->errmsg ? o->errmsg : "") : ""};
+                      o->err ? o->sqlstate : "", o->err ? (o->errmsg ? o->errmsg : "") : "", o->errdetail,
+                      o->errhint};
   if (o->err) p->stats.errors++;
   if (o->cb) o->cb(o->ud, &r);
   op_free(o);

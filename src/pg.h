@@ -67,6 +67,8 @@ typedef struct {
   PGresult *res;        /* the (last) result when err == OK or ESQL, else NULL */
   const char *sqlstate; /* five-character SQLSTATE when err == ESQL, else "" */
   const char *message;  /* human-readable error text when err != OK, else "" */
+  const char *detail;   /* the server's DETAIL when err == ESQL (may be NULL) */
+  const char *hint;     /* the server's HINT when err == ESQL (may be NULL) */
 } bd_pg_result_t;
 
 /* Query completion. `r` and everything it points to is valid only during the
