@@ -165,7 +165,7 @@ def test_not_found_and_method_not_allowed(srv):
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     r = requests.get(srv.url + "/business/definitely-not-here")
     assert r.status_code == 404 and r.json()["error"] == "resource_not_found"
-    r = requests.post(srv.url + "/rpc/definitely_not_a_function", json={})
+    r = requests.post(srv.url + "/rpc/not/a/function", json={})
     assert r.status_code == 404 and set(r.json()) == {"code", "message", "details", "hint"}
 
 
