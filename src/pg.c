@@ -82,6 +82,7 @@ struct bd_pg_conn {
   void (*drain_cb)(void *); /* backpressure release */
   void *drain_ud;           /* its argument */
   op_t *copy_end;           /* OP_COPY_END waiting for copybuf to drain */
+  bool copy_failed;         /* the server ended the COPY with an error */
   int listened;             /* channels already LISTENed on this session */
 };
 
@@ -97,6 +98,7 @@ struct bd_pg_pool {
   bd_pg_config_t cfg;       /* copy (strings owned below) */
   char *conninfo;           /* owned */
   char *appname;            /* owned */
+  char *options;            /* libpq `options`: the conninfo's own + -c TimeZone=UTC (owned) */
   bd_pg_conn_t *conns;      /* cfg.nconns shared/pinnable connections */
   bd_pg_conn_t *lconn;      /* listener connection (NULL until bd_pg_listen) */
   listen_t *listens;        /* registered channels */
@@ -114,7 +116,7 @@ struct bd_pg_pool {
   bd_pg_stats_t stats;      /* counters */
 };
 
-static int g_next_stmt_id; /* statement ids are process-wide */
+static int g_next_stmt_id; /* statement ids are process-wide (atomic: see stmt_id) */
 
 static void conn_start(bd_pg_conn_t *c);
 static void conn_dead(bd_pg_conn_t *c, const char *why);
@@ -122,6 +124,7 @@ static void dispatch(bd_pg_pool_t *p);
 static void conn_send_pending(bd_pg_conn_t *c);
 static void pool_maybe_closed(bd_pg_pool_t *p);
 static void copy_push(bd_pg_conn_t *c);
+static void pinned_results(bd_pg_conn_t *c);
 static void conn_close_handles(bd_pg_conn_t *c);
 
 /* --- ops --------------------------------------------------------------------- */
@@ -168,10 +171,9 @@ static void op_set_result_error(op_t *o, const PGresult *r) {
 
 /* Runs the op's callback now and frees it. */
 static void op_complete(bd_pg_pool_t *p, op_t *o) {
-  p->stats.queries++;
   if (o->kind == OP_ACQUIRE) {
+    /* not a query: stays out of queries/errors */
     bd_pg_conn_t *c = o->err ? NULL : o->conn;
-    if (o->err) p->stats.errors++;
     o->acb(o->ud, c, o->err);
     op_free(o);
     return;
@@ -179,6 +181,7 @@ static void op_complete(bd_pg_pool_t *p, op_t *o) {
   bd_pg_result_t r = {o->err, o->err == BD_PG_OK || o->err == BD_PG_ESQL ? o->res : NULL,
                       o->err ? o->sqlstate : "", o->err ? (o->errmsg ? o->errmsg : "") : "", o->errdetail,
                       o->errhint};
+  p->stats.queries++;
   if (o->err) p->stats.errors++;
   if (o->cb) o->cb(o->ud, &r);
   op_free(o);
@@ -290,7 +293,11 @@ static bool conn_flush(bd_pg_conn_t *c) {
     conn_dead(c, PQerrorMessage(c->pg));
     return false;
   }
-  int ev = UV_READABLE | (rc == 1 || (c->in_copy && c->copybuf.len > c->copy_off) ? UV_WRITABLE : 0);
+  /* writable interest only while something waits for it: libpq output,
+   * buffered COPY data, or a drain callback to deliver on the next tick
+   * (left on otherwise, a writable socket spins the loop) */
+  bool want_w = rc == 1 || (c->in_copy && c->copybuf.len > c->copy_off) || c->drain_cb;
+  int ev = UV_READABLE | (want_w ? UV_WRITABLE : 0);
   poll_watch(c, ev);
   return true;
 }
@@ -308,7 +315,15 @@ static void schedule_reconnect(bd_pg_conn_t *c) {
 
 static void conn_ready(bd_pg_conn_t *c);
 
+/* One PQconnectPoll step. libpq may close its socket inside PQconnectPoll
+ * and open another (next host or address, SSL/GSS fallback), very likely
+ * under the same fd number: a watcher left on the old socket would then
+ * be registered for a descriptor the kernel already dropped from epoll
+ * (libuv aborts on the next re-arm, or never reports the new socket). So
+ * the watcher is stopped before every step and a fresh one is made for
+ * whatever PQsocket is afterwards. A connect has a handful of steps. */
 static void connect_step(bd_pg_conn_t *c) {
+  poll_drop(c);
   PostgresPollingStatusType st = PQconnectPoll(c->pg);
   switch (st) {
   case PGRES_POLLING_OK:
@@ -333,9 +348,12 @@ static void ignore_notice(void *arg, const char *message) {
 
 static void conn_start(bd_pg_conn_t *c) {
   bd_pg_pool_t *p = c->pool;
-  /* options and application_name come first so the URL can override them */
-  const char *keys[] = {"options", "application_name", "dbname", NULL};
-  const char *vals[] = {"-c TimeZone=UTC", p->appname, p->conninfo, NULL};
+  /* expand_dbname: `dbname` holds the whole URL or conninfo string, and
+   * parameters after it override the string's. application_name comes
+   * before it so the URL may override it; options (p->options: the URL's
+   * own options plus -c TimeZone=UTC) comes after so UTC always holds. */
+  const char *keys[] = {"application_name", "dbname", "options", NULL};
+  const char *vals[] = {p->appname, p->conninfo, p->options, NULL};
   c->pg = PQconnectStartParams(keys, vals, 1);
   if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
     conn_dead(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
@@ -397,6 +415,7 @@ static void conn_dead(bd_pg_conn_t *c, const char *why) {
     c->pg = NULL;
   }
   c->in_copy = false;
+  c->copy_failed = false;
   bd_buf_free(&c->copybuf);
   c->copy_off = 0;
   c->drain_cb = NULL;
@@ -487,12 +506,36 @@ static void pipeline_results(bd_pg_conn_t *c) {
   }
 }
 
-/* Pinned connection: one op at a time. */
+/* Pinned connection: one op at a time.
+ *
+ * May run callbacks (not when called from inside a public function) and a
+ * callback may release the connection: when that sends it back to
+ * pipeline mode, the loop stops and pipeline_results takes over on the
+ * next event. */
 static void pinned_results(bd_pg_conn_t *c) {
   bd_pg_pool_t *p = c->pool;
-  while (c->pg && c->inflight && !PQisBusy(c->pg)) {
+  while (c->pg && c->inflight && !PQisBusy(c->pg) && PQpipelineStatus(c->pg) == PQ_PIPELINE_OFF) {
     op_t *o = c->inflight;
     PGresult *r = PQgetResult(c->pg);
+    if (r && o->kind == OP_QUERY && o->phase == 0) {
+      /* the Parse of a pinned query */
+      if (PQresultStatus(r) != PGRES_COMMAND_OK) op_set_result_error(o, r);
+      PQclear(r);
+      continue;
+    }
+    if (!r && o->kind == OP_QUERY && o->phase == 0 && !o->err) {
+      /* prepared: now the execute, same op, still at the head */
+      char name[24];
+      snprintf(name, sizeof name, "s%d", o->stmt->id);
+      c->prepared[o->stmt->id] = 1;
+      o->phase = 1;
+      if (!PQsendQueryPrepared(c->pg, name, o->nparams, (const char *const *)o->params, NULL, NULL, 0)) {
+        conn_dead(c, PQerrorMessage(c->pg));
+        return;
+      }
+      if (!conn_flush(c)) return;
+      continue;
+    }
     if (r) {
       ExecStatusType st = PQresultStatus(r);
       if (st == PGRES_COPY_IN) {
@@ -581,6 +624,12 @@ static void on_poll_events(bd_pg_conn_t *c, int status, int events) {
       return;
     }
   }
+  /* During COPY IN nothing is in flight. If the server ends the COPY with
+   * an error (bad data), libpq keeps that ErrorResponse unparsed until
+   * PQputCopyEnd, so PQputCopyData goes on accepting (the server discards
+   * the data): the error reaches the caller through bd_pg_copy_end. PQisBusy
+   * here only lets libpq process NOTICEs so its input buffer stays small. */
+  if (c->in_copy && !c->inflight) (void)PQisBusy(c->pg);
   if (c->listener) listener_results(c);
   else if (c->state == C_PINNED || (c->state == C_READY && PQpipelineStatus(c->pg) == PQ_PIPELINE_OFF))
     pinned_results(c);
@@ -600,15 +649,32 @@ static void on_poll_events(bd_pg_conn_t *c, int status, int events) {
 
 /* --- sending ------------------------------------------------------------------------ */
 
+/* The statement's id, assigned on first use. Statements are usually
+ * `static` and pools are per loop, so two loop threads may race here: the
+ * id is claimed with a compare-and-swap and a loser adopts the winner's. */
+static int stmt_id(bd_pg_stmt_t *s) {
+  int id = __atomic_load_n(&s->id, __ATOMIC_ACQUIRE);
+  if (id) return id;
+  int fresh = __atomic_add_fetch(&g_next_stmt_id, 1, __ATOMIC_RELAXED);
+  int expected = 0;
+  if (__atomic_compare_exchange_n(&s->id, &expected, fresh, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+    return fresh;
+  return expected;
+}
+
+/* Makes room in the connection's prepared map for `id`. */
+static void prepared_reserve(bd_pg_conn_t *c, int id) {
+  if (id < c->nprepared) return;
+  int n = BD_MAX(id + 16, c->nprepared * 2);
+  c->prepared = bd_realloc(c->prepared, (size_t)n);
+  memset(c->prepared + c->nprepared, 0, (size_t)(n - c->nprepared));
+  c->nprepared = n;
+}
+
 static bool send_shared(bd_pg_conn_t *c, op_t *o) {
   bd_pg_stmt_t *s = o->stmt;
-  if (s->id == 0) s->id = ++g_next_stmt_id;
-  if (s->id >= c->nprepared) {
-    int n = BD_MAX(s->id + 16, c->nprepared * 2);
-    c->prepared = bd_realloc(c->prepared, (size_t)n);
-    memset(c->prepared + c->nprepared, 0, (size_t)(n - c->nprepared));
-    c->nprepared = n;
-  }
+  stmt_id(s);
+  prepared_reserve(c, s->id);
   char name[24];
   snprintf(name, sizeof name, "s%d", s->id);
   o->sent_prepare = false;
@@ -631,11 +697,20 @@ static void conn_send_pending(bd_pg_conn_t *c) {
   int ok;
   switch (o->kind) {
   case OP_QUERY: {
+    /* Prepared lazily as on shared connections (the map belongs to the
+     * session, which outlives pinning; a statement prepared inside a
+     * transaction stays prepared after a rollback). Outside pipeline mode
+     * the Parse is its own round trip: phase 0 waits for it and
+     * pinned_results then sends the execute. Transactions run the same few
+     * statements many times (batch inserts), so this pays off quickly. */
     bd_pg_stmt_t *s = o->stmt;
-    if (s->id == 0) s->id = ++g_next_stmt_id;
-    /* pinned connections run statements unprepared: they are rare and
-     * often one-offs, and it keeps the prepared-set of the pipeline exact */
-    ok = PQsendQueryParams(c->pg, s->sql, o->nparams, NULL, (const char *const *)o->params, NULL, NULL, 0);
+    prepared_reserve(c, stmt_id(s));
+    char name[24];
+    snprintf(name, sizeof name, "s%d", s->id);
+    o->sent_prepare = !c->prepared[s->id];
+    o->phase = o->sent_prepare ? 0 : 1;
+    ok = o->sent_prepare ? PQsendPrepare(c->pg, name, s->sql, 0, NULL)
+                         : PQsendQueryPrepared(c->pg, name, o->nparams, (const char *const *)o->params, NULL, NULL, 0);
     break;
   }
   case OP_EXEC:
@@ -747,8 +822,13 @@ static void dispatch(bd_pg_pool_t *p) {
 
 /* --- queue staleness ------------------------------------------------------------- */
 
-static void on_sweep(uv_timer_t *t) {
-  bd_pg_pool_t *p = t->data;
+/* Fails queued ops older than queue_timeout_ms. The queue is in arrival
+ * order except for acquires put back at the head (older still), so
+ * `head_only` may stop at the first fresh op: enqueue uses that (cheap,
+ * and it frees room before the queue_cap check); the periodic sweep looks
+ * at everything. Failures are delivered through op_fail (deferred when
+ * inside a public function). */
+static void queue_expire(bd_pg_pool_t *p, bool head_only) {
   uint64_t now = uv_now(p->loop);
   op_t **pp = &p->queue, *prev = NULL;
   while (*pp) {
@@ -758,10 +838,13 @@ static void on_sweep(uv_timer_t *t) {
       op_fail(p, o, BD_PG_EUNAVAIL, "database unavailable: no connection within the queue timeout");
       continue;
     }
+    if (head_only) break;
     prev = o;
     pp = &o->next;
   }
 }
+
+static void on_sweep(uv_timer_t *t) { queue_expire(t->data, false); }
 
 /* --- public: pool ---------------------------------------------------------------- */
 
@@ -773,6 +856,19 @@ static void conn_init(bd_pg_pool_t *p, bd_pg_conn_t *c, bool listener) {
   uv_timer_init(p->loop, &c->timer);
   c->timer.data = c;
   p->handles++;
+}
+
+/* The `options` connection parameter: whatever the conninfo/URL already
+ * sets there, then our session settings (timestamps are UTC everywhere).
+ * An unparsable conninfo is left for PQconnectStartParams to report. */
+static char *session_options(const char *conninfo) {
+  bd_buf_t b = BD_BUF_INIT;
+  PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+  for (PQconninfoOption *o = opts; o && o->keyword; o++)
+    if (!strcmp(o->keyword, "options") && o->val && *o->val) bd_buf_printf(&b, "%s ", o->val);
+  if (opts) PQconninfoFree(opts);
+  bd_buf_puts(&b, "-c TimeZone=UTC");
+  return bd_buf_detach(&b, NULL);
 }
 
 bd_pg_pool_t *bd_pg_pool_new(uv_loop_t *loop, const bd_pg_config_t *cfg) {
@@ -788,6 +884,7 @@ bd_pg_pool_t *bd_pg_pool_new(uv_loop_t *loop, const bd_pg_config_t *cfg) {
   if (!p->cfg.queue_timeout_ms) p->cfg.queue_timeout_ms = 2000;
   p->conninfo = bd_strdup(cfg->conninfo ? cfg->conninfo : "");
   p->appname = bd_strdup(cfg->application_name ? cfg->application_name : "batchd");
+  p->options = session_options(p->conninfo);
   p->cfg.conninfo = p->conninfo;
   p->cfg.application_name = p->appname;
   uv_idle_init(loop, &p->idle);
@@ -821,15 +918,25 @@ void bd_pg_pool_stats(const bd_pg_pool_t *p, bd_pg_stats_t *out) {
   out->up = out->connected > 0;
 }
 
+/* Queues an op and dispatches. Refused (and freed, its callback never
+ * runs) when the pool is closing or the queue is full even after dropping
+ * stale ops. */
 static int enqueue(bd_pg_pool_t *p, op_t *o) {
-  if (p->closing || p->nqueued >= p->cfg.queue_cap) {
+  if (p->closing) {
+    op_free(o);
+    return BD_PG_EUNAVAIL;
+  }
+  p->in_api++;
+  uv_update_time(p->loop); /* enqueue times must not lag behind a long loop iteration */
+  queue_expire(p, true);
+  if (p->nqueued >= p->cfg.queue_cap) {
+    p->in_api--;
     op_free(o);
     return BD_PG_EUNAVAIL;
   }
   o->enq_ms = uv_now(p->loop);
   fifo_push(&p->queue, &p->queue_tail, o);
   p->nqueued++;
-  p->in_api++;
   dispatch(p);
   p->in_api--;
   return 0;
@@ -869,18 +976,23 @@ static void exec_free(exec_t *e) {
   free(e);
 }
 
+/* The connection goes back first (r stays valid: it belongs to the op,
+ * freed after this returns), so a callback that runs the next exec, or
+ * closes the pool, finds it free. */
 static void exec_done(void *ud, const bd_pg_result_t *r) {
   exec_t *e = ud;
-  bd_pg_conn_t *c = e->conn;
+  bd_pg_release(e->conn, r->err == BD_PG_EUNAVAIL);
   e->cb(e->ud, r);
-  bd_pg_release(c, r->err == BD_PG_EUNAVAIL);
   exec_free(e);
 }
 
 static void exec_acquired(void *ud, bd_pg_conn_t *c, int err) {
   exec_t *e = ud;
   if (err) {
-    bd_pg_result_t r = {err, NULL, "", "database unavailable"};
+    /* no connection: this exec still counts as a failed query */
+    e->pool->stats.queries++;
+    e->pool->stats.errors++;
+    bd_pg_result_t r = {err, NULL, "", err == BD_PG_ECANCELED ? "shutting down" : "database unavailable"};
     e->cb(e->ud, &r);
     exec_free(e);
     return;
@@ -957,6 +1069,15 @@ int bd_pg_copy_start(bd_pg_conn_t *c, const char *copy_sql, bd_pg_cb ready, void
 static void copy_finish_end(bd_pg_conn_t *c) {
   op_t *o = c->copy_end;
   c->copy_end = NULL;
+  if (c->copy_failed) {
+    /* nothing to end: collect the server's error as this op's result */
+    c->copy_failed = false;
+    fifo_push(&c->inflight, &c->inflight_tail, o);
+    c->ninflight++;
+    pinned_results(c);
+    if (c->pg) conn_flush(c);
+    return;
+  }
   int rc = PQputCopyEnd(c->pg, o->sql);
   if (rc < 0) {
     fifo_push(&c->inflight, &c->inflight_tail, o);
@@ -964,29 +1085,59 @@ static void copy_finish_end(bd_pg_conn_t *c) {
     conn_dead(c, PQerrorMessage(c->pg));
     return;
   }
-  /* rc == 0 cannot happen once our buffer is drained into libpq in
-   * non-blocking mode except when libpq's own buffer is full; it then
-   * queues the end message anyway after the flush below */
+  /* rc == 0 only when libpq cannot grow its buffer; the end message is then
+   * lost and the op would wait forever: treat it like a dead connection */
   fifo_push(&c->inflight, &c->inflight_tail, o);
   c->ninflight++;
-  conn_flush(c);
+  if (rc == 0) {
+    conn_dead(c, "cannot queue the end of COPY");
+    return;
+  }
+  if (!conn_flush(c)) return;
+  /* If the server rejected the data it already sent ErrorResponse and
+   * ReadyForQuery, and PQconsumeInput has read them; libpq holds them back
+   * while in COPY IN and parses them only now. No further socket event
+   * would come for them, so look now. */
+  pinned_results(c);
 }
 
-/* Moves buffered COPY data into libpq as far as it accepts. */
+/* Moves buffered COPY data into libpq, one chunk at a time and only while
+ * libpq's own output is flushed to the socket. In non-blocking mode
+ * PQputCopyData does not refuse data when the socket is full: it grows its
+ * output buffer without bound. Feeding it everything would empty copybuf
+ * at once, so bd_pg_copy_put would never report the backlog and the
+ * producer (an upload) would be buffered whole in libpq. */
 static void copy_push(bd_pg_conn_t *c) {
   while (c->pg && c->copy_off < c->copybuf.len) {
+    /* libpq buffers whatever it is given: hand it more only once its
+     * buffer has gone to the socket, so memory stays bounded by our own
+     * high-water mark and the caller sees backpressure */
+    int fr = PQflush(c->pg);
+    if (fr < 0) {
+      conn_dead(c, PQerrorMessage(c->pg));
+      return;
+    }
+    if (fr == 1) break; /* the socket is full: wait for writability */
     size_t n = BD_MIN((size_t)COPY_CHUNK, c->copybuf.len - c->copy_off);
     int rc = PQputCopyData(c->pg, c->copybuf.data + c->copy_off, (int)n);
     if (rc < 0) {
-      conn_dead(c, PQerrorMessage(c->pg));
-      return;
+      if (PQstatus(c->pg) == CONNECTION_BAD) {
+        conn_dead(c, PQerrorMessage(c->pg));
+        return;
+      }
+      /* the server ended the COPY (bad data): the connection is fine, the
+       * COPY is over; its error is reported by bd_pg_copy_end */
+      c->copy_failed = true;
+      bd_buf_reset(&c->copybuf);
+      c->copy_off = 0;
+      break;
     }
     if (rc == 0) break; /* libpq's buffer is full: wait for writability */
     c->copy_off += n;
-    if (PQflush(c->pg) < 0) {
-      conn_dead(c, PQerrorMessage(c->pg));
-      return;
-    }
+  }
+  if (c->pg && !c->copy_failed && PQflush(c->pg) < 0) {
+    conn_dead(c, PQerrorMessage(c->pg));
+    return;
   }
   if (!c->pg) return;
   if (c->copy_off == c->copybuf.len) {
@@ -1006,12 +1157,12 @@ static void copy_push(bd_pg_conn_t *c) {
 }
 
 int bd_pg_copy_put(bd_pg_conn_t *c, const void *data, size_t len) {
-  if (!c->pg || !c->in_copy) return -1;
+  if (!c->pg || !c->in_copy || c->copy_failed) return -1;
   bd_buf_append(&c->copybuf, data, len);
   c->pool->in_api++;
   copy_push(c);
   c->pool->in_api--;
-  if (!c->pg) return -1;
+  if (!c->pg || c->copy_failed) return -1;
   conn_flush(c);
   return c->copybuf.len - c->copy_off > COPY_HIGH_WATER ? 1 : 0;
 }
@@ -1171,6 +1322,7 @@ static void pool_maybe_closed(bd_pg_pool_t *p) {
   free(p->conns);
   free(p->conninfo);
   free(p->appname);
+  free(p->options);
   free(p);
   if (done) done(ud);
 }
