@@ -16,6 +16,7 @@
  */
 #include "http.h"
 
+#include "log.h"
 #include "router.h"
 #include "util.h"
 
@@ -54,6 +55,9 @@ struct bd_conn {
   bd_req_t *req;              /* the request being parsed or handled */
   bool reading;               /* uv_read_start is active */
   bool body_paused;           /* the handler asked us to stop reading */
+  bool kick;                  /* run the parser once even without new input
+                               * (a pause on the last body byte leaves the
+                               * message's completion pending inside llhttp) */
   bool discard_body;          /* 404/405/early error: body is read and dropped */
   bool close_after;           /* close once the current response is written */
   bool peer_gone;             /* EOF or error from the client */
@@ -265,6 +269,7 @@ void bd_req_pause(bd_req_t *req) {
 void bd_req_resume(bd_req_t *req) {
   if (!req->conn || !req->conn->body_paused) return;
   req->conn->body_paused = false;
+  req->conn->kick = true;
   conn_schedule(req->conn); /* parse what is buffered, then read again */
 }
 
@@ -809,8 +814,9 @@ static void conn_fail(bd_conn_t *c, int status, const char *code, const char *ms
 /* Parses buffered input until the parser pauses (a request is complete or
  * the body consumer asked to pause) or the input runs out. */
 static void conn_process(bd_conn_t *c) {
-  while (!c->closing && c->state != CS_HANDLING && !c->body_paused && c->in_off < c->in.len) {
-    const char *start = c->in.data + c->in_off;
+  while (!c->closing && c->state != CS_HANDLING && !c->body_paused && (c->in_off < c->in.len || c->kick)) {
+    c->kick = false;
+    const char *start = c->in.data ? c->in.data + c->in_off : "";
     size_t avail = c->in.len - c->in_off;
     if (c->state == CS_IDLE) conn_arm_timer(c); /* re-armed as headers by message_begin */
     llhttp_errno_t err = llhttp_execute(&c->parser, start, avail);
@@ -823,6 +829,7 @@ static void conn_process(bd_conn_t *c) {
     } else {
       int st = c->early_status ? c->early_status : 400;
       const char *reason = llhttp_get_error_reason(&c->parser);
+      if (st == 400) bd_log(BD_LOG_INFO, "malformed request on a connection: %s", reason ? reason : "parse error");
       c->in_off = c->in.len;
       if (st == 431) conn_fail(c, 431, "header_too_large", "Request line and headers are too large");
       else if (st == 413) conn_fail(c, 413, "payload_too_large", "Request body is too large");

@@ -7,6 +7,11 @@
  *                             limited, idempotent; inserts a row
  *   GET  /_test/db            one database read
  *   GET  /_test/slow?ms=N     answers after N ms (shutdown drain)
+ *   POST /_test/stream        a streamed body: hashed as it arrives, reading
+ *                             paused for pause_ms after every MiB (the
+ *                             backpressure path of the CSV upload)
+ *   GET  /_test/stream-out?bytes=N  a chunked response written under
+ *                             backpressure (on_drain)
  *   job kind "test.sleep"     sleeps payload.ms on a worker thread, then
  *                             records its run in bd_test_job_runs
  */
@@ -18,6 +23,7 @@
 #include "surfaces.h"
 #include "work.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -126,6 +132,123 @@ static void slow(bd_req_t *req) {
   uv_timer_start(&s->t, on_slow, (uint64_t)(ms < 0 ? 0 : ms), 0);
 }
 
+/* --- streamed request body ---------------------------------------------------- */
+
+typedef struct {
+  crypto_hash_sha256_state sha; /* running hash of the body */
+  uint64_t bytes;               /* received */
+  uint64_t next_pause;          /* pause when bytes reach this */
+  long pause_ms;                /* how long each pause lasts */
+  int pauses;                   /* pauses taken */
+  uv_timer_t t;                 /* the pause */
+  bool timer_on;                /* t initialised */
+  bd_req_t *req;                /* for the timer */
+} stream_in_t;
+
+static void stream_timer_closed(uv_handle_t *h) { free(h->data); }
+
+static void stream_free(bd_req_t *req) {
+  stream_in_t *s = req->ctx;
+  req->ctx = NULL;
+  if (!s) return;
+  if (s->timer_on) uv_close((uv_handle_t *)&s->t, stream_timer_closed);
+  else free(s);
+}
+
+static void on_pause_over(uv_timer_t *t) {
+  stream_in_t *s = t->data;
+  bd_req_resume(s->req);
+}
+
+static void stream_body(bd_req_t *req, const char *p, size_t n) {
+  stream_in_t *s = req->ctx;
+  crypto_hash_sha256_update(&s->sha, (const unsigned char *)p, n);
+  s->bytes += n;
+  if (s->pause_ms > 0 && s->bytes >= s->next_pause) {
+    s->next_pause += 1 << 20;
+    s->pauses++;
+    bd_req_pause(req); /* as a consumer waiting for the database would */
+    uv_timer_start(&s->t, on_pause_over, (uint64_t)s->pause_ms, 0);
+  }
+}
+
+static void stream_end(bd_req_t *req) {
+  stream_in_t *s = req->ctx;
+  unsigned char h[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256_final(&s->sha, h);
+  char hex[65];
+  sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+  bd_buf_t b = BD_BUF_INIT;
+  bd_buf_printf(&b, "{\"bytes\":%llu,\"sha256\":\"%s\",\"pauses\":%d}", (unsigned long long)s->bytes, hex,
+                s->pauses);
+  bd_resp_json(req, 200, &b);
+}
+
+static void stream_abort(bd_req_t *req) {
+  /* the client left: complete the request into the void so it is freed */
+  bd_resp_send(req, 400, "text/plain", "", 0);
+}
+
+static void stream_in(bd_req_t *req) {
+  if (!enabled(req)) return;
+  stream_in_t *s = bd_calloc(1, sizeof *s);
+  crypto_hash_sha256_init(&s->sha);
+  bd_buf_t v = BD_BUF_INIT;
+  s->pause_ms = bd_req_query(req, "pause_ms", &v) ? atol(v.data) : 0;
+  bd_buf_free(&v);
+  s->next_pause = 1 << 20;
+  s->req = req;
+  uv_timer_init(bd_app.loop, &s->t);
+  s->t.data = s;
+  s->timer_on = true;
+  req->ctx = s;
+  req->on_free = stream_free;
+  req->on_body = stream_body;
+  req->on_body_end = stream_end;
+  req->on_abort = stream_abort;
+}
+
+/* --- streamed response ---------------------------------------------------------- */
+
+typedef struct {
+  uint64_t total, sent;  /* bytes to send, sent */
+  int drains;            /* times the writer waited for on_drain */
+} stream_out_t;
+
+static void stream_out_free(bd_req_t *req) {
+  free(req->ctx);
+  req->ctx = NULL;
+}
+
+static void stream_out_more(bd_req_t *req) {
+  stream_out_t *o = req->ctx;
+  char chunk[65536];
+  while (o->sent < o->total) {
+    if (bd_req_gone(req)) break;
+    size_t n = (size_t)BD_MIN((uint64_t)sizeof chunk, o->total - o->sent);
+    for (size_t i = 0; i < n; i++) chunk[i] = (char)((o->sent + i) % 251);
+    o->sent += n;
+    if (bd_resp_write(req, chunk, n) > (1u << 20)) {
+      o->drains++;
+      req->on_drain = stream_out_more; /* continue when the socket has taken it */
+      return;
+    }
+  }
+  bd_resp_end(req);
+}
+
+static void stream_out(bd_req_t *req) {
+  if (!enabled(req)) return;
+  stream_out_t *o = bd_calloc(1, sizeof *o);
+  bd_buf_t v = BD_BUF_INIT;
+  o->total = bd_req_query(req, "bytes", &v) ? strtoull(v.data, NULL, 10) : 0;
+  bd_buf_free(&v);
+  req->ctx = o;
+  req->on_free = stream_out_free;
+  bd_resp_start(req, 200, "application/octet-stream", -1);
+  stream_out_more(req);
+}
+
 /* --- job ------------------------------------------------------------------- */
 
 typedef struct {
@@ -195,6 +318,8 @@ static const bd_route_t routes[] = {
   {"POST", "/_test/writes", writes, 0, "/_test/writes"},
   {"GET", "/_test/db", db, 0, "/_test/db"},
   {"GET", "/_test/slow", slow, 0, "/_test/slow"},
+  {"POST", "/_test/stream", stream_in, BD_ROUTE_STREAM | BD_ROUTE_UPLOAD, "/_test/stream"},
+  {"GET", "/_test/stream-out", stream_out, 0, "/_test/stream-out"},
 };
 
 const bd_surface_def_t bd_surface_testhooks = {"test", routes, BD_ARRAY_LEN(routes), init, NULL, NULL};
