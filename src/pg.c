@@ -1109,9 +1109,6 @@ static void copy_finish_end(bd_pg_conn_t *c) {
  * producer (an upload) would be buffered whole in libpq. */
 static void copy_push(bd_pg_conn_t *c) {
   while (c->pg && c->copy_off < c->copybuf.len) {
-    /* libpq buffers whatever it is given: hand it more only once its
-     * buffer has gone to the socket, so memory stays bounded by our own
-     * high-water mark and the caller sees backpressure */
     int fr = PQflush(c->pg);
     if (fr < 0) {
       conn_dead(c, PQerrorMessage(c->pg));
@@ -1125,8 +1122,9 @@ static void copy_push(bd_pg_conn_t *c) {
         conn_dead(c, PQerrorMessage(c->pg));
         return;
       }
-      /* the server ended the COPY (bad data): the connection is fine, the
-       * COPY is over; its error is reported by bd_pg_copy_end */
+      /* "no COPY in progress" on a live connection (libpq normally holds a
+       * server-side COPY error back until PQputCopyEnd, so this is rare):
+       * the COPY is over; its error is reported by bd_pg_copy_end */
       c->copy_failed = true;
       bd_buf_reset(&c->copybuf);
       c->copy_off = 0;

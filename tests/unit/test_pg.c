@@ -14,33 +14,41 @@
 #include "unit.h"
 
 #include <signal.h>
-#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
-static char g_url[1024];   /* the test server */
-static int g_in_api;       /* > 0 while the test is inside a pool function */
-static int g_sync_calls;   /* callbacks that ran from inside a pool function (must stay 0) */
+static char g_url[1024]; /* the test server */
+static int g_in_api;     /* > 0 while the test is inside a pool function */
+static int g_sync_calls; /* callbacks that ran from inside a pool function (must
+                            stay 0) */
 
 /* Every pool call goes through API(): a callback that runs while g_in_api is
  * set was invoked synchronously, which the header forbids. */
-#define API(expr) (g_in_api++, __extension__({ __typeof__(expr) r_ = (expr); g_in_api--; r_; }))
-#define API_VOID(expr) \
-  do {                 \
-    g_in_api++;        \
-    expr;              \
-    g_in_api--;        \
+#define API(expr)                                                                                            \
+  (g_in_api++, __extension__({                                                                               \
+     __typeof__(expr) r_ = (expr);                                                                           \
+     g_in_api--;                                                                                             \
+     r_;                                                                                                     \
+   }))
+#define API_VOID(expr)                                                                                       \
+  do {                                                                                                       \
+    g_in_api++;                                                                                              \
+    expr;                                                                                                    \
+    g_in_api--;                                                                                              \
   } while (0)
-#define NOT_SYNC() \
-  do {             \
-    if (g_in_api) g_sync_calls++; \
+#define NOT_SYNC()                                                                                           \
+  do {                                                                                                       \
+    if (g_in_api)                                                                                            \
+      g_sync_calls++;                                                                                        \
   } while (0)
 
 static void load_url(void) {
   const char *state = getenv("BATCHD_TEST_STATE");
   if (!state || !*state) {
-    fprintf(stderr, "test_pg: BATCHD_TEST_STATE is not set (run through ctest, or start a server with "
+    fprintf(stderr, "test_pg: BATCHD_TEST_STATE is not set (run through ctest, or "
+                    "start a server with "
                     "scripts/testpg start DIR and set BATCHD_TEST_STATE=DIR)\n");
     exit(1);
   }
@@ -86,7 +94,8 @@ static bool run_until(uv_loop_t *loop, const int *counter, int target, int timeo
   uint64_t end = bd_now_ms() + (uint64_t)timeout_ms;
   uv_timer_t tick;
   tick_start(loop, &tick);
-  while (*counter < target && bd_now_ms() <= end) uv_run(loop, UV_RUN_ONCE);
+  while (*counter < target && bd_now_ms() <= end)
+    uv_run(loop, UV_RUN_ONCE);
   tick_stop(loop, &tick);
   return *counter >= target;
 }
@@ -102,7 +111,8 @@ static bool wait_connected(uv_loop_t *loop, bd_pg_pool_t *p, int n, int timeout_
   bd_pg_stats_t st;
   for (;;) {
     bd_pg_pool_stats(p, &st);
-    if (st.connected >= n || bd_now_ms() > end) break;
+    if (st.connected >= n || bd_now_ms() > end)
+      break;
     run_for(loop, 5);
   }
   return st.connected >= n;
@@ -126,7 +136,8 @@ static void close_pool(uv_loop_t *loop, bd_pg_pool_t *p) {
  * (a leftover handle fails here instead of hanging uv_run) and
  * uv_loop_close must succeed. */
 static void finish_loop(uv_loop_t *loop) {
-  for (int i = 0; i < 100 && uv_loop_alive(loop); i++) uv_run(loop, UV_RUN_NOWAIT);
+  for (int i = 0; i < 100 && uv_loop_alive(loop); i++)
+    uv_run(loop, UV_RUN_NOWAIT);
   CHECK(!uv_loop_alive(loop));
   CHECK(uv_loop_close(loop) == 0);
 }
@@ -150,8 +161,10 @@ static void slot_cb(void *ud, const bd_pg_result_t *r) {
   s->err = r->err;
   snprintf(s->sqlstate, sizeof s->sqlstate, "%s", r->sqlstate ? r->sqlstate : "(null)");
   snprintf(s->msg, sizeof s->msg, "%s", r->message ? r->message : "(null)");
-  if (r->err == BD_PG_OK) CHECK(r->res != NULL);
-  if (r->err == BD_PG_EUNAVAIL || r->err == BD_PG_ECANCELED) CHECK(r->res == NULL);
+  if (r->err == BD_PG_OK)
+    CHECK(r->res != NULL);
+  if (r->err == BD_PG_EUNAVAIL || r->err == BD_PG_ECANCELED)
+    CHECK(r->res == NULL);
   if (r->res) {
     s->ntuples = PQntuples(r->res);
     snprintf(s->cmdtuples, sizeof s->cmdtuples, "%s", PQcmdTuples(r->res));
@@ -160,7 +173,8 @@ static void slot_cb(void *ud, const bd_pg_result_t *r) {
       snprintf(s->v[c], sizeof s->v[c], "%s", v ? v : "<null>");
     }
   }
-  if (s->done) (*s->done)++;
+  if (s->done)
+    (*s->done)++;
 }
 
 /* Runs one exec on the pool and waits for it. */
@@ -197,8 +211,10 @@ static void acq_cb(void *ud, bd_pg_conn_t *c, int err) {
   a->calls++;
   a->err = err;
   a->c = c;
-  if (err) CHECK(c == NULL);
-  if (a->done) (*a->done)++;
+  if (err)
+    CHECK(c == NULL);
+  if (a->done)
+    (*a->done)++;
 }
 static bd_pg_conn_t *acquire_wait(uv_loop_t *loop, bd_pg_pool_t *p) {
   int done = 0;
@@ -209,9 +225,11 @@ static bd_pg_conn_t *acquire_wait(uv_loop_t *loop, bd_pg_pool_t *p) {
   return a.c;
 }
 
-/* --- tests -------------------------------------------------------------------- */
+/* --- tests
+ * -------------------------------------------------------------------- */
 
-static bd_pg_stmt_t st_simple = BD_PG_STMT("SELECT $1::int + 1, $2::text IS NULL, $2::text, current_setting('TimeZone')");
+static bd_pg_stmt_t st_simple = BD_PG_STMT("SELECT $1::int + 1, $2::text IS NULL, $2::text, "
+                                           "current_setting('TimeZone')");
 
 static void test_simple(void) {
   uv_loop_t loop;
@@ -248,7 +266,8 @@ static void test_simple(void) {
   /* exec: several statements, the last result wins */
   char sql[512];
   snprintf(sql, sizeof sql,
-           "CREATE TEMP TABLE tmp_simple_%d (a int); INSERT INTO tmp_simple_%d VALUES (1), (2);"
+           "CREATE TEMP TABLE tmp_simple_%d (a int); INSERT INTO tmp_simple_%d "
+           "VALUES (1), (2);"
            " SELECT count(*), sum(a) FROM tmp_simple_%d",
            (int)getpid(), (int)getpid(), (int)getpid());
   exec_wait(&loop, p, sql, 0, NULL, &s);
@@ -287,10 +306,10 @@ static void test_simple(void) {
 #define NCONC 2000
 static bd_pg_stmt_t st_double = BD_PG_STMT("SELECT $1::int * 2, pg_backend_pid()");
 typedef struct {
-  int idx;        /* the query's number */
-  int calls;      /* callback runs */
-  int ok;         /* value checked */
-  int pid;        /* backend that answered */
+  int idx;   /* the query's number */
+  int calls; /* callback runs */
+  int ok;    /* value checked */
+  int pid;   /* backend that answered */
 } conc_t;
 static int g_conc_done;
 static void conc_cb(void *ud, const bd_pg_result_t *r) {
@@ -298,7 +317,8 @@ static void conc_cb(void *ud, const bd_pg_result_t *r) {
   conc_t *c = ud;
   c->calls++;
   g_conc_done++;
-  if (r->err != BD_PG_OK || PQntuples(r->res) != 1) return;
+  if (r->err != BD_PG_OK || PQntuples(r->res) != 1)
+    return;
   c->ok = atoi(PQgetvalue(r->res, 0, 0)) == 2 * c->idx;
   c->pid = atoi(PQgetvalue(r->res, 0, 1));
 }
@@ -332,8 +352,10 @@ static void test_concurrent(void) {
     CHECK_INT(q[i].calls, 1);
     ok += q[i].ok;
     bool seen = false;
-    for (int k = 0; k < npids; k++) seen |= pids[k] == q[i].pid;
-    if (!seen && npids < 8) pids[npids++] = q[i].pid;
+    for (int k = 0; k < npids; k++)
+      seen |= pids[k] == q[i].pid;
+    if (!seen && npids < 8)
+      pids[npids++] = q[i].pid;
   }
   CHECK_INT(ok, NCONC);
   CHECK_INT(npids, 4); /* the load was spread over every connection */
@@ -349,9 +371,11 @@ static void test_concurrent(void) {
 
 static bd_pg_stmt_t st_div = BD_PG_STMT("SELECT 10 / $1::int");
 static bd_pg_stmt_t st_bad = BD_PG_STMT("SELEC 1");
-static bd_pg_stmt_t st_missing_table = BD_PG_STMT("SELECT * FROM bd_no_such_table_xyz");
+static char missing_sql[128]; /* filled in with a per-process table name */
+static bd_pg_stmt_t st_missing_table = BD_PG_STMT(missing_sql);
 
 static void test_pipeline_error(void) {
+  snprintf(missing_sql, sizeof missing_sql, "SELECT * FROM bd_test_later_%d", (int)getpid());
   uv_loop_t loop;
   uv_loop_init(&loop);
   bd_pg_config_t cfg = base_cfg("bd_test_perr");
@@ -362,12 +386,13 @@ static void test_pipeline_error(void) {
   int done = 0;
   slot_t s[7];
   memset(s, 0, sizeof s);
-  for (int i = 0; i < 7; i++) s[i].done = &done;
+  for (int i = 0; i < 7; i++)
+    s[i].done = &done;
   const char *one[] = {"1"}, *zero[] = {"0"}, *five[] = {"5"};
   CHECK_INT(API(bd_pg_query(p, &st_div, 1, one, slot_cb, &s[0])), 0);
-  CHECK_INT(API(bd_pg_query(p, &st_div, 1, zero, slot_cb, &s[1])), 0);     /* execute error */
+  CHECK_INT(API(bd_pg_query(p, &st_div, 1, zero, slot_cb, &s[1])), 0); /* execute error */
   CHECK_INT(API(bd_pg_query(p, &st_div, 1, five, slot_cb, &s[2])), 0);
-  CHECK_INT(API(bd_pg_query(p, &st_bad, 0, NULL, slot_cb, &s[3])), 0);     /* prepare error */
+  CHECK_INT(API(bd_pg_query(p, &st_bad, 0, NULL, slot_cb, &s[3])), 0); /* prepare error */
   CHECK_INT(API(bd_pg_query(p, &st_div, 1, one, slot_cb, &s[4])), 0);
   CHECK_INT(API(bd_pg_query(p, &st_missing_table, 0, NULL, slot_cb, &s[5])), 0); /* prepare error */
   CHECK_INT(API(bd_pg_query(p, &st_div, 1, five, slot_cb, &s[6])), 0);
@@ -375,7 +400,8 @@ static void test_pipeline_error(void) {
   bd_pg_pool_stats(p, &st);
   CHECK_INT(st.inflight, 7); /* really pipelined together */
   CHECK(run_until(&loop, &done, 7, 10000));
-  for (int i = 0; i < 7; i++) CHECK_INT(s[i].calls, 1);
+  for (int i = 0; i < 7; i++)
+    CHECK_INT(s[i].calls, 1);
   CHECK_INT(s[0].err, BD_PG_OK);
   CHECK_STR(s[0].v[0], "10");
   CHECK_INT(s[1].err, BD_PG_ESQL);
@@ -394,14 +420,15 @@ static void test_pipeline_error(void) {
   /* a statement whose prepare failed is prepared again on its next use:
    * create the table it needs, then it works */
   char sql[256];
-  snprintf(sql, sizeof sql, "CREATE TABLE bd_no_such_table_xyz (a int)");
+  snprintf(sql, sizeof sql, "CREATE TABLE bd_test_later_%d (a int)", (int)getpid());
   slot_t e;
   exec_wait(&loop, p, sql, 0, NULL, &e);
   CHECK_INT(e.err, BD_PG_OK);
   query_wait(&loop, p, &st_missing_table, 0, NULL, &e);
   CHECK_INT(e.err, BD_PG_OK);
   CHECK_INT(e.ntuples, 0);
-  exec_wait(&loop, p, "DROP TABLE bd_no_such_table_xyz", 0, NULL, &e);
+  snprintf(sql, sizeof sql, "DROP TABLE bd_test_later_%d", (int)getpid());
+  exec_wait(&loop, p, sql, 0, NULL, &e);
   CHECK_INT(e.err, BD_PG_OK);
 
   bd_pg_pool_stats(p, &st);
@@ -429,7 +456,8 @@ static void test_pinned_tx(void) {
   snprintf(cnt_sql, sizeof cnt_sql, "SELECT count(*), coalesce(sum(id), 0) FROM %s", t);
   bd_pg_stmt_t ins = BD_PG_STMT(ins_sql), cnt = BD_PG_STMT(cnt_sql);
 
-  /* committed: BEGIN, two INSERTs and COMMIT queued at once, answered in order */
+  /* committed: BEGIN, two INSERTs and COMMIT queued at once, answered in order
+   */
   bd_pg_conn_t *c = acquire_wait(&loop, p);
   CHECK(c != NULL);
   bd_pg_stats_t st;
@@ -438,12 +466,14 @@ static void test_pinned_tx(void) {
   int done = 0;
   slot_t r[5];
   memset(r, 0, sizeof r);
-  for (int i = 0; i < 5; i++) r[i].done = &done;
+  for (int i = 0; i < 5; i++)
+    r[i].done = &done;
   const char *one[] = {"1"}, *two[] = {"2"};
   CHECK_INT(API(bd_pg_conn_exec(c, "BEGIN", 0, NULL, slot_cb, &r[0])), 0);
   CHECK_INT(API(bd_pg_conn_query(c, &ins, 1, one, slot_cb, &r[1])), 0);
   CHECK_INT(API(bd_pg_conn_query(c, &ins, 1, two, slot_cb, &r[2])), 0);
-  CHECK_INT(API(bd_pg_conn_exec(c, "SELECT txid_current_if_assigned() IS NOT NULL", 0, NULL, slot_cb, &r[3])), 0);
+  CHECK_INT(API(bd_pg_conn_exec(c, "SELECT txid_current_if_assigned() IS NOT NULL", 0, NULL, slot_cb, &r[3])),
+            0);
   CHECK_INT(API(bd_pg_conn_exec(c, "COMMIT", 0, NULL, slot_cb, &r[4])), 0);
   CHECK(run_until(&loop, &done, 5, 10000));
   for (int i = 0; i < 5; i++) {
@@ -463,7 +493,8 @@ static void test_pinned_tx(void) {
   CHECK(c != NULL);
   done = 0;
   memset(r, 0, sizeof r);
-  for (int i = 0; i < 5; i++) r[i].done = &done;
+  for (int i = 0; i < 5; i++)
+    r[i].done = &done;
   const char *ten[] = {"10"};
   CHECK_INT(API(bd_pg_conn_exec(c, "BEGIN", 0, NULL, slot_cb, &r[0])), 0);
   CHECK_INT(API(bd_pg_conn_query(c, &ins, 1, ten, slot_cb, &r[1])), 0);
@@ -479,12 +510,13 @@ static void test_pinned_tx(void) {
   c = acquire_wait(&loop, p);
   done = 0;
   memset(r, 0, sizeof r);
-  for (int i = 0; i < 5; i++) r[i].done = &done;
+  for (int i = 0; i < 5; i++)
+    r[i].done = &done;
   const char *three[] = {"3"};
   CHECK_INT(API(bd_pg_conn_exec(c, "BEGIN", 0, NULL, slot_cb, &r[0])), 0);
   CHECK_INT(API(bd_pg_conn_query(c, &ins, 1, three, slot_cb, &r[1])), 0);
-  CHECK_INT(API(bd_pg_conn_query(c, &ins, 1, one, slot_cb, &r[2])), 0);   /* duplicate */
-  CHECK_INT(API(bd_pg_conn_query(c, &ins, 1, ten, slot_cb, &r[3])), 0);   /* in an aborted tx */
+  CHECK_INT(API(bd_pg_conn_query(c, &ins, 1, one, slot_cb, &r[2])), 0); /* duplicate */
+  CHECK_INT(API(bd_pg_conn_query(c, &ins, 1, ten, slot_cb, &r[3])), 0); /* in an aborted tx */
   CHECK(run_until(&loop, &done, 4, 10000));
   CHECK_INT(r[1].err, BD_PG_OK);
   CHECK_INT(r[2].err, BD_PG_ESQL);
@@ -517,7 +549,8 @@ static void test_pinned_tx(void) {
   bd_pg_stmt_t miss = BD_PG_STMT(miss_sql);
   done = 0;
   memset(r, 0, sizeof r);
-  for (int i = 0; i < 5; i++) r[i].done = &done;
+  for (int i = 0; i < 5; i++)
+    r[i].done = &done;
   CHECK_INT(API(bd_pg_conn_query(c, &miss, 0, NULL, slot_cb, &r[0])), 0);
   CHECK_INT(API(bd_pg_conn_query(c, &cnt, 0, NULL, slot_cb, &r[1])), 0);
   snprintf(sql, sizeof sql, "CREATE TABLE %s_later (a int)", t);
@@ -549,19 +582,20 @@ static void test_pinned_tx(void) {
   finish_loop(&loop);
 }
 
-/* COPY ------------------------------------------------------------------------- */
+/* COPY
+ * ------------------------------------------------------------------------- */
 
 #define COPY_ROWS 1000000
 typedef struct {
   uv_loop_t *loop;
   bd_pg_conn_t *c;
-  int next;           /* next row to produce */
-  int full;           /* copy_put returned 1 */
-  int drains;         /* on_drain calls */
-  int waiting;        /* waiting for on_drain */
-  int done;           /* copy_end's callback ran */
-  int put_errors;     /* copy_put returned < 0 */
-  slot_t end;         /* COPY's result */
+  int next;       /* next row to produce */
+  int full;       /* copy_put returned 1 */
+  int drains;     /* on_drain calls */
+  int waiting;    /* waiting for on_drain */
+  int done;       /* copy_end's callback ran */
+  int put_errors; /* copy_put returned < 0 */
+  slot_t end;     /* COPY's result */
 } copy_t;
 
 static void copy_produce(void *ud);
@@ -635,8 +669,8 @@ static void test_copy(void) {
   CHECK(run_until(&loop, &k.done, 1, 120000));
   CHECK_INT(k.next, COPY_ROWS);
   CHECK_INT(k.put_errors, 0);
-  CHECK(k.full > 0);            /* backpressure was signalled ... */
-  CHECK_INT(k.drains, k.full);  /* ... and released through on_drain every time */
+  CHECK(k.full > 0);           /* backpressure was signalled ... */
+  CHECK_INT(k.drains, k.full); /* ... and released through on_drain every time */
   CHECK_INT(k.end.calls, 1);
   CHECK_INT(k.end.err, BD_PG_OK);
   CHECK_STR(k.end.cmdtuples, "1000000");
@@ -662,7 +696,8 @@ static void test_copy(void) {
   CHECK_INT(rs.err, BD_PG_OK);
   CHECK(API(bd_pg_copy_put(c, "1\tok\nnot-a-number\tbad\n", 23)) >= 0);
   run_for(&loop, 100); /* the server has answered with its error by now */
-  for (int i = 0; i < 10; i++) CHECK(API(bd_pg_copy_put(c, "2\tok\n", 5)) >= 0);
+  for (int i = 0; i < 10; i++)
+    CHECK(API(bd_pg_copy_put(c, "2\tok\n", 5)) >= 0);
   int ended = 0;
   slot_t es;
   memset(&es, 0, sizeof es);
@@ -700,8 +735,9 @@ static void test_copy(void) {
   getrusage(RUSAGE_SELF, &ru0);
   run_for(&loop, 300);
   getrusage(RUSAGE_SELF, &ru1);
-  long cpu_us = (ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) * 1000000L + (ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) +
-                (ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1000000L + (ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec);
+  long cpu_us =
+      (ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) * 1000000L + (ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) +
+      (ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1000000L + (ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec);
   CHECK(cpu_us < 100000);
   snprintf(sql, sizeof sql, "DROP TABLE %s", t);
   exec_wait(&loop, p, sql, 0, NULL, &s);
@@ -711,7 +747,8 @@ static void test_copy(void) {
   finish_loop(&loop);
 }
 
-/* Reconnect ------------------------------------------------------------------ */
+/* Reconnect ------------------------------------------------------------------
+ */
 
 static bd_pg_stmt_t st_sleep = BD_PG_STMT("SELECT pg_sleep(5), $1::int");
 static bd_pg_stmt_t st_one = BD_PG_STMT("SELECT $1::int");
@@ -719,10 +756,13 @@ static bd_pg_stmt_t st_one = BD_PG_STMT("SELECT $1::int");
 static void terminate(uv_loop_t *loop, bd_pg_pool_t *ctl, const char *appname, int expect) {
   slot_t s;
   const char *params[] = {appname};
-  exec_wait(loop, ctl, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+  exec_wait(loop, ctl,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = $1",
             1, params, &s);
   CHECK_INT(s.err, BD_PG_OK);
-  if (expect >= 0) CHECK_INT(atoi(s.v[0]), expect);
+  if (expect >= 0)
+    CHECK_INT(atoi(s.v[0]), expect);
 }
 
 static void test_reconnect(void) {
@@ -810,13 +850,15 @@ static void test_reconnect(void) {
   finish_loop(&loop);
 }
 
-/* Unreachable database --------------------------------------------------------- */
+/* Unreachable database
+ * --------------------------------------------------------- */
 
 static void test_unavailable(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   char url[256];
-  snprintf(url, sizeof url, "postgresql:///postgres?host=/nonexistent-batchd-%d&user=postgres", (int)getpid());
+  snprintf(url, sizeof url, "postgresql:///postgres?host=/nonexistent-batchd-%d&user=postgres",
+           (int)getpid());
   bd_pg_config_t cfg = base_cfg("bd_test_down");
   cfg.conninfo = url;
   cfg.queue_cap = 5;
@@ -851,8 +893,8 @@ static void test_unavailable(void) {
 
   CHECK(run_until(&loop, &done, 5, 5000));
   uint64_t el = bd_now_ms() - t0;
-  CHECK(el >= 290);  /* not before the queue timeout ... */
-  CHECK(el < 800);   /* ... and not much after it */
+  CHECK(el >= 290); /* not before the queue timeout ... */
+  CHECK(el < 800);  /* ... and not much after it */
   for (int i = 0; i < 4; i++) {
     CHECK_INT(s[i].calls, 1);
     CHECK_INT(s[i].err, BD_PG_EUNAVAIL);
@@ -888,16 +930,19 @@ static void test_unavailable(void) {
 /* A server that accepts connections and never answers: each attempt must
  * give up after connect_timeout_ms and a new one must follow. */
 typedef struct {
-  uv_pipe_t srv;       /* the fake server socket */
-  uv_pipe_t cli[64];   /* accepted connections */
-  int n;               /* how many */
+  uv_pipe_t srv;     /* the fake server socket */
+  uv_pipe_t cli[64]; /* accepted connections */
+  int n;             /* how many */
 } mute_t;
 static void mute_on_conn(uv_stream_t *srv, int status) {
   mute_t *m = srv->data;
-  if (status < 0 || m->n >= 64) return;
+  if (status < 0 || m->n >= 64)
+    return;
   uv_pipe_init(srv->loop, &m->cli[m->n], 0);
-  if (uv_accept(srv, (uv_stream_t *)&m->cli[m->n]) == 0) m->n++;
-  else uv_close((uv_handle_t *)&m->cli[m->n], NULL);
+  if (uv_accept(srv, (uv_stream_t *)&m->cli[m->n]) == 0)
+    m->n++;
+  else
+    uv_close((uv_handle_t *)&m->cli[m->n], NULL);
 }
 
 static void test_connect_timeout(void) {
@@ -935,7 +980,8 @@ static void test_connect_timeout(void) {
   CHECK(m.n >= 4); /* ~1 s of 100 ms attempts and short backoffs */
   CHECK(m.n < 20); /* but backing off, not spinning */
   close_pool(&loop, p);
-  for (int i = 0; i < m.n; i++) uv_close((uv_handle_t *)&m.cli[i], NULL);
+  for (int i = 0; i < m.n; i++)
+    uv_close((uv_handle_t *)&m.cli[i], NULL);
   uv_close((uv_handle_t *)&m.srv, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   unlink(path);
@@ -944,7 +990,8 @@ static void test_connect_timeout(void) {
   finish_loop(&loop);
 }
 
-/* LISTEN/NOTIFY ----------------------------------------------------------------- */
+/* LISTEN/NOTIFY
+ * ----------------------------------------------------------------- */
 
 typedef struct {
   int got;          /* notifications received */
@@ -973,8 +1020,10 @@ static bool notify_until(uv_loop_t *loop, bd_pg_pool_t *p, const char *chan, con
     slot_t s;
     const char *params[] = {chan, payload};
     exec_wait(loop, p, "SELECT pg_notify($1, $2)", 2, params, &s);
-    if (s.err != BD_PG_OK) return false;
-    if (run_until(loop, &l->got, before + 1, 100)) return true;
+    if (s.err != BD_PG_OK)
+      return false;
+    if (run_until(loop, &l->got, before + 1, 100))
+      return true;
   }
   return false;
 }
@@ -1010,22 +1059,25 @@ static void test_listen(void) {
   finish_loop(&loop);
 }
 
-/* Closing ------------------------------------------------------------------------ */
+/* Closing
+ * ------------------------------------------------------------------------ */
 
 typedef struct {
-  bd_pg_pool_t *p;   /* pool to close from a callback */
-  int calls;         /* callbacks */
-  int ok, canceled;  /* outcomes */
-  int closed;        /* close done */
-  int issued_after;  /* queries issued from a callback after close */
-  int after_rc;      /* what bd_pg_query returned then */
+  bd_pg_pool_t *p;  /* pool to close from a callback */
+  int calls;        /* callbacks */
+  int ok, canceled; /* outcomes */
+  int closed;       /* close done */
+  int issued_after; /* queries issued from a callback after close */
+  int after_rc;     /* what bd_pg_query returned then */
 } closer_t;
 static closer_t g_cl;
 static void closer_cb(void *ud, const bd_pg_result_t *r) {
   NOT_SYNC();
   g_cl.calls++;
-  if (r->err == BD_PG_OK) g_cl.ok++;
-  if (r->err == BD_PG_ECANCELED) g_cl.canceled++;
+  if (r->err == BD_PG_OK)
+    g_cl.ok++;
+  if (r->err == BD_PG_ECANCELED)
+    g_cl.canceled++;
   if (ud == (void *)1) {
     /* re-entrancy: close the pool from inside a callback, then try to use it */
     API_VOID(bd_pg_pool_close(g_cl.p, on_closed, &g_cl.closed));
@@ -1048,8 +1100,8 @@ static void test_close(void) {
     CHECK_INT(API(bd_pg_query(p, &st_one, 1, (const char *const[]){"1"}, closer_cb, NULL)), 0);
   close_pool(&loop, p);
   CHECK_INT(g_cl.calls, 100);
-  CHECK_INT(g_cl.ok, 16);        /* the in-flight ones finished */
-  CHECK_INT(g_cl.canceled, 84);  /* the queued ones were canceled */
+  CHECK_INT(g_cl.ok, 16);       /* the in-flight ones finished */
+  CHECK_INT(g_cl.canceled, 84); /* the queued ones were canceled */
   finish_loop(&loop);
 
   /* close from inside a query callback */
@@ -1103,20 +1155,27 @@ static void test_close(void) {
   finish_loop(&loop);
 }
 
+/* PG_TEST_ONLY=name runs one test (e.g. PG_TEST_ONLY=test_copy). */
+#define RUN_SEL(fn)                                                                                          \
+  do {                                                                                                       \
+    const char *only_ = getenv("PG_TEST_ONLY");                                                              \
+    if (!only_ || !strcmp(only_, #fn))                                                                       \
+      RUN(fn);                                                                                               \
+  } while (0)
+
 int main(void) {
   load_url();
   signal(SIGPIPE, SIG_IGN);
   alarm(300); /* a hang is a failure, not a stuck CI job */
-  if (getenv("ONLY")) { if (!strcmp(getenv("ONLY"),"reconnect")) RUN(test_reconnect); if (!strcmp(getenv("ONLY"),"listen")) RUN(test_listen); if (!strcmp(getenv("ONLY"),"close")) RUN(test_close); if (!strcmp(getenv("ONLY"),"unavail")) RUN(test_unavailable); if (!strcmp(getenv("ONLY"),"ct")) RUN(test_connect_timeout); if (!strcmp(getenv("ONLY"),"copy")) RUN(test_copy); UNIT_DONE(); }
-  RUN(test_simple);
-  RUN(test_concurrent);
-  RUN(test_pipeline_error);
-  RUN(test_pinned_tx);
-  RUN(test_copy);
-  RUN(test_reconnect);
-  RUN(test_unavailable);
-  RUN(test_connect_timeout);
-  RUN(test_listen);
-  RUN(test_close);
+  RUN_SEL(test_simple);
+  RUN_SEL(test_concurrent);
+  RUN_SEL(test_pipeline_error);
+  RUN_SEL(test_pinned_tx);
+  RUN_SEL(test_copy);
+  RUN_SEL(test_reconnect);
+  RUN_SEL(test_unavailable);
+  RUN_SEL(test_connect_timeout);
+  RUN_SEL(test_listen);
+  RUN_SEL(test_close);
   UNIT_DONE();
 }
