@@ -20,6 +20,7 @@ typedef struct {
   bd_pg_pool_t *pg;        /* PostgreSQL pool */
   bd_rl_t *rl;             /* per-credential rate limiter */
   bool migrated;           /* migrations verified/applied: /readyz */
+  int init_pending;        /* surfaces' start-up work still running: /readyz waits */
   bool stopping;           /* SIGTERM received */
   char instance[96];       /* unique id of this process (job leases) */
   uint8_t *jwt_key;        /* BATCHD_JWT_SECRET bytes */

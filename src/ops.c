@@ -23,7 +23,7 @@ static void on_ready_q(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
   bd_buf_t b = BD_BUF_INIT;
   int have = r->err == BD_PG_OK ? atoi(PQgetvalue(r->res, 0, 0)) : -1;
-  bool ok = have >= bd_migrate_latest() && bd_app.migrated && !bd_app.stopping;
+  bool ok = have >= bd_migrate_latest() && bd_app.migrated && bd_app.init_pending == 0 && !bd_app.stopping;
   bd_buf_printf(&b, "{\"status\":\"%s\",\"database\":%s,\"schema_version\":%d,\"expected_schema_version\":%d}",
                 ok ? "ready" : "not_ready", r->err == BD_PG_OK ? "true" : "false", have, bd_migrate_latest());
   if (!ok) bd_resp_header(req, "Retry-After", "1");

@@ -298,6 +298,7 @@ static void run_sleep(bd_job_t *job) {
 
 static void on_tables(void *ud, const bd_pg_result_t *r) {
   if (r->err) bd_warn("test hooks: creating tables failed: %s", r->message);
+  bd_app.init_pending--;
 }
 
 static void init(void) {
@@ -305,13 +306,14 @@ static void init(void) {
   g_enabled = e && !strcmp(e, "1");
   if (!g_enabled) return;
   bd_jobs_register("test.sleep", run_sleep, 4);
+  bd_app.init_pending++; /* not ready until the tables exist */
   if (bd_pg_exec(bd_app.pg,
                    "CREATE TABLE IF NOT EXISTS bd_test_writes (id bigserial PRIMARY KEY, credential text,"
                    " body text, created_at timestamptz DEFAULT now());"
                    "CREATE TABLE IF NOT EXISTS bd_test_job_runs (job_id bigint, marker text, instance text,"
                    " at timestamptz DEFAULT now())",
                  0, NULL, on_tables, NULL) != 0)
-    bd_warn("test hooks: database queue full");
+    bd_warn("test hooks: database queue full"), bd_app.init_pending--;
 }
 
 static const bd_route_t routes[] = {
