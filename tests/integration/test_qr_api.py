@@ -76,9 +76,9 @@ PAYLOADS = [
     ({"email": "ana@example.com", "subject": "Hi there", "message": "a&b=c"}, "email",
      "mailto:ana@example.com?subject=Hi%20there&body=a%26b%3Dc"),
     ({"phone": "+15551234567", "message": "Yes: come"}, "sms", "SMSTO:+15551234567:Yes: come"),
-    ({"phone": "+44 20 7946 0958"}, "phone", "tel:+44 20 7946 0958"),
-    ({"ssid": 'Caf\u00e9;Net:"5G"', "password": "p\\a,ss"}, "wifi",
-     'WIFI:T:WPA;S:Caf\u00e9\\;Net\\:\\"5G\\";P:p\\\\a\\,ss;;'),
+    ({"phone": "+44 20 7946 0958"}, "phone", "tel:+442079460958"),  # tel: URIs carry no spaces
+    ({"ssid": 'Caf\u00e9;Net:"5G"', "password": "p\\a,ss:w;rd"}, "wifi",
+     'WIFI:T:WPA;S:Caf\u00e9\\;Net\\:\\"5G\\";P:p\\\\a\\,ss\\:w\\;rd;;'),
     ({"ssid": "Open", "encryption": "nopass", "hidden": True}, "wifi", "WIFI:T:nopass;S:Open;H:true;;"),
     ({"title": "Launch, day 1", "location": "Hall A; Berlin", "start": "2025-03-14T13:04:03Z",
       "end": "2025-03-14T15:00:00+01:00"}, "event",
