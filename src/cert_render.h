@@ -1,0 +1,119 @@
+/* cert_render.h: certificate template layouts (parse, validate) and
+ * certificate rendering (PDF, PNG, QR SVG) with cairo + pango.
+ *
+ * THE LAYOUT (a template's "layout" JSON object). Every member is listed
+ * here; an unknown member anywhere is an error, as is a value of the wrong
+ * JSON type. Numbers may be integers or reals. Coordinates are PDF points
+ * (1/72 inch) from the top-left corner of the page, y growing downwards.
+ *
+ *   {"page": {"width": W, "height": H},                       required
+ *    "background": {"color": C, "image": DATAURL},             optional
+ *    "elements": [ELEMENT, ...]}                               required
+ *
+ *   page.width, page.height   72 to 5000 (points).
+ *   background.color          "#rrggbb" or "#rgb" (any case); default white.
+ *   background.image          a PNG data: URL ("data:image/png;base64,...",
+ *                             parameters before ";base64" are allowed),
+ *                             stretched over the whole page above the colour.
+ *   elements                  1 to BD_CERT_MAX_ELEMENTS (200) objects, drawn
+ *                             in order (later ones on top), each with "type":
+ *
+ *   text       x, y (required), text (required, 1 to 2000 bytes of UTF-8),
+ *              font (family name, default "Noto Sans", 1-100 bytes), size
+ *              (1-400 points, default 12), color (default "#000000"), align
+ *              ("left" default, "center", "right"), max_width (1-5000, default
+ *              none: one line per "\n"-separated paragraph), bold, italic
+ *              (booleans, default false).
+ *              x is the anchor of the alignment: the left edge, the centre or
+ *              the right edge of the text; y is the top of the first line.
+ *              With max_width the text wraps at word boundaries (at any
+ *              character when a word is longer) inside a box max_width wide
+ *              anchored the same way. Alignment is physical: "left" is flush
+ *              left even for right-to-left text; the paragraph direction
+ *              (bidi) comes from the text's first strong character. Missing
+ *              glyphs fall back through fontconfig to any installed font that
+ *              has them (Arabic, CJK, ...).
+ *   image      x, y, width, height (required, > 0 and at most 5000), src (a
+ *              PNG data: URL as above): the image is scaled to fill the box.
+ *   qr         x, y (top-left), size (side, 36-5000 points, default 100):
+ *              a QR code (level M, black on white, 4-module quiet zone
+ *              included in size) of the certificate's verification URL.
+ *   signature  field ("signatory_N", N >= 1, no leading zero), x, y, width,
+ *              height (required box): the signatory's signature image scaled
+ *              to fit the box (aspect kept, centred), then the signatory's
+ *              name (bold) and designation, centred under the box, in font
+ *              (default "Noto Sans") at size (default 12) and color.
+ *              Several elements may use the same field. The distinct fields
+ *              of a layout must be signatory_1 .. signatory_K without gaps.
+ *
+ *   Coordinates x, y: -5000 to 10000 (a box may run over the page edge and
+ *   is clipped). Images: at most BD_CERT_MAX_IMAGE_BYTES (2 MiB) of PNG per
+ *   data: URL, at most BD_CERT_MAX_IMAGE_PIXELS (4096) per side, and
+ *   BD_CERT_MAX_LAYOUT_IMAGE_BYTES (8 MiB) for all images of a layout. The
+ *   whole layout JSON text is bounded by the request body limit.
+ *
+ * PLACEHOLDERS in text: "{{Name}}" (spaces inside the braces around the name
+ * are ignored: "{{ Name }}" is the same). Names: RecipientsName,
+ * RecipientsEmail, IssueDate (written DD-MM-YYYY), ReferenceId,
+ * InstitutionName, BatchName, VerificationUrl, and any custom CSV column by
+ * its exact (case-sensitive) header. A name none of these match renders as
+ * empty text. "{{" without a closing "}}" on the same text, or with an empty
+ * or over 100-byte name, is literal text. Values are inserted as plain text
+ * (never markup).
+ *
+ * ERRORS: parse failures write one message naming the field with its JSON
+ * path, e.g. "layout.elements.2.size must be between 1 and 400" (element
+ * indices start at 0, like Laravel's "signatories.0.index").
+ *
+ * THREADS: a parsed layout is immutable; any number of threads may render
+ * from it at once. Parsing and rendering may run on any thread (rendering is
+ * CPU-bound: run it on the work queue, never on the loop thread). Each
+ * rendering thread keeps its own pango font map (pango font maps are not
+ * thread safe), created on first use and kept for the thread's life.
+ */
+#ifndef BD_CERT_RENDER_H
+#define BD_CERT_RENDER_H
+
+#include "buf.h"
+
+#include <jansson.h>
+
+#define BD_CERT_MAX_ELEMENTS           200
+#define BD_CERT_MAX_TEXT_BYTES         2000
+#define BD_CERT_MAX_FONT_BYTES         100
+#define BD_CERT_MAX_PLACEHOLDER_BYTES  100
+#define BD_CERT_MAX_IMAGE_BYTES        (2u << 20) /* decoded PNG bytes per image */
+#define BD_CERT_MAX_IMAGE_PIXELS       4096       /* per side */
+#define BD_CERT_MAX_LAYOUT_IMAGE_BYTES (8u << 20) /* all images of one layout */
+#define BD_CERT_PAGE_MIN               72
+#define BD_CERT_PAGE_MAX               5000
+
+/* Limits a caller may tighten (a zero member means the default above). */
+typedef struct {
+  size_t max_elements;           /* elements per layout */
+  size_t max_image_bytes;        /* decoded bytes of one data: URL image */
+  size_t max_layout_image_bytes; /* all images together */
+} bd_cert_limits_t;
+
+typedef struct bd_cert_layout
+    bd_cert_layout_t; /* immutable after parse: may be shared read-only by threads */
+
+/* Parses and validates a layout (see above). Returns NULL and a message
+ * naming the field in err on error. The result owns all its data (decoded
+ * images included) and does not refer to `layout` afterwards. */
+bd_cert_layout_t *bd_cert_layout_parse(const json_t *layout, char *err, size_t errsz) BD_MUSTCHECK;
+bd_cert_layout_t *bd_cert_layout_parse_ex(const json_t *layout, const bd_cert_limits_t *lim,
+                                          char *err, size_t errsz) BD_MUSTCHECK;
+void bd_cert_layout_free(bd_cert_layout_t *l); /* NULL is fine */
+
+/* Distinct signatory_N fields (signatory_1..signatory_K, guaranteed without
+ * gaps by the parser), and the i-th (0-based) of them: "signatory_1", ...
+ * The string lives as long as the layout. */
+size_t bd_cert_layout_signatory_count(const bd_cert_layout_t *l);
+const char *bd_cert_layout_signatory_field(const bd_cert_layout_t *l, size_t i);
+
+/* Page size in points. */
+double bd_cert_layout_width(const bd_cert_layout_t *l);
+double bd_cert_layout_height(const bd_cert_layout_t *l);
+
+#endif
