@@ -28,8 +28,16 @@ static series_t *g_series;     /* request series */
 static size_t g_nseries, g_capseries;
 static counter_t *g_counters;  /* named counters */
 static size_t g_ncounters, g_capcounters;
-static uint64_t g_lag_max_us;  /* worst timer lateness seen */
-static uint64_t g_lag_buckets[8]; /* <1ms <2 <5 <10 <25 <50 <100 >=100 */
+/* Loop lag: the histogram lets a reader that scrapes before and after a
+ * window bound the worst lateness inside it (the since-start max alone
+ * cannot, once an earlier stall set it); hence buckets up to seconds. */
+static const uint64_t k_lag_lim_us[] = {1000, 2000, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
+static const char *const k_lag_lab[] = {"0.001", "0.002", "0.005", "0.01", "0.025", "0.05",
+                                        "0.1",   "0.25",  "0.5",   "1",    "2.5",   "+Inf"};
+#define NLAG (sizeof k_lag_lim_us / sizeof k_lag_lim_us[0] + 1)
+static uint64_t g_lag_max_us;          /* worst timer lateness seen */
+static uint64_t g_lag_sum_us;          /* total lateness (histogram _sum) */
+static uint64_t g_lag_buckets[NLAG];   /* non-cumulative: < k_lag_lim_us[b], the last >= 2.5 s */
 void (*bd_metrics_extra)(bd_buf_t *out);
 
 void bd_metrics_request(const char *route, const char *method, int status, uint64_t dur_ns) {
@@ -79,9 +87,9 @@ void bd_metrics_inc(const char *name, const char *help, uint64_t by) {
 
 void bd_metrics_loop_lag(uint64_t late_us) {
   if (late_us > g_lag_max_us) g_lag_max_us = late_us;
-  static const uint64_t lim[] = {1000, 2000, 5000, 10000, 25000, 50000, 100000};
+  g_lag_sum_us += late_us;
   size_t b = 0;
-  while (b < 7 && late_us >= lim[b]) b++;
+  while (b < NLAG - 1 && late_us >= k_lag_lim_us[b]) b++;
   g_lag_buckets[b]++;
 }
 
@@ -123,15 +131,15 @@ void bd_metrics_render(bd_buf_t *out) {
                 "# HELP batchd_loop_lag_max_seconds Worst lateness of a 10 ms loop timer since start.\n"
                 "# TYPE batchd_loop_lag_max_seconds gauge\nbatchd_loop_lag_max_seconds %.6f\n",
                 (double)g_lag_max_us / 1e6);
-  static const char *lab[] = {"0.001", "0.002", "0.005", "0.01", "0.025", "0.05", "0.1", "+Inf"};
   bd_buf_puts(out, "# HELP batchd_loop_lag_seconds Lateness of the loop's 10 ms timer.\n"
                    "# TYPE batchd_loop_lag_seconds histogram\n");
   uint64_t cum = 0;
-  for (int b = 0; b < 8; b++) {
+  for (size_t b = 0; b < NLAG; b++) {
     cum += g_lag_buckets[b];
-    bd_buf_printf(out, "batchd_loop_lag_seconds_bucket{le=\"%s\"} %llu\n", lab[b], (unsigned long long)cum);
+    bd_buf_printf(out, "batchd_loop_lag_seconds_bucket{le=\"%s\"} %llu\n", k_lag_lab[b], (unsigned long long)cum);
   }
-  bd_buf_printf(out, "batchd_loop_lag_seconds_count %llu\n", (unsigned long long)cum);
+  bd_buf_printf(out, "batchd_loop_lag_seconds_sum %.6f\nbatchd_loop_lag_seconds_count %llu\n",
+                (double)g_lag_sum_us / 1e6, (unsigned long long)cum);
   if (bd_metrics_extra) bd_metrics_extra(out);
 }
 
@@ -141,4 +149,6 @@ void bd_metrics_free(void) {
   g_series = NULL;
   g_counters = NULL;
   g_nseries = g_capseries = g_ncounters = g_capcounters = 0;
+  g_lag_max_us = g_lag_sum_us = 0;
+  memset(g_lag_buckets, 0, sizeof g_lag_buckets);
 }
