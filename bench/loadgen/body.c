@@ -100,8 +100,9 @@ static void csv_multipart(sbuf_t *s, long n, const lg_field_t *f, size_t nf) {
   }
   sb_str(s, "--" BOUNDARY "\r\nContent-Disposition: form-data; name=\"csv_file\"; filename=\"recipients.csv\"\r\n"
             "Content-Type: text/csv\r\n\r\nRecipientsEmail,RecipientsName,IssueDate\r\n");
+  /* IssueDate is DD-MM-YYYY, as the certificate API requires */
   for (long i = 0; i < n; i++)
-    sb_fmt(s, "recipient%ld@example.com,Recipient %ld,2024-%02ld-%02ld\r\n", i, i, i % 12 + 1, i % 28 + 1);
+    sb_fmt(s, "recipient%ld@example.com,Recipient %ld,%02ld-%02ld-2024\r\n", i, i, i % 28 + 1, i % 12 + 1);
   sb_str(s, "\r\n--" BOUNDARY "--\r\n");
 }
 

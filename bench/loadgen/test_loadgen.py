@@ -13,6 +13,7 @@ import email.parser
 import email.policy
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -98,6 +99,8 @@ def main(exe):
             and parts["template_id"].get_payload() == "tpl_42", "csv-multipart: fields name and template_id")
     c.check(rows[0] == "RecipientsEmail,RecipientsName,IssueDate" and len(rows) == 8
             and all(len(x.split(",")) == 3 for x in rows), "csv-multipart:7: header and 7 rows", rows[:3])
+    c.check(all(re.fullmatch(r"recipient\d+@example\.com,Recipient \d+,(0[1-9]|[12]\d)-(0[1-9]|1[0-2])-2024", x)
+                for x in rows[1:]), "csv-multipart: IssueDate is DD-MM-YYYY", rows[1:3])
 
     line, hdr, body = body_run("--gen", 'rpc:{"_brand_id":"b1"}', "-H", "Content-Type: application/vnd.x+json")
     c.check(body == b'{"_brand_id":"b1"}' and hdr["content-type"] == "application/vnd.x+json",
