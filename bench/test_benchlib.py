@@ -1,0 +1,221 @@
+"""Tests of bench/benchlib.py: the rate search against fake probes (exact,
+noisy, out of range), ratios and targets, /proc and Prometheus parsing, the
+loop-lag window, and the comparison of two runs. Nothing here is timed.
+
+Run: /usr/bin/python3 bench/test_benchlib.py (ctest: bench.test_benchlib)."""
+import math
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as bl  # noqa: E402
+
+
+def threshold_probe(limit, calls):
+    def probe(rate):
+        calls.append(rate)
+        return rate <= limit, {"p99_ms": 50.0 if rate <= limit else 500.0}
+    return probe
+
+
+class RateSearch(unittest.TestCase):
+    def test_finds_threshold_within_tolerance(self):
+        for limit in (3.0, 8.0, 13.7, 40.0, 99.0):
+            calls = []
+            r = bl.rate_search(threshold_probe(limit, calls), start=8, lo_limit=1, hi_limit=400, rel_tol=0.1,
+                               max_probes=20)
+            self.assertLessEqual(r["rate"], limit)
+            self.assertGreater(r["fail"], limit)
+            self.assertLessEqual(r["fail"] / r["rate"], 1.1 + 1e-9, (limit, r))
+            self.assertEqual([p[0] for p in r["probes"]], calls)
+            # every probe below the threshold passed and the answer is the best of them
+            self.assertEqual(r["rate"], max(c for c in calls if c <= limit))
+
+    def test_growth_then_bisection_sequence(self):
+        calls = []
+        r = bl.rate_search(threshold_probe(20, calls), start=8, lo_limit=1, hi_limit=400, rel_tol=0.1, max_probes=20)
+        self.assertEqual(calls[:3], [8, 16, 32])  # doubling until the first fail
+        self.assertAlmostEqual(calls[3], math.sqrt(16 * 32))  # then geometric bisection
+        self.assertTrue(all(16 <= c <= 32 for c in calls[3:]))
+
+    def test_start_fails_goes_down(self):
+        calls = []
+        r = bl.rate_search(threshold_probe(2.5, calls), start=8, lo_limit=1, hi_limit=400, rel_tol=0.1, max_probes=20)
+        self.assertEqual(calls[:3], [8, 4, 2])
+        self.assertTrue(2 <= r["rate"] <= 2.5 < r["fail"])
+
+    def test_never_passes(self):
+        calls = []
+        r = bl.rate_search(threshold_probe(0.5, calls), start=8, lo_limit=1, hi_limit=400, max_probes=20)
+        self.assertIsNone(r["rate"])
+        self.assertEqual(calls, [8, 4, 2, 1])
+
+    def test_always_passes_stops_at_limit(self):
+        calls = []
+        r = bl.rate_search(threshold_probe(1e9, calls), start=8, lo_limit=1, hi_limit=100, max_probes=20)
+        self.assertEqual(r["rate"], 100)
+        self.assertIsNone(r["fail"])
+        self.assertEqual(calls, [8, 16, 32, 64, 100])
+
+    def test_probe_budget(self):
+        calls = []
+        r = bl.rate_search(threshold_probe(20, calls), start=8, lo_limit=1, hi_limit=400, rel_tol=0.001,
+                           max_probes=5)
+        self.assertEqual(len(calls), 5)
+        self.assertTrue(r["rate"] <= 20 < r["fail"])
+
+    def test_noise_never_lowers_best_and_bracket_stays_ordered(self):
+        # passes at 8 and 16, a spurious fail at 11.3 (below a pass), a pass above
+        answers = {8: True, 16: True, 32: False}
+        seq = []
+
+        def probe(rate):
+            seq.append(rate)
+            if rate in answers:
+                return answers[rate], None
+            return rate < 19, None
+
+        r = bl.rate_search(probe, start=8, lo_limit=1, hi_limit=400, rel_tol=0.1, max_probes=20)
+        self.assertGreaterEqual(r["rate"], 16)
+        self.assertGreater(r["fail"], r["rate"])
+
+        # a fail recorded first, then a higher pass: the fail is dropped, not kept below the best
+        outcomes = iter([True, False, True, True, True, True, True, True])
+        r = bl.rate_search(lambda rate: (next(outcomes), None), start=10, lo_limit=1, hi_limit=80, rel_tol=0.1,
+                           max_probes=8)
+        self.assertTrue(r["fail"] is None or r["fail"] > r["rate"])
+
+    def test_bad_arguments(self):
+        with self.assertRaises(ValueError):
+            bl.rate_search(lambda r: (True, None), start=0.5, lo_limit=1, hi_limit=10)
+        with self.assertRaises(ValueError):
+            bl.rate_search(lambda r: (True, None), start=5, lo_limit=1, hi_limit=10, factor=1)
+
+
+class Rows(unittest.TestCase):
+    def test_rate_row(self):
+        r = bl.finish_row({"scenario": "redirect", "unit": "req/s", "ours": 140.0, "baseline": 200.0,
+                           "target": {"kind": "ratio_min", "value": 0.7}})
+        self.assertAlmostEqual(r["ratio"], 0.7)
+        self.assertEqual(r["met"], "yes")
+        r = bl.finish_row({"scenario": "redirect", "unit": "req/s", "ours": 139.0, "baseline": 200.0,
+                           "target": {"kind": "ratio_min", "value": 0.7}})
+        self.assertEqual(r["met"], "NO")
+
+    def test_time_row_inverts(self):
+        # upload 10 s, \copy 6.5 s: ours is 0.65 of the baseline's speed
+        r = bl.finish_row({"scenario": "csv-upload 1M", "unit": "s", "ours": 10.0, "baseline": 6.5,
+                           "lower_is_better": True, "target": {"kind": "ratio_min", "value": 0.6}})
+        self.assertAlmostEqual(r["ratio"], 0.65)
+        self.assertEqual(r["met"], "yes")
+
+    def test_absolute_targets(self):
+        r = bl.finish_row({"scenario": "mint 1M", "unit": "s", "ours": 5.9, "baseline": 2.0, "lower_is_better": True,
+                           "target": {"kind": "ours_max", "value": 6}})
+        self.assertEqual(r["met"], "yes")
+        r["ours"] = 6.0
+        self.assertEqual(bl.finish_row(r)["met"], "NO")  # strictly under
+        r = bl.finish_row({"scenario": "csv-rss", "unit": "MiB", "ours": 80.0, "baseline": None,
+                           "target": {"kind": "ours_max", "value": 64}})
+        self.assertIsNone(r["ratio"])
+        self.assertEqual(r["met"], "NO")
+
+    def test_growth_ratio_plain(self):
+        # linearity: per-unit time at 1M over per-unit time at 100k, must stay <= 1.25
+        r = bl.finish_row({"scenario": "csv-linear 1M", "unit": "us/row", "ours": 12.0, "baseline": 10.0,
+                           "lower_is_better": True, "ratio_is": "plain", "target": {"kind": "ratio_max", "value": 1.25}})
+        self.assertAlmostEqual(r["ratio"], 1.2)
+        self.assertEqual(r["met"], "yes")
+
+    def test_no_target_and_skips(self):
+        r = bl.finish_row({"scenario": "healthz", "unit": "req/s", "ours": 1.0, "baseline": 2.0})
+        self.assertEqual((r["ratio"], r["met"]), (0.5, "-"))
+        s = bl.finish_row({"scenario": "mint 1M", "skipped": "not available"})
+        self.assertEqual((s["ratio"], s["met"]), (None, "-"))
+        lines = bl.table_lines([r, s, {"scenario": "x", "error": "boom"}])
+        self.assertEqual(len(lines), 4)
+        self.assertIn("skipped: not available", lines[2])
+        self.assertIn("ERROR: boom", lines[3])
+        md = bl.table_markdown([r, s])
+        self.assertTrue(md[0].startswith("| scenario |") and len(md) == 4)
+        self.assertEqual(bl.target_text({"unit": "s", "target": {"kind": "ours_max", "value": 6}}), "< 6 s")
+
+    def test_fmt(self):
+        self.assertEqual(bl.fmt_num(123456.7), "123,457")
+        self.assertEqual(bl.fmt_num(12.345), "12.35")
+        self.assertEqual(bl.fmt_num(0.01234), "0.012")
+        self.assertEqual(bl.fmt_num(None), "-")
+
+
+class Proc(unittest.TestCase):
+    def test_stat_with_spaces_in_comm(self):
+        fields = ["S"] + [str(i) for i in range(4, 14)] + ["1234", "567"] + ["0"] * 30
+        text = "4242 (bat chd) (x)) " + " ".join(fields)
+        self.assertEqual(bl.proc_stat_cpu_ticks(text), 1234 + 567)
+
+    def test_stat_real_self(self):
+        with open("/proc/self/stat") as f:
+            self.assertGreaterEqual(bl.proc_stat_cpu_ticks(f.read()), 0)
+
+    def test_status(self):
+        text = "Name:\tbatchd\nVmHWM:\t  20480 kB\nVmRSS:\t   10240 kB\n"
+        self.assertEqual(bl.proc_status_kib(text, "VmHWM"), 20480)
+        self.assertEqual(bl.proc_status_kib(text, "VmRSS"), 10240)
+        self.assertIsNone(bl.proc_status_kib(text, "VmSwap"))
+
+
+PROM = """# HELP batchd_loop_lag_max_seconds Worst
+# TYPE batchd_loop_lag_max_seconds gauge
+batchd_loop_lag_max_seconds %(max)s
+batchd_loop_lag_seconds_bucket{le="0.001"} %(b1)d
+batchd_loop_lag_seconds_bucket{le="0.01"} %(b2)d
+batchd_loop_lag_seconds_bucket{le="0.1"} %(b3)d
+batchd_loop_lag_seconds_bucket{le="+Inf"} %(b4)d
+batchd_loop_lag_seconds_count %(b4)d
+batchd_http_requests_total{route="/healthz",method="GET",status="200"} 12
+"""
+
+
+def prom(mx, b1, b2, b3, b4):
+    return bl.parse_prom(PROM % {"max": mx, "b1": b1, "b2": b2, "b3": b3, "b4": b4})
+
+
+class LoopLag(unittest.TestCase):
+    def test_parse(self):
+        p = prom("0.25", 1, 2, 3, 4)
+        self.assertEqual(p['batchd_http_requests_total{route="/healthz",method="GET",status="200"}'], 12)
+        self.assertEqual(bl.lag_buckets(p), [(0.001, 1), (0.01, 2), (0.1, 3), (math.inf, 4)])
+
+    def test_new_max_is_exact(self):
+        self.assertEqual(bl.lag_window_max(prom("0.02", 10, 12, 12, 12), prom("0.3", 10, 14, 14, 15)), (0.3, True))
+
+    def test_old_max_gives_bucket_bound(self):
+        # an old 300 ms stall set the max; in the window only samples < 10 ms arrived
+        mx, exact = bl.lag_window_max(prom("0.3", 10, 12, 12, 13), prom("0.3", 15, 20, 20, 21))
+        self.assertEqual((mx, exact), (0.01, False))
+        # samples in the +Inf bucket: bounded by the old max
+        self.assertEqual(bl.lag_window_max(prom("0.3", 10, 12, 12, 13), prom("0.3", 10, 12, 12, 14)), (0.3, False))
+
+    def test_nothing_fired(self):
+        p = prom("0.3", 10, 12, 12, 13)
+        self.assertEqual(bl.lag_window_max(p, p), (None, True))
+
+
+class Compare(unittest.TestCase):
+    def test_within_and_outside(self):
+        a = [{"scenario": "healthz", "ratio": 1.00, "ours": 100}, {"scenario": "mint 1M", "ratio": None, "ours": 5.0},
+             {"scenario": "x", "error": "boom"}, {"scenario": "only-a", "ratio": 1.0}]
+        b = [{"scenario": "healthz", "ratio": 1.16, "ours": 100}, {"scenario": "mint 1M", "ratio": None, "ours": 5.5},
+             {"scenario": "x", "ratio": 1.0}]
+        c = {r[0]: r for r in bl.compare_runs(a, b, tol=0.15)}
+        self.assertEqual(set(c), {"healthz", "mint 1M"})
+        self.assertEqual(c["healthz"][1], "ratio")
+        self.assertFalse(c["healthz"][5])  # 16 % apart
+        self.assertEqual(c["mint 1M"][1], "ours")
+        self.assertTrue(c["mint 1M"][5])  # 10 % apart
+        self.assertAlmostEqual(c["mint 1M"][4], 0.1)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=1)
