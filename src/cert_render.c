@@ -2,9 +2,12 @@
  * certificate rendering. */
 #include "cert_render.h"
 
+#include "qr.h"
 #include "util.h"
 
+#include <cairo-pdf.h>
 #include <cairo.h>
+#include <pango/pangocairo.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -484,3 +487,288 @@ const char *bd_cert_layout_signatory_field(const bd_cert_layout_t *l, size_t i) 
 
 double bd_cert_layout_width(const bd_cert_layout_t *l) { return l->width; }
 double bd_cert_layout_height(const bd_cert_layout_t *l) { return l->height; }
+
+/* ---------------------------------------------------------------------- */
+/* rendering                                                               */
+
+struct bd_cert_image {
+  img_t img; /* decoded pixels */
+};
+
+bd_cert_image_t *bd_cert_image_decode(const void *png, size_t n, char *err, size_t errsz) {
+  bd_cert_image_t *im = bd_calloc(1, sizeof *im);
+  if (!png_decode(png, n, &im->img)) {
+    snprintf(err, errsz, "the signature is not a readable PNG image of at most %dx%d pixels",
+             BD_CERT_MAX_IMAGE_PIXELS, BD_CERT_MAX_IMAGE_PIXELS);
+    free(im);
+    return NULL;
+  }
+  return im;
+}
+
+void bd_cert_image_free(bd_cert_image_t *im) {
+  if (!im) return;
+  free(im->img.px);
+  free(im);
+}
+
+void bd_cert_output_free(bd_cert_output_t *out) {
+  bd_buf_free(&out->pdf);
+  bd_buf_free(&out->png);
+  bd_buf_free(&out->qr_svg);
+}
+
+/* One font map per thread: pango font maps (and the fonts and caches they
+ * hold) must not be used by two threads at once. Created on first use, kept
+ * for the thread's life (the libuv pool threads live as long as the
+ * process), so the fonts are loaded once per thread. */
+static __thread PangoFontMap *tl_fontmap;
+
+static PangoFontMap *fontmap(void) {
+  if (!tl_fontmap) tl_fontmap = pango_cairo_font_map_new();
+  return tl_fontmap;
+}
+
+/* "YYYY-MM-DD" -> y, m, d (a real calendar date). */
+static bool parse_date(const char *s, int *y, int *m, int *d) {
+  if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-') return false;
+  for (int i = 0; i < 10; i++)
+    if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9')) return false;
+  *y = atoi(s), *m = atoi(s + 5), *d = atoi(s + 8);
+  static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (*y < 1 || *m < 1 || *m > 12 || *d < 1 || *d > mdays[*m - 1]) return false;
+  if (*m == 2 && *d == 29 && !((*y % 4 == 0 && *y % 100 != 0) || *y % 400 == 0)) return false;
+  return true;
+}
+
+static const char *placeholder(const bd_cert_input_t *in, const char *name, char date[16]) {
+  if (strcmp(name, "RecipientsName") == 0) return in->recipient_name;
+  if (strcmp(name, "RecipientsEmail") == 0) return in->recipient_email;
+  if (strcmp(name, "ReferenceId") == 0) return in->reference_id;
+  if (strcmp(name, "InstitutionName") == 0) return in->institution_name;
+  if (strcmp(name, "BatchName") == 0) return in->batch_name;
+  if (strcmp(name, "VerificationUrl") == 0) return in->verification_url;
+  if (strcmp(name, "IssueDate") == 0) {
+    int y, m, d;
+    if (!parse_date(in->issue_date, &y, &m, &d)) return NULL;
+    snprintf(date, 16, "%02d-%02d-%04d", d, m, y);
+    return date;
+  }
+  if (in->custom_data) return json_string_value(json_object_get(in->custom_data, name));
+  return NULL;
+}
+
+static void expand(const el_t *e, const bd_cert_input_t *in, bd_buf_t *out) {
+  char date[16];
+  for (size_t i = 0; i < e->nsegs; i++) {
+    const char *v = e->segs[i].ph ? placeholder(in, e->segs[i].s, date) : e->segs[i].s;
+    if (v) bd_buf_puts(out, v);
+  }
+}
+
+bool bd_cert_layout_text(const bd_cert_layout_t *l, size_t index, const bd_cert_input_t *in,
+                         bd_buf_t *out) {
+  if (index >= l->nels || l->els[index].kind != EL_TEXT) return false;
+  expand(&l->els[index], in, out);
+  return true;
+}
+
+static void set_color(cairo_t *cr, uint32_t c) {
+  cairo_set_source_rgb(cr, ((c >> 16) & 255) / 255.0, ((c >> 8) & 255) / 255.0, (c & 255) / 255.0);
+}
+
+/* Draws img scaled into the box (fit: aspect kept and centred, else
+ * stretched to fill). */
+static void draw_image(cairo_t *cr, const img_t *img, double x, double y, double w, double h,
+                       bool fit) {
+  cairo_surface_t *s = cairo_image_surface_create_for_data(img->px, CAIRO_FORMAT_ARGB32, img->w,
+                                                           img->h, img->stride);
+  double sx = w / img->w, sy = h / img->h;
+  if (fit) {
+    double k = BD_MIN(sx, sy);
+    x += (w - img->w * k) / 2, y += (h - img->h * k) / 2;
+    sx = sy = k;
+  }
+  cairo_save(cr);
+  cairo_translate(cr, x, y);
+  cairo_scale(cr, sx, sy);
+  cairo_set_source_surface(cr, s, 0, 0);
+  cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_GOOD);
+  cairo_rectangle(cr, 0, 0, img->w, img->h);
+  cairo_fill(cr);
+  cairo_restore(cr);
+  cairo_surface_destroy(s);
+}
+
+/* Lays out and draws text with its top at y, anchored at x per align, in a
+ * box of max_width (0: unbounded). Returns the height drawn (points). */
+static double draw_text(cairo_t *cr, PangoContext *ctx, const char *text, const char *font,
+                        double size, bool bold, bool italic, uint32_t color, int align, double x,
+                        double y, double max_width) {
+  if (!*text) return 0;
+  /* the paragraph direction from the text itself; alignment stays physical
+   * (auto-dir off: pango would otherwise mirror left/right for RTL) */
+  /* deprecated only in favour of fribidi, which pango itself uses for it */
+  G_GNUC_BEGIN_IGNORE_DEPRECATIONS
+  PangoDirection dir = pango_find_base_dir(text, -1);
+  G_GNUC_END_IGNORE_DEPRECATIONS
+  pango_context_set_base_dir(ctx, dir == PANGO_DIRECTION_RTL ? PANGO_DIRECTION_RTL
+                                                             : PANGO_DIRECTION_LTR);
+  PangoLayout *pl = pango_layout_new(ctx);
+  pango_layout_set_auto_dir(pl, FALSE);
+  PangoFontDescription *fd = pango_font_description_new();
+  pango_font_description_set_family(fd, font);
+  pango_font_description_set_absolute_size(fd, size * PANGO_SCALE);
+  pango_font_description_set_weight(fd, bold ? PANGO_WEIGHT_BOLD : PANGO_WEIGHT_NORMAL);
+  pango_font_description_set_style(fd, italic ? PANGO_STYLE_ITALIC : PANGO_STYLE_NORMAL);
+  pango_layout_set_font_description(pl, fd);
+  pango_font_description_free(fd);
+  pango_layout_set_alignment(pl, align == AL_CENTER  ? PANGO_ALIGN_CENTER
+                                 : align == AL_RIGHT ? PANGO_ALIGN_RIGHT
+                                                     : PANGO_ALIGN_LEFT);
+  if (max_width > 0) {
+    pango_layout_set_width(pl, (int)(max_width * PANGO_SCALE));
+    pango_layout_set_wrap(pl, PANGO_WRAP_WORD_CHAR);
+  }
+  pango_layout_set_text(pl, text, -1);
+  PangoRectangle logical;
+  pango_layout_get_extents(pl, NULL, &logical);
+  double bw = max_width > 0 ? max_width : (double)logical.width / PANGO_SCALE;
+  double left = align == AL_CENTER ? x - bw / 2 : align == AL_RIGHT ? x - bw : x;
+  if (max_width <= 0) left -= (double)logical.x / PANGO_SCALE;
+  set_color(cr, color);
+  cairo_move_to(cr, left, y);
+  pango_cairo_show_layout(cr, pl);
+  double h = (double)logical.height / PANGO_SCALE;
+  g_object_unref(pl);
+  return h;
+}
+
+static int rerr(char *err, size_t errsz, const char *msg) {
+  snprintf(err, errsz, "%s", msg);
+  return -1;
+}
+
+/* Draws the page. scale > 0: raster surface with that many pixels per
+ * point (already applied to cr); 0: vector. */
+static int draw_page(cairo_t *cr, const bd_cert_layout_t *l, const bd_cert_input_t *in,
+                     const bd_qr_design_t *qd, double scale, char *err, size_t errsz) {
+  PangoContext *ctx = pango_font_map_create_context(fontmap());
+  /* same metrics on every surface: no hinting, so PNG and PDF break lines
+   * identically and the output does not depend on the surface's defaults */
+  cairo_font_options_t *fo = cairo_font_options_create();
+  cairo_font_options_set_hint_style(fo, CAIRO_HINT_STYLE_NONE);
+  cairo_font_options_set_hint_metrics(fo, CAIRO_HINT_METRICS_OFF);
+  cairo_font_options_set_antialias(fo, CAIRO_ANTIALIAS_GRAY);
+  pango_cairo_context_set_font_options(ctx, fo);
+  cairo_font_options_destroy(fo);
+  pango_cairo_update_context(cr, ctx);
+
+  set_color(cr, l->bg);
+  cairo_paint(cr);
+  if (l->bg_img.px) draw_image(cr, &l->bg_img, 0, 0, l->width, l->height, false);
+  int rc = 0;
+  bd_buf_t t = BD_BUF_INIT;
+  for (size_t i = 0; i < l->nels && rc == 0; i++) {
+    const el_t *e = &l->els[i];
+    switch (e->kind) {
+      case EL_TEXT:
+        bd_buf_reset(&t);
+        expand(e, in, &t);
+        draw_text(cr, ctx, t.data ? t.data : "", e->font, e->size, e->bold, e->italic, e->color,
+                  e->align, e->x, e->y, e->max_width);
+        break;
+      case EL_IMAGE: draw_image(cr, &e->img, e->x, e->y, e->w, e->h, false); break;
+      case EL_QR:
+        rc = bd_qr_draw(cr, in->verification_url, qd, e->x, e->y, e->w, scale, err, errsz);
+        break;
+      case EL_SIGNATURE: {
+        if ((size_t)e->sig > in->nsignatories) {
+          snprintf(err, errsz, "no signatory for signatory_%d", e->sig);
+          rc = -1;
+          break;
+        }
+        const bd_cert_signatory_t *s = &in->signatories[e->sig - 1];
+        if (s->signature) draw_image(cr, &s->signature->img, e->x, e->y, e->w, e->h, true);
+        double yy = e->y + e->h + e->size * 0.25;
+        yy += draw_text(cr, ctx, s->name ? s->name : "", e->font, e->size, true, false, e->color,
+                        AL_CENTER, e->x + e->w / 2, yy, BD_MAX(e->w, e->size * 8));
+        draw_text(cr, ctx, s->designation ? s->designation : "", e->font, e->size * 0.85, false,
+                  false, e->color, AL_CENTER, e->x + e->w / 2, yy, BD_MAX(e->w, e->size * 8));
+        break;
+      }
+    }
+  }
+  bd_buf_free(&t);
+  g_object_unref(ctx);
+  if (rc == 0 && cairo_status(cr) != CAIRO_STATUS_SUCCESS)
+    rc = rerr(err, errsz, "drawing the certificate failed");
+  return rc;
+}
+
+static cairo_status_t write_buf(void *closure, const unsigned char *data, unsigned int len) {
+  bd_buf_append((bd_buf_t *)closure, data, len);
+  return CAIRO_STATUS_SUCCESS;
+}
+
+int bd_cert_render(const bd_cert_layout_t *l, const bd_cert_input_t *in, bd_cert_output_t *out,
+                   char *err, size_t errsz) {
+  memset(out, 0, sizeof *out);
+  int y, m, d;
+  if (!parse_date(in->issue_date, &y, &m, &d))
+    return rerr(err, errsz, "the issue date is not a valid YYYY-MM-DD date");
+  if (!in->verification_url || !*in->verification_url)
+    return rerr(err, errsz, "the verification URL is missing");
+  if (in->nsignatories < l->nsig) {
+    snprintf(err, errsz, "the layout needs %zu signatories, %zu given", l->nsig, in->nsignatories);
+    return -1;
+  }
+  char qerr[128];
+  bd_qr_design_t *qd = bd_qr_design_parse(NULL, qerr, sizeof qerr, &(const char *){NULL});
+  if (!qd) return rerr(err, errsz, "the QR design could not be built");
+  int rc = 0;
+
+  /* PDF */
+  cairo_surface_t *s =
+      cairo_pdf_surface_create_for_stream(write_buf, &out->pdf, l->width, l->height);
+  char date[32], title[160];
+  snprintf(date, sizeof date, "%04d-%02d-%02dT00:00:00Z", y, m, d);
+  snprintf(title, sizeof title, "Certificate %s", in->reference_id ? in->reference_id : "");
+  cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_TITLE, title);
+  cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_CREATOR, "batchd");
+  cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_CREATE_DATE, date);
+  cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_MOD_DATE, date);
+  cairo_t *cr = cairo_create(s);
+  rc = draw_page(cr, l, in, qd, 0, err, errsz);
+  cairo_destroy(cr);
+  cairo_surface_finish(s);
+  if (rc == 0 && cairo_surface_status(s) != CAIRO_STATUS_SUCCESS)
+    rc = rerr(err, errsz, "writing the PDF failed");
+  cairo_surface_destroy(s);
+
+  /* PNG */
+  if (rc == 0) {
+    double scale = BD_CERT_PNG_SCALE;
+    double longer = BD_MAX(l->width, l->height);
+    if (longer * scale > BD_CERT_PNG_MAX_SIDE) scale = BD_CERT_PNG_MAX_SIDE / longer;
+    out->png_width = (int)ceil(l->width * scale - 1e-9);
+    out->png_height = (int)ceil(l->height * scale - 1e-9);
+    s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, out->png_width, out->png_height);
+    cr = cairo_create(s);
+    cairo_scale(cr, scale, scale);
+    rc = draw_page(cr, l, in, qd, scale, err, errsz);
+    cairo_destroy(cr);
+    if (rc == 0) rc = bd_qr_png_encode(s, false, &out->png, err, errsz);
+    cairo_surface_destroy(s);
+  }
+
+  /* the QR alone */
+  if (rc == 0)
+    rc = bd_qr_render(in->verification_url, qd, BD_QR_SVG, 512, &out->qr_svg, err, errsz);
+  bd_qr_design_free(qd);
+  if (rc == 0) {
+    bd_sha256_hex(out->pdf_sha256, out->pdf.data, out->pdf.len);
+    bd_sha256_hex(out->png_sha256, out->png.data, out->png.len);
+  }
+  return rc;
+}

@@ -116,4 +116,79 @@ const char *bd_cert_layout_signatory_field(const bd_cert_layout_t *l, size_t i);
 double bd_cert_layout_width(const bd_cert_layout_t *l);
 double bd_cert_layout_height(const bd_cert_layout_t *l);
 
+/* ---------------------------------------------------------------------- */
+/* RENDERING                                                              */
+/*
+ * Output of one certificate:
+ *  - PDF: one page of the layout's size, vector text (pango-shaped glyphs,
+ *    fonts embedded as subsets by cairo), vector QR, images embedded. The
+ *    document metadata is fixed by the input (title "Certificate <reference
+ *    id>", creator "batchd", creation and modification date = the issue date
+ *    at 00:00:00 UTC), so the same input gives the same bytes.
+ *  - PNG: the same page as an opaque 8-bit RGB image at BD_CERT_PNG_SCALE
+ *    (2) pixels per point, i.e. 144 dpi (an A4 landscape page of 842 x 595
+ *    points is 1684 x 1190 px), lowered for pages whose longer side would
+ *    exceed BD_CERT_PNG_MAX_SIDE (4096) pixels. QR modules are snapped to
+ *    whole pixels. Text uses unhinted metrics so lines break exactly as in
+ *    the PDF.
+ *  - the QR code alone as SVG (512 x 512 user units, vector), for
+ *    /qrcode.svg.
+ *  - SHA-256 (lower-case hex) of the PDF and of the PNG.
+ */
+
+#define BD_CERT_PNG_SCALE    2.0
+#define BD_CERT_PNG_MAX_SIDE 4096
+
+/* A decoded PNG (signature images): immutable, shareable by threads. */
+typedef struct bd_cert_image bd_cert_image_t;
+/* NULL with err set when the bytes are not a PNG of at most
+ * BD_CERT_MAX_IMAGE_PIXELS per side (checked before decoding). */
+bd_cert_image_t *bd_cert_image_decode(const void *png, size_t n, char *err,
+                                      size_t errsz) BD_MUSTCHECK;
+void bd_cert_image_free(bd_cert_image_t *img); /* NULL is fine */
+
+typedef struct {
+  const char *name;                 /* drawn in bold under the signature */
+  const char *designation;          /* line under the name; NULL or "": none */
+  const bd_cert_image_t *signature; /* NULL: no image, only the name lines */
+} bd_cert_signatory_t;
+
+/* Everything a certificate shows; borrowed for the duration of the call
+ * (a worker job keeps its own copy alive). */
+typedef struct {
+  const char *recipient_name;   /* {{RecipientsName}} */
+  const char *recipient_email;  /* {{RecipientsEmail}} */
+  const char *issue_date;       /* "YYYY-MM-DD" (required); {{IssueDate}} is DD-MM-YYYY */
+  const char *reference_id;     /* {{ReferenceId}} */
+  const char *verification_url; /* encoded by qr elements; {{VerificationUrl}} (required) */
+  const char *institution_name; /* {{InstitutionName}} */
+  const char *batch_name;       /* {{BatchName}} */
+  const json_t *custom_data;    /* object: custom CSV columns -> string values; NULL: none */
+  const bd_cert_signatory_t *signatories; /* [0] is signatory_1 ... */
+  size_t nsignatories;                    /* must be >= the layout's signatory count */
+} bd_cert_input_t;
+
+typedef struct {
+  bd_buf_t pdf;        /* PDF file bytes */
+  bd_buf_t png;        /* PNG file bytes */
+  bd_buf_t qr_svg;     /* the QR code as an SVG document */
+  char pdf_sha256[65]; /* lower-case hex */
+  char png_sha256[65];
+  int png_width, png_height; /* pixels */
+} bd_cert_output_t;
+
+/* Renders one certificate into *out (initialised by the call; release it
+ * with bd_cert_output_free, also after a failure). 0 on success; -1 with err
+ * set (bad issue date, missing signatory, a QR that does not fit, cairo
+ * failure). Any thread; CPU-bound (run it on the work queue). */
+int bd_cert_render(const bd_cert_layout_t *l, const bd_cert_input_t *in, bd_cert_output_t *out,
+                   char *err, size_t errsz) BD_MUSTCHECK;
+void bd_cert_output_free(bd_cert_output_t *out);
+
+/* The text of a text element after placeholder substitution, appended to
+ * *out (for tests and previews); index is the element's position. false if
+ * that element is not a text element. */
+bool bd_cert_layout_text(const bd_cert_layout_t *l, size_t index, const bd_cert_input_t *in,
+                         bd_buf_t *out);
+
 #endif

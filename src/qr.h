@@ -110,6 +110,7 @@
 
 #include "buf.h"
 
+#include <cairo.h>
 #include <jansson.h>
 
 typedef enum {
@@ -197,5 +198,23 @@ bool bd_qr_fits(const char *payload, const bd_qr_design_t *d);
  * worker thread. */
 int bd_qr_render(const char *payload, const bd_qr_design_t *d, bd_qr_format_t fmt, int size,
                  bd_buf_t *out, char *err, size_t errsz) BD_MUSTCHECK;
+
+/* Draws the symbol of payload with design d (quiet zone included) into the
+ * square (x, y, size) of cr's user space, clipped to that square: used to
+ * embed codes in certificates. px_per_unit > 0 means cr is a raster surface
+ * with that many device pixels per user unit and no rotation: modules are
+ * then snapped to whole device pixels (crisp edges, the remainder widens the
+ * quiet zone) when at least one pixel each. 0 draws exact vectors. 0 on
+ * success; -1 with err set (payload does not fit, logo not decodable).
+ * Any thread (cr belongs to the caller). */
+int bd_qr_draw(cairo_t *cr, const char *payload, const bd_qr_design_t *d, double x, double y,
+               double size, double px_per_unit, char *err, size_t errsz) BD_MUSTCHECK;
+
+/* Encodes a cairo ARGB32 image surface as an 8-bit RGB (alpha=false) or RGBA
+ * PNG (zlib level 1, no filter, run-length matching: pages are mostly flat
+ * colour), appending to *out: the QR renderer's encoder, shared with the
+ * certificate renderer. */
+int bd_qr_png_encode(cairo_surface_t *s, bool alpha, bd_buf_t *out, char *err,
+                     size_t errsz) BD_MUSTCHECK;
 
 #endif

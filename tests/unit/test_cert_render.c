@@ -5,7 +5,10 @@
 #include "util.h"
 
 #include <cairo.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static cairo_status_t to_buf(void *closure, const unsigned char *data, unsigned int len) {
   bd_buf_append(closure, data, len);
@@ -287,10 +290,347 @@ static void test_limits(void) {
   bd_buf_free(&t);
 }
 
+/* Writes bytes to a fresh file under the temporary directory; returns its path. */
+static char *tmp_write(const char *suffix, const void *p, size_t n) {
+  const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+  char *path = bd_malloc(strlen(dir) + 64);
+  sprintf(path, "%s/bdcertXXXXXX%s", dir, suffix);
+  int fd = mkstemps(path, (int)strlen(suffix));
+  CHECK(fd >= 0);
+  if (fd >= 0) {
+    CHECK(write(fd, p, n) == (ssize_t)n);
+    close(fd);
+  }
+  return path;
+}
+
+/* Runs a shell command and returns its stdout. */
+static char *run(const char *cmd) {
+  FILE *f = popen(cmd, "r");
+  bd_buf_t out = BD_BUF_INIT;
+  char chunk[4096];
+  size_t n;
+  while (f && (n = fread(chunk, 1, sizeof chunk, f)) > 0) bd_buf_append(&out, chunk, n);
+  if (f) pclose(f);
+  return bd_buf_detach(&out, NULL);
+}
+
+static char *pdf_text(const bd_buf_t *pdf) {
+  char *path = tmp_write(".pdf", pdf->data, pdf->len), cmd[512];
+  snprintf(cmd, sizeof cmd, "pdftotext -q -layout -enc UTF-8 %s - 2>/dev/null", path);
+  char *t = run(cmd);
+  unlink(path);
+  free(path);
+  return t;
+}
+
+static char *png_qr(const bd_buf_t *png) {
+  char *path = tmp_write(".png", png->data, png->len), cmd[512];
+  snprintf(cmd, sizeof cmd, "zbarimg -q --raw %s 2>/dev/null", path);
+  char *t = run(cmd);
+  unlink(path);
+  free(path);
+  return t;
+}
+
+/* Collapses runs of white space to one space and trims: pdftotext's layout
+ * spacing is not what we test. */
+static void squeeze(char *s) {
+  char *o = s;
+  bool sp = true;
+  for (char *p = s; *p; p++) {
+    bool w = *p == ' ' || *p == '\n' || *p == '\t' || *p == '\f' || *p == '\r';
+    if (w && sp) continue;
+    *o++ = w ? ' ' : *p;
+    sp = w;
+  }
+  if (o > s && o[-1] == ' ') o--;
+  *o = '\0';
+}
+
+static const char *CERT_LAYOUT =
+    "{\"page\":{\"width\":842,\"height\":595},\"background\":{\"color\":\"#fdfbf5\"},"
+    "\"elements\":["
+    "{\"type\":\"text\",\"x\":421,\"y\":60,\"text\":\"{{InstitutionName}}\",\"size\":20,"
+    "\"align\":\"center\"},"
+    "{\"type\":\"text\",\"x\":421,\"y\":120,\"text\":\"Certificate for {{RecipientsName}}\","
+    "\"font\":\"Noto Serif\",\"size\":30,\"color\":\"#1a1a1a\",\"align\":\"center\","
+    "\"max_width\":700,\"bold\":true},"
+    "{\"type\":\"text\",\"x\":60,\"y\":220,\"text\":\"Course: {{Course Name}}{{Unknown}}\","
+    "\"size\":16},"
+    "{\"type\":\"text\",\"x\":782,\"y\":260,\"text\":\"Issued {{IssueDate}}\",\"size\":14,"
+    "\"align\":\"right\",\"italic\":true},"
+    "{\"type\":\"text\",\"x\":60,\"y\":300,\"text\":\"Ref {{ ReferenceId }} / {{BatchName}}\","
+    "\"size\":12},"
+    "{\"type\":\"qr\",\"x\":700,\"y\":440,\"size\":120},"
+    "{\"type\":\"signature\",\"field\":\"signatory_1\",\"x\":100,\"y\":430,\"width\":160,"
+    "\"height\":60},"
+    "{\"type\":\"signature\",\"field\":\"signatory_2\",\"x\":400,\"y\":430,\"width\":160,"
+    "\"height\":60,\"size\":11}"
+    "]}";
+
+typedef struct {
+  bd_cert_layout_t *layout;
+  bd_cert_image_t *sig;
+  bd_cert_signatory_t sigs[2];
+  json_t *custom;
+  bd_cert_input_t in;
+} fixture_t;
+
+static void fixture(fixture_t *f, const char *name, const char *course, const char *inst) {
+  char err[256] = "";
+  memset(f, 0, sizeof *f);
+  f->layout = parse(CERT_LAYOUT, err, sizeof err);
+  CHECK_STR(err, "");
+  bd_buf_t png = BD_BUF_INIT;
+  make_png(&png, 120, 40, 0.1, 0.1, 0.5);
+  f->sig = bd_cert_image_decode(png.data, png.len, err, sizeof err);
+  CHECK(f->sig != NULL);
+  bd_buf_free(&png);
+  f->sigs[0] = (bd_cert_signatory_t){"Ana Núñez", "Directora", f->sig};
+  f->sigs[1] = (bd_cert_signatory_t){"Faizan Ali", "Software Developer", NULL};
+  f->custom = json_pack("{ss}", "Course Name", course);
+  f->in = (bd_cert_input_t){.recipient_name = name,
+                            .recipient_email = "r@example.com",
+                            .issue_date = "2025-02-15",
+                            .reference_id = "CERT-7QX2-9KDA",
+                            .verification_url = "http://127.0.0.1:8080/verify/CERT-7QX2-9KDA",
+                            .institution_name = inst,
+                            .batch_name = "Class 10th, 2024",
+                            .custom_data = f->custom,
+                            .signatories = f->sigs,
+                            .nsignatories = 2};
+}
+
+static void fixture_free(fixture_t *f) {
+  bd_cert_layout_free(f->layout);
+  bd_cert_image_free(f->sig);
+  json_decref(f->custom);
+}
+
+/* Renders and checks the PDF contains every string of want (exactly, after
+ * white space is squeezed), the PNG's QR decodes to the verification URL. */
+static void render_and_check(fixture_t *f, const char *const *want, size_t nwant) {
+  bd_cert_output_t out;
+  char err[256] = "";
+  int rc = bd_cert_render(f->layout, &f->in, &out, err, sizeof err);
+  CHECK_INT(rc, 0);
+  CHECK_STR(err, "");
+  if (rc == 0) {
+    CHECK(out.pdf.len > 1000 && memcmp(out.pdf.data, "%PDF-", 5) == 0);
+    CHECK(out.png.len > 1000 && memcmp(out.png.data, "\x89PNG", 4) == 0);
+    CHECK_INT(out.png_width, 1684);
+    CHECK_INT(out.png_height, 1190);
+    /* IHDR says the same */
+    const unsigned char *p = (const unsigned char *)out.png.data;
+    CHECK_INT((p[16] << 24 | p[17] << 16 | p[18] << 8 | p[19]), 1684);
+    CHECK_INT((p[20] << 24 | p[21] << 16 | p[22] << 8 | p[23]), 1190);
+    char *text = pdf_text(&out.pdf);
+    squeeze(text);
+    for (size_t i = 0; i < nwant; i++) {
+      if (!strstr(text, want[i]))
+        fprintf(stderr, "  missing \"%s\" in PDF text: %s\n", want[i], text);
+      CHECK(strstr(text, want[i]) != NULL);
+    }
+    free(text);
+    char *qr = png_qr(&out.png);
+    CHECK_STR(qr, "http://127.0.0.1:8080/verify/CERT-7QX2-9KDA\n");
+    free(qr);
+    CHECK(strstr(out.qr_svg.data, "<svg") != NULL);
+    char h[65];
+    bd_sha256_hex(h, out.pdf.data, out.pdf.len);
+    CHECK_STR(out.pdf_sha256, h);
+    bd_sha256_hex(h, out.png.data, out.png.len);
+    CHECK_STR(out.png_sha256, h);
+  }
+  bd_cert_output_free(&out);
+}
+
+static void test_render_latin(void) {
+  fixture_t f;
+  fixture(&f, "José Ñúñez-Çelik", "Análisis Matemático", "Université de Genève");
+  const char *want[] = {"Université de Genève",
+                        "Certificate for José Ñúñez-Çelik",
+                        "Course: Análisis Matemático",
+                        "Issued 15-02-2025",
+                        "Ref CERT-7QX2-9KDA / Class 10th, 2024",
+                        "Ana Núñez",
+                        "Directora",
+                        "Faizan Ali",
+                        "Software Developer"};
+  render_and_check(&f, want, BD_ARRAY_LEN(want));
+  fixture_free(&f);
+}
+
+static void test_render_arabic(void) {
+  fixture_t f;
+  fixture(&f, "محمد عبد الله", "الرياضيات", "جامعة القاهرة");
+  const char *want[] = {"محمد عبد الله", "الرياضيات", "جامعة القاهرة", "Issued 15-02-2025"};
+  render_and_check(&f, want, BD_ARRAY_LEN(want));
+  fixture_free(&f);
+}
+
+static void test_render_cjk(void) {
+  fixture_t f;
+  fixture(&f, "山田太郎", "数学基础", "东京大学");
+  const char *want[] = {"Certificate for 山田太郎", "Course: 数学基础", "东京大学",
+                        "Issued 15-02-2025"};
+  render_and_check(&f, want, BD_ARRAY_LEN(want));
+  fixture_free(&f);
+}
+
+static void test_render_wraps(void) {
+  /* a long name wraps inside max_width: two lines, both in the PDF */
+  fixture_t f;
+  fixture(&f, "Alexandrina Wilhelmina Maximiliana Konstantinopoulou-Papadimitriou", "x", "y");
+  bd_cert_output_t out;
+  char err[256] = "";
+  CHECK_INT(bd_cert_render(f.layout, &f.in, &out, err, sizeof err), 0);
+  char *text = pdf_text(&out.pdf);
+  /* the line breaks after "Konstantinopoulou-" (pango breaks after a
+   * hyphen); the next line starts with "Papadimitriou" */
+  CHECK(strstr(text, "Maximiliana Konstantinopoulou-\n") != NULL ||
+        strstr(text, "Maximiliana Konstantinopoulou- ") != NULL);
+  CHECK(strstr(text, "Papadimitriou") != NULL);
+  CHECK(strstr(text, "Certificate for Alexandrina Wilhelmina Maximiliana Konstantinopoulou") ==
+        NULL);
+  free(text);
+  bd_cert_output_free(&out);
+  fixture_free(&f);
+}
+
+static void test_render_deterministic(void) {
+  fixture_t f;
+  fixture(&f, "José", "Álgebra", "Institut");
+  bd_cert_output_t a, b;
+  char err[256] = "";
+  CHECK_INT(bd_cert_render(f.layout, &f.in, &a, err, sizeof err), 0);
+  CHECK_INT(bd_cert_render(f.layout, &f.in, &b, err, sizeof err), 0);
+  CHECK_STR(a.pdf_sha256, b.pdf_sha256);
+  CHECK_STR(a.png_sha256, b.png_sha256);
+  CHECK(a.pdf.len == b.pdf.len && memcmp(a.pdf.data, b.pdf.data, a.pdf.len) == 0);
+  /* the creation date comes from the issue date */
+  /* (cairo 1.16 writes the date without the "D:" prefix) */
+  CHECK(memmem(a.pdf.data, a.pdf.len, "/CreationDate (20250215000000Z)", 31) != NULL);
+  bd_cert_output_free(&b);
+  /* another recipient: different bytes */
+  f.in.recipient_name = "Josée";
+  CHECK_INT(bd_cert_render(f.layout, &f.in, &b, err, sizeof err), 0);
+  CHECK(strcmp(a.pdf_sha256, b.pdf_sha256) != 0);
+  CHECK(strcmp(a.png_sha256, b.png_sha256) != 0);
+  bd_cert_output_free(&a);
+  bd_cert_output_free(&b);
+  fixture_free(&f);
+}
+
+static void test_render_errors(void) {
+  fixture_t f;
+  fixture(&f, "A", "B", "C");
+  bd_cert_output_t out;
+  char err[256] = "";
+  f.in.issue_date = "2025-02-30";
+  CHECK_INT(bd_cert_render(f.layout, &f.in, &out, err, sizeof err), -1);
+  CHECK_STR(err, "the issue date is not a valid YYYY-MM-DD date");
+  bd_cert_output_free(&out);
+  f.in.issue_date = "2024-02-29";
+  f.in.nsignatories = 1;
+  CHECK_INT(bd_cert_render(f.layout, &f.in, &out, err, sizeof err), -1);
+  CHECK_STR(err, "the layout needs 2 signatories, 1 given");
+  bd_cert_output_free(&out);
+  bd_buf_t junk = BD_BUF_INIT;
+  bd_buf_puts(&junk, "not a png at all, not a png at all, not a png");
+  CHECK(bd_cert_image_decode(junk.data, junk.len, err, sizeof err) == NULL);
+  CHECK_STR(err, "the signature is not a readable PNG image of at most 4096x4096 pixels");
+  bd_buf_free(&junk);
+  fixture_free(&f);
+}
+
+static void test_placeholders(void) {
+  fixture_t f;
+  fixture(&f, "N", "Maths", "I");
+  bd_buf_t t = BD_BUF_INIT;
+  CHECK(bd_cert_layout_text(f.layout, 2, &f.in, &t));
+  CHECK_STR(t.data, "Course: Maths"); /* {{Unknown}} is empty */
+  bd_buf_reset(&t);
+  CHECK(bd_cert_layout_text(f.layout, 4, &f.in, &t));
+  CHECK_STR(t.data, "Ref CERT-7QX2-9KDA / Class 10th, 2024");
+  CHECK(!bd_cert_layout_text(f.layout, 5, &f.in, &t)); /* the qr element */
+  fixture_free(&f);
+  char err[256] = "";
+  bd_cert_layout_t *l =
+      parse("{" PAGE
+            ",\"elements\":[{\"type\":\"text\",\"x\":1,\"y\":2,\"text\":\"a {{ b {{RecipientsName}}"
+            " {{}} {{ RecipientsEmail }}}} {{IssueDate\"}]}",
+            err, sizeof err);
+  CHECK(l != NULL);
+  bd_cert_input_t in = {
+      .recipient_name = "Zoë", .recipient_email = "z@x.org", .issue_date = "2026-12-01"};
+  bd_buf_reset(&t);
+  CHECK(l && bd_cert_layout_text(l, 0, &in, &t));
+  /* "{{ b {{RecipientsName}}": the name may not hold "{{"... it is "b {{RecipientsName" */
+  CHECK_STR(t.data, "a  {{}} z@x.org}} {{IssueDate");
+  bd_buf_free(&t);
+  bd_cert_layout_free(l);
+}
+
+/* Threads render from one shared layout at once, each with its own font
+ * map: every thread gets the bytes a single thread gets. */
+typedef struct {
+  fixture_t *f;
+  char pdf[65], png[65];
+  int rc;
+} thr_t;
+
+static void *thr_main(void *arg) {
+  thr_t *t = arg;
+  t->rc = 0;
+  for (int i = 0; i < 3 && t->rc == 0; i++) {
+    bd_cert_output_t out;
+    char err[256];
+    t->rc = bd_cert_render(t->f->layout, &t->f->in, &out, err, sizeof err);
+    if (t->rc == 0 && i > 0 && (strcmp(t->pdf, out.pdf_sha256) || strcmp(t->png, out.png_sha256)))
+      t->rc = 2;
+    memcpy(t->pdf, out.pdf_sha256, 65);
+    memcpy(t->png, out.png_sha256, 65);
+    bd_cert_output_free(&out);
+  }
+  return NULL;
+}
+
+static void test_render_threads(void) {
+  fixture_t f;
+  fixture(&f, "山田 محمد José", "Álgebra", "東京大学");
+  bd_cert_output_t ref;
+  char err[256];
+  CHECK_INT(bd_cert_render(f.layout, &f.in, &ref, err, sizeof err), 0);
+  thr_t t[3];
+  pthread_t th[3];
+  for (int i = 0; i < 3; i++) {
+    t[i].f = &f;
+    CHECK(pthread_create(&th[i], NULL, thr_main, &t[i]) == 0);
+  }
+  for (int i = 0; i < 3; i++) {
+    pthread_join(th[i], NULL);
+    CHECK_INT(t[i].rc, 0);
+    CHECK_STR(t[i].pdf, ref.pdf_sha256);
+    CHECK_STR(t[i].png, ref.png_sha256);
+  }
+  bd_cert_output_free(&ref);
+  fixture_free(&f);
+}
+
 int main(void) {
   RUN(test_parse_full_example);
   RUN(test_parse_minimal);
   RUN(test_parse_errors);
   RUN(test_limits);
+  RUN(test_placeholders);
+  RUN(test_render_latin);
+  RUN(test_render_arabic);
+  RUN(test_render_cjk);
+  RUN(test_render_wraps);
+  RUN(test_render_deterministic);
+  RUN(test_render_errors);
+  RUN(test_render_threads);
   UNIT_DONE();
 }
