@@ -1,0 +1,109 @@
+/* business.h: helpers shared by every /business handler (vec.digital
+ * business API): token authentication with permissions, the error bodies of
+ * the API, Laravel-style validation errors and the Laravel paginator.
+ * Loop thread only.
+ *
+ * Tokens are "biz_<id>_<secret>" (auth.h) and belong to one user of one
+ * institution; the user's institution scopes everything the token sees (an
+ * object of another institution is a 404, never a 403). A revoked token or
+ * an archived user's token does not authenticate.
+ */
+#ifndef BD_BUSINESS_H
+#define BD_BUSINESS_H
+
+#include "http.h"
+
+/* Permissions a token carries (bd_biz_caller_t.perms bits). */
+#define BD_BIZ_BATCHES_VIEW        0x01u
+#define BD_BIZ_BATCHES_CREATE      0x02u
+#define BD_BIZ_BATCHES_APPROVE     0x04u
+#define BD_BIZ_TEMPLATES_VIEW      0x08u
+#define BD_BIZ_TEMPLATES_MANAGE    0x10u
+#define BD_BIZ_CERTIFICATES_VIEW   0x20u
+#define BD_BIZ_CERTIFICATES_MANAGE 0x40u
+#define BD_BIZ_ALL_PERMS           0x7fu
+
+#define BD_BIZ_TOKEN_PREFIX "biz_"
+
+typedef struct {
+  int64_t institution_id;     /* biz_institutions.id: scopes every query */
+  int64_t user_id;            /* biz_users.id of the token's owner */
+  char user_uuid[37];         /* its public uuid */
+  uint32_t perms;             /* BD_BIZ_* bits */
+  char token_id[16];          /* the token's public id (logs, rate limit) */
+  char institution_name[256]; /* for verification pages and certificates */
+} bd_biz_caller_t;
+
+/* Permission name ("batches:view", ...) <-> bit; 0 / NULL when unknown. */
+uint32_t bd_biz_perm_bit(const char *name);
+const char *bd_biz_perm_name(uint32_t bit);
+
+typedef void (*bd_biz_cb)(bd_req_t *req, const bd_biz_caller_t *caller);
+
+/* Authenticates "Authorization: Bearer biz_…", applies the per-token rate
+ * limit, then checks `permission` (a name as above; NULL = any valid
+ * token). Answers 401, 429, 403 (body names required_permission) or 503
+ * itself; otherwise calls cb(req, caller), possibly before returning. The
+ * request is held while the token is looked up, and a request whose client
+ * left meanwhile gets no callback. `caller` is valid only during cb: copy
+ * it. Does not touch req->ctx. */
+void bd_biz_authenticate(bd_req_t *req, const char *permission, bd_biz_cb cb);
+
+/* 404 {"message":"The requested ID <id> was not found.","error":"resource_not_found"} */
+void bd_biz_not_found(bd_req_t *req, const char *id);
+/* 500 {"message":"An unexpected error occurred. …","error_code":"SERVER_ERROR"} (logged) */
+void bd_biz_server_error(bd_req_t *req, const char *what);
+
+/* Base of the URLs we hand out (configuration public_url, no trailing '/'). */
+const char *bd_biz_base_url(void);
+
+/* Laravel validation errors: (field, message) pairs in the order the rules
+ * ran; sent as 422 {"message": first + " (and N more error[s])",
+ * "errors": {field: [messages…]}} with fields in first-appearance order. */
+typedef struct {
+  char **field; /* field names (owned) */
+  char **msg;   /* messages (owned) */
+  size_t n;     /* pairs */
+  size_t cap;   /* allocated */
+} bd_biz_errors_t;
+
+void bd_biz_errors_init(bd_biz_errors_t *e);
+void bd_biz_errors_add(bd_biz_errors_t *e, const char *field, const char *fmt, ...) BD_PRINTF(3, 4);
+bool bd_biz_errors_has(const bd_biz_errors_t *e, const char *field);
+/* Sends the 422 (e must not be empty) and frees e's contents. */
+void bd_biz_errors_send(bd_req_t *req, bd_biz_errors_t *e);
+void bd_biz_errors_free(bd_biz_errors_t *e);
+/* The summary message alone, e.g. "The name field is required. (and 2 more errors)". */
+void bd_biz_errors_summary(const bd_biz_errors_t *e, bd_buf_t *out);
+
+/* Laravel LengthAwarePaginator ------------------------------------------- */
+
+#define BD_BIZ_PER_PAGE_DEFAULT 15
+#define BD_BIZ_PER_PAGE_MAX     100
+
+typedef struct {
+  int64_t page;     /* 1-based current page */
+  int64_t per_page; /* 1..100 (15) */
+  int64_t offset;   /* (page - 1) * per_page */
+} bd_biz_page_t;
+
+/* Reads `page` and `per_page` from the query string into `errs` (Laravel
+ * messages: integer, at least 1, per_page at most 100). */
+void bd_biz_page_parse(bd_req_t *req, bd_biz_page_t *pg, bd_biz_errors_t *errs);
+
+/* Writes {"data": <data_json>, "links": {first,last,prev,next}, "meta":
+ * {current_page, from, last_page, links[…], path, per_page, to, total}}.
+ * data_json is a JSON array holding this page's items (count of them in
+ * `count`); page URLs are <base><path>?page=N followed by `extra_query`
+ * (e.g. "&per_page=50&status=failed", already encoded; may be ""). */
+void bd_biz_paginate(bd_buf_t *out, bd_req_t *req, const bd_biz_page_t *pg, int64_t total,
+                     const char *data_json, size_t count, const char *extra_query);
+
+/* Handlers of business_batches.c, routed by business.c. */
+void bd_biz_batch_create(bd_req_t *req);  /* POST /business/batches (streamed) */
+void bd_biz_batch_get(bd_req_t *req);     /* GET /business/batches/{batchId} */
+void bd_biz_batch_list(bd_req_t *req);    /* GET /business/batches */
+void bd_biz_batch_approve(bd_req_t *req); /* POST /business/batches/{batchId}/approve */
+void bd_biz_batch_errors(bd_req_t *req);  /* GET /business/batches/{batchId}/errors.csv */
+
+#endif

@@ -1,0 +1,1464 @@
+/* business_batches.c: certificate batches of the /business surface.
+ *
+ * POST /business/batches is a streamed upload. The body goes through the
+ * multipart parser (multipart.h) as it arrives; the csv_file part goes
+ * through the roster validator (roster.h), whose COPY lines get the
+ * server-made columns (batch, institution, certificate UUID v7, reference
+ * id) prepended and go to PostgreSQL with COPY on a pinned connection,
+ * inside one transaction, while the upload is still coming in:
+ *
+ *   headers → authenticate (batches:create) → pin a connection → BEGIN →
+ *   COPY biz_certificates FROM STDIN → resume reading → body bytes →
+ *   multipart → roster → COPY data ... → end of body → end COPY →
+ *   biz_batch_check (template, signatories) → validation → 422 and
+ *   ROLLBACK, or biz_create_batch + COMMIT → 201.
+ *
+ * Backpressure: when more than the pool's COPY high-water mark waits for
+ * the database socket, reading the request stops (bd_req_pause) until the
+ * COPY buffer drains. One body chunk is processed per callback and its
+ * output queued whole, so the server holds at most a few hundred KiB per
+ * upload whatever the file size.
+ *
+ * Fields may come in any order, so nothing is validated before the end of
+ * the body: a structural CSV problem aborts the COPY at once (nothing of it
+ * can commit) and the rest of the body is only parsed for the other
+ * fields, so the 422 lists every error, Laravel style. A client that
+ * leaves before the 201 gets its transaction rolled back.
+ */
+#include "business.h"
+
+#include "app.h"
+#include "jobs.h"
+#include "json.h"
+#include "log.h"
+#include "multipart.h"
+#include "roster.h"
+#include "util.h"
+
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <time.h>
+
+#define MAX_SIG_ITEMS  20          /* signatories in one request */
+#define MAX_SIG_KEY    99          /* largest N in signatories[N][…] */
+#define TEXT_FIELD_MAX 4096        /* bytes kept of a text field (longer ones fail validation) */
+#define SIG_JSON_MAX   65536       /* bytes of the `signatories` JSON field */
+#define ROSTER_SLICE   (64 * 1024) /* roster feeds at most this much at once (roster.h) */
+#define REF_LEN        12          /* reference id: 12 Crockford base-32 characters, 60 bits */
+
+static const char *const COPY_SQL =
+    "COPY biz_certificates (batch_id, institution_id, id, reference_id, " BD_ROSTER_COPY_COLUMNS
+    ") FROM STDIN";
+
+/* --- upload state ---------------------------------------------------------------- */
+
+typedef enum {
+  PART_IGNORE = 0, /* a field we do not know: skipped */
+  PART_NAME,
+  PART_TEMPLATE,
+  PART_CSV,
+  PART_SIG_JSON,  /* signatories = JSON array */
+  PART_SIG_UUID,  /* signatories[N][user_uuid] */
+  PART_SIG_INDEX, /* signatories[N][index] */
+} part_kind_t;
+
+typedef struct {
+  uint32_t key;    /* N of signatories[N] (JSON: array position) */
+  bd_buf_t uuid;   /* user_uuid as sent */
+  bd_buf_t index;  /* index as sent */
+  bool has_uuid;   /* user_uuid present */
+  bool has_index;  /* index present */
+  bool index_bad;  /* JSON index of the wrong type */
+  int64_t index_v; /* parsed index (valid when index_ok) */
+  bool index_ok;   /* index is an integer */
+  int64_t user_id; /* resolved user (0 = not found) */
+  json_t *user;    /* its row from biz_batch_check (borrowed) */
+} sig_item_t;
+
+typedef enum {
+  UP_AUTH = 0, /* authenticating */
+  UP_PIN,      /* acquiring the connection / BEGIN / COPY start */
+  UP_STREAM,   /* COPY open, body flowing */
+  UP_FINISH,   /* body complete, ending COPY / validating / committing */
+  UP_DONE,     /* responded (or given up), connection released */
+} up_state_t;
+
+typedef struct {
+  bd_req_t *req;                        /* the upload */
+  up_state_t state;                     /* see above */
+  bd_biz_caller_t caller;               /* authenticated caller */
+  char batch_id[37];                    /* UUID v7 of the batch to be */
+  char prefix[128];                     /* "batch\tinstitution\t" of every COPY line */
+  size_t prefix_len;                    /* its length */
+  bd_mp_t *mp;                          /* multipart parser */
+  int mp_err;                           /* first multipart error (negative) or 0 */
+  bd_roster_t *roster;                  /* csv_file validator (NULL until the part starts) */
+  bd_buf_t rout;                        /* roster output (COPY lines without our columns) */
+  bd_buf_t copy;                        /* COPY lines ready to send */
+  int csv_err;                          /* roster verdict once known (BD_ROSTER_*) */
+  char *csv_msg;                        /* its message */
+  bool csv_seen;                        /* a csv_file part started */
+  bool csv_done;                        /* its body ended (roster finished) */
+  bool csv_is_file;                     /* it carried a filename */
+  bool csv_twice;                       /* a second csv_file part (ignored) */
+  uint64_t rows, failed;                /* roster counts */
+  part_kind_t part;                     /* kind of the current part */
+  sig_item_t *cur_sig;                  /* item of the current signatories[N] part */
+  bd_buf_t name, template_id, sig_json; /* text fields */
+  bool name_seen, template_seen, sig_json_seen; /* present at all */
+  bool name_long, template_long, sig_json_long; /* over the kept size */
+  sig_item_t sigs[MAX_SIG_ITEMS];               /* signatory items, in first-appearance order */
+  size_t nsigs;                                 /* used */
+  bool sigs_overflow;                           /* more items than MAX_SIG_ITEMS or N too large */
+  bd_buf_t pending;                             /* body bytes that came before the COPY was ready */
+  bd_pg_conn_t *conn;                           /* pinned connection (NULL when not held) */
+  bool copy_open;                               /* COPY IN started and not ended */
+  bool copy_broken;     /* copy_put failed: the connection or the COPY died */
+  bool waiting_drain;   /* paused until the COPY buffer drains */
+  bool body_done;       /* the whole body was received */
+  bool gone;            /* the client left or the body failed */
+  int ops;              /* asynchronous operations in flight */
+  uint8_t rnd[4096];    /* random bytes for ids, refilled in bulk */
+  size_t rnd_off;       /* consumed prefix of rnd */
+  json_t *check;        /* biz_batch_check result */
+  bool rolled_back;     /* the aborted transaction was rolled back */
+  bool sig_json_parsed; /* the signatories JSON field was read into sigs */
+  bool sig_json_bad;    /* … and was not an array */
+} up_t;
+
+static void up_free(bd_req_t *req) {
+  up_t *u = req->ctx;
+  if (!u) return;
+  req->ctx = NULL;
+  bd_mp_free(u->mp);
+  bd_roster_free(u->roster);
+  bd_buf_free(&u->rout);
+  bd_buf_free(&u->copy);
+  bd_buf_free(&u->pending);
+  bd_buf_free(&u->name);
+  bd_buf_free(&u->template_id);
+  bd_buf_free(&u->sig_json);
+  for (size_t i = 0; i < u->nsigs; i++) {
+    bd_buf_free(&u->sigs[i].uuid);
+    bd_buf_free(&u->sigs[i].index);
+  }
+  free(u->csv_msg);
+  json_decref(u->check);
+  free(u);
+}
+
+/* Every response of the upload passes here: a paused body must flow again
+ * so that the rest of it is read (and dropped) and the connection can
+ * serve the next request. */
+static void up_on_respond(bd_req_t *req, int status, const char *ctype, const char *body,
+                          size_t len) {
+  bd_req_resume(req);
+  bd_resp_send(req, status, ctype, body, len);
+}
+
+static void up_release_conn(up_t *u) {
+  if (!u->conn) return;
+  /* a connection still in COPY, or with an operation in flight, is closed
+   * by the pool; otherwise it rolls back whatever is open and is reused */
+  bd_pg_release(u->conn, false);
+  u->conn = NULL;
+  u->copy_open = false;
+}
+
+/* Ends the upload when nothing is in flight any more: releases the
+ * connection (rollback) and completes the request into the void if no
+ * response was given. */
+static void up_finish_gone(up_t *u) {
+  if (u->ops > 0) return;
+  up_release_conn(u);
+  u->state = UP_DONE;
+  if (!u->req->resp_done) bd_resp_send(u->req, 499, "text/plain", "", 0);
+}
+
+static void up_begin_op(up_t *u) {
+  u->ops++;
+  bd_req_hold(u->req);
+}
+
+/* Returns true when the caller should stop: the client left meanwhile. */
+static bool up_end_op(up_t *u) {
+  u->ops--;
+  bool gone = u->gone || bd_req_gone(u->req);
+  if (gone) {
+    u->gone = true;
+    up_finish_gone(u);
+  }
+  return gone;
+}
+
+static void up_release_req(up_t *u) { bd_req_release(u->req); }
+
+/* --- ids ------------------------------------------------------------------------- */
+
+static const uint8_t *up_random(up_t *u, size_t n) {
+  if (u->rnd_off + n > sizeof u->rnd) {
+    randombytes_buf(u->rnd, sizeof u->rnd);
+    u->rnd_off = 0;
+  }
+  const uint8_t *p = u->rnd + u->rnd_off;
+  u->rnd_off += n;
+  return p;
+}
+
+static char *put_hex(char *w, const uint8_t *b, size_t n) {
+  static const char hx[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    *w++ = hx[b[i] >> 4];
+    *w++ = hx[b[i] & 15];
+  }
+  return w;
+}
+
+/* UUID v7 (48-bit Unix ms, then random) and a reference id, as COPY text. */
+static char *put_ids(up_t *u, char *w, uint64_t ms) {
+  uint8_t b[16];
+  memcpy(b + 6, up_random(u, 10), 10);
+  for (int i = 0; i < 6; i++) b[i] = (uint8_t)(ms >> (40 - 8 * i));
+  b[6] = (uint8_t)((b[6] & 0x0f) | 0x70);
+  b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+  w = put_hex(w, b, 4);
+  *w++ = '-';
+  w = put_hex(w, b + 4, 2);
+  *w++ = '-';
+  w = put_hex(w, b + 6, 2);
+  *w++ = '-';
+  w = put_hex(w, b + 8, 2);
+  *w++ = '-';
+  w = put_hex(w, b + 10, 6);
+  *w++ = '\t';
+  /* Crockford base 32 (no I, L, O, U): easy to read out and type */
+  static const char cb[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+  const uint8_t *r = up_random(u, 8);
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = (v << 8) | r[i];
+  for (int i = 0; i < REF_LEN; i++) {
+    *w++ = cb[v & 31];
+    v >>= 5;
+  }
+  *w++ = '\t';
+  return w;
+}
+
+/* --- COPY ------------------------------------------------------------------------ */
+
+static void up_abort_copy(up_t *u);
+
+/* Moves the roster's complete lines into COPY, each with our columns in
+ * front, and queues them. */
+static void up_flush_rows(up_t *u) {
+  if (!u->rout.len) return;
+  if (!u->copy_open || u->csv_err || u->copy_broken) {
+    bd_buf_reset(&u->rout);
+    return;
+  }
+  const char *p = u->rout.data, *end = p + u->rout.len;
+  size_t lines = 0;
+  for (const char *q = p; (q = memchr(q, '\n', (size_t)(end - q))); q++) lines++;
+  bd_buf_reserve(&u->copy, u->rout.len + lines * (u->prefix_len + 64));
+  char *w = u->copy.data + u->copy.len;
+  uint64_t ms = (uint64_t)(bd_wall_us() / 1000);
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl) break; /* the roster only appends whole lines */
+    memcpy(w, u->prefix, u->prefix_len);
+    w += u->prefix_len;
+    w = put_ids(u, w, ms);
+    memcpy(w, p, (size_t)(nl - p + 1));
+    w += nl - p + 1;
+    p = nl + 1;
+  }
+  u->copy.len = (size_t)(w - u->copy.data);
+  u->copy.data[u->copy.len] = '\0';
+  bd_buf_reset(&u->rout);
+  int rc = bd_pg_copy_put(u->conn, u->copy.data, u->copy.len);
+  bd_buf_reset(&u->copy);
+  if (rc < 0) {
+    u->copy_broken = true; /* the end of COPY reports why */
+  } else if (rc == 1 && !u->waiting_drain) {
+    u->waiting_drain = true;
+  }
+}
+
+static void on_copy_drained(void *ud) {
+  up_t *u = ud;
+  u->waiting_drain = false;
+  if (u->state == UP_STREAM && !u->gone) bd_req_resume(u->req);
+}
+
+/* --- multipart callbacks ----------------------------------------------------------- */
+
+static sig_item_t *sig_item(up_t *u, uint32_t key) {
+  for (size_t i = 0; i < u->nsigs; i++)
+    if (u->sigs[i].key == key) return &u->sigs[i];
+  if (key > MAX_SIG_KEY || u->nsigs == MAX_SIG_ITEMS) {
+    u->sigs_overflow = true;
+    return NULL;
+  }
+  sig_item_t *s = &u->sigs[u->nsigs++];
+  memset(s, 0, sizeof *s);
+  s->key = key;
+  return s;
+}
+
+static void csv_verdict(up_t *u, int code) {
+  if (code == BD_ROSTER_OK || u->csv_err) return;
+  u->csv_err = code;
+  u->csv_msg = bd_strdup(bd_roster_message(u->roster));
+  up_abort_copy(u);
+}
+
+static int mp_begin(void *ud, const bd_mp_part_t *part) {
+  up_t *u = ud;
+  u->part = PART_IGNORE;
+  u->cur_sig = NULL;
+  bd_mp_field_name_t f;
+  if (!bd_mp_parse_field_name(part->name, &f)) return BD_MP_CB_OK;
+  if (!f.has_index && !f.key.len) {
+    if (bd_str_eq(f.base, "csv_file")) {
+      if (u->csv_seen) {
+        u->csv_twice = true; /* the first one counts */
+        return BD_MP_CB_OK;
+      }
+      u->csv_seen = true;
+      u->csv_is_file = part->filename.p != NULL;
+      bd_roster_opts_t o;
+      bd_roster_opts_default(&o);
+      o.max_rows = (uint64_t)bd_app.cfg.max_csv_rows;
+      o.max_field = (size_t)bd_app.cfg.max_csv_field;
+      char today[16];
+      time_t now = time(NULL);
+      struct tm tm;
+      gmtime_r(&now, &tm);
+      strftime(today, sizeof today, "%Y-%m-%d", &tm);
+      o.today = today;
+      u->roster = bd_roster_new(&o, &u->rout);
+      if (!u->roster) return BD_MP_CB_ABORT;
+      u->part = PART_CSV;
+    } else if (bd_str_eq(f.base, "name")) {
+      u->part = PART_NAME;
+      u->name_seen = true;
+      bd_buf_reset(&u->name); /* the last value wins, as in PHP */
+      u->name_long = false;
+    } else if (bd_str_eq(f.base, "template_id")) {
+      u->part = PART_TEMPLATE;
+      u->template_seen = true;
+      bd_buf_reset(&u->template_id);
+      u->template_long = false;
+    } else if (bd_str_eq(f.base, "signatories")) {
+      u->part = PART_SIG_JSON;
+      u->sig_json_seen = true;
+      bd_buf_reset(&u->sig_json);
+      u->sig_json_long = false;
+    }
+    return BD_MP_CB_OK;
+  }
+  if (bd_str_eq(f.base, "signatories") && f.has_index && f.key.len) {
+    bool is_uuid = bd_str_eq(f.key, "user_uuid"), is_index = bd_str_eq(f.key, "index");
+    if (!is_uuid && !is_index) return BD_MP_CB_OK;
+    sig_item_t *s = sig_item(u, f.index);
+    if (!s) return BD_MP_CB_OK;
+    u->cur_sig = s;
+    if (is_uuid) {
+      s->has_uuid = true;
+      bd_buf_reset(&s->uuid);
+      u->part = PART_SIG_UUID;
+    } else {
+      s->has_index = true;
+      bd_buf_reset(&s->index);
+      u->part = PART_SIG_INDEX;
+    }
+  }
+  return BD_MP_CB_OK;
+}
+
+static void keep_text(bd_buf_t *b, bool *long_flag, size_t max, const char *p, size_t n) {
+  if (b->len + n > max) {
+    *long_flag = true;
+    n = b->len < max ? max - b->len : 0;
+  }
+  if (n) bd_buf_append(b, p, n);
+}
+
+static int mp_data(void *ud, const char *p, size_t n) {
+  up_t *u = ud;
+  switch (u->part) {
+    case PART_CSV:
+      while (n && !u->csv_err) {
+        size_t k = BD_MIN(n, (size_t)ROSTER_SLICE);
+        csv_verdict(u, bd_roster_feed(u->roster, p, k));
+        up_flush_rows(u);
+        p += k;
+        n -= k;
+      }
+      break;
+    case PART_NAME: keep_text(&u->name, &u->name_long, TEXT_FIELD_MAX, p, n); break;
+    case PART_TEMPLATE: keep_text(&u->template_id, &u->template_long, TEXT_FIELD_MAX, p, n); break;
+    case PART_SIG_JSON: keep_text(&u->sig_json, &u->sig_json_long, SIG_JSON_MAX, p, n); break;
+    case PART_SIG_UUID: {
+      bool lf = false;
+      keep_text(&u->cur_sig->uuid, &lf, TEXT_FIELD_MAX, p, n);
+      break;
+    }
+    case PART_SIG_INDEX: {
+      bool lf = false;
+      keep_text(&u->cur_sig->index, &lf, TEXT_FIELD_MAX, p, n);
+      break;
+    }
+    case PART_IGNORE: break;
+  }
+  return BD_MP_CB_OK;
+}
+
+static int mp_end(void *ud) {
+  up_t *u = ud;
+  if (u->part == PART_CSV) {
+    csv_verdict(u, bd_roster_finish(u->roster));
+    up_flush_rows(u);
+    u->csv_done = true;
+    u->rows = bd_roster_rows(u->roster);
+    u->failed = bd_roster_failed(u->roster);
+  }
+  u->part = PART_IGNORE;
+  return BD_MP_CB_OK;
+}
+
+/* Feeds body bytes through the parsers; pauses the request while the COPY
+ * buffer is above its high-water mark. */
+static void up_feed(up_t *u, const char *p, size_t n) {
+  if (u->mp_err) return; /* the rest of a malformed body is dropped */
+  int st = 0;
+  (void)bd_mp_feed(u->mp, p, n, &st);
+  if (st < 0) {
+    u->mp_err = st;
+    if (u->part == PART_CSV && !u->csv_err) up_abort_copy(u);
+  }
+  if (u->waiting_drain && u->conn && u->copy_open) {
+    bd_req_pause(u->req);
+    bd_pg_copy_on_drain(u->conn, on_copy_drained, u);
+  } else {
+    u->waiting_drain = false;
+  }
+}
+
+/* --- the end of the upload ------------------------------------------------------------ */
+
+static void up_finalize(up_t *u);
+static void up_run_check(up_t *u);
+
+static void on_copy_aborted(void *ud, const bd_pg_result_t *r) {
+  up_t *u = ud;
+  (void)r; /* the abort's own error ("COPY … rejected") is expected */
+  bool stop = up_end_op(u);
+  if (!stop && u->state == UP_FINISH) up_run_check(u);
+  up_release_req(u);
+}
+
+/* Gives up the COPY (nothing of it will commit); the connection stays
+ * pinned for the validation query. */
+static void up_abort_copy(up_t *u) {
+  if (!u->copy_open) return;
+  u->copy_open = false;
+  u->waiting_drain = false;
+  bd_buf_reset(&u->rout);
+  up_begin_op(u);
+  if (bd_pg_copy_end(u->conn, "upload rejected", on_copy_aborted, u) != 0) {
+    u->copy_broken = true;
+    u->ops--;
+    up_release_req(u);
+  }
+}
+
+/* 422 text of a multipart failure. */
+static const char *mp_message(int st) {
+  switch (st) {
+    case BD_MP_EHEADER_TOO_BIG: return "The csv file upload has a part header over the size limit.";
+    case BD_MP_ETOO_MANY_PARTS: return "The upload has too many parts.";
+    default: return "The csv file upload is incomplete or malformed.";
+  }
+}
+
+static bool valid_utf8(const char *s, size_t n) {
+  const uint8_t *p = (const uint8_t *)s, *e = p + n;
+  while (p < e) {
+    if (*p < 0x80) {
+      if (*p == 0) return false;
+      p++;
+      continue;
+    }
+    int len = (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : (*p & 0xf8) == 0xf0 ? 4 : 0;
+    if (!len || e - p < len) return false;
+    uint32_t cp = *p & (0x7f >> len);
+    for (int i = 1; i < len; i++) {
+      if ((p[i] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    p += len;
+  }
+  return true;
+}
+
+static size_t utf8_chars(const char *s, size_t n) {
+  size_t c = 0;
+  for (size_t i = 0; i < n; i++)
+    if (((uint8_t)s[i] & 0xc0) != 0x80) c++;
+  return c;
+}
+
+/* Trims ASCII whitespace in place (Laravel's TrimStrings). */
+static void trim_buf(bd_buf_t *b) {
+  if (!b->data) return;
+  size_t s = 0, e = b->len;
+  while (s < e &&
+         (b->data[s] == ' ' || b->data[s] == '\t' || b->data[s] == '\r' || b->data[s] == '\n'))
+    s++;
+  while (e > s && (b->data[e - 1] == ' ' || b->data[e - 1] == '\t' || b->data[e - 1] == '\r' ||
+                   b->data[e - 1] == '\n'))
+    e--;
+  memmove(b->data, b->data + s, e - s);
+  b->len = e - s;
+  b->data[b->len] = '\0';
+}
+
+/* The signatories JSON field becomes items 0..n-1 (bracket fields with the
+ * same N override its members). Returns false when it is not an array. */
+static bool parse_sig_json(up_t *u) {
+  if (u->sig_json_long) return false;
+  trim_buf(&u->sig_json);
+  if (!u->sig_json.len) return true; /* empty = omitted (Laravel converts "" to null) */
+  json_error_t err;
+  json_t *a = json_loadb(u->sig_json.data, u->sig_json.len, 0, &err);
+  if (!a || !json_is_array(a)) {
+    json_decref(a);
+    return false;
+  }
+  size_t i;
+  json_t *el;
+  json_array_foreach(a, i, el) {
+    sig_item_t *s = sig_item(u, (uint32_t)i);
+    if (!s) break;
+    json_t *uu = json_is_object(el) ? json_object_get(el, "user_uuid") : NULL;
+    json_t *ix = json_is_object(el) ? json_object_get(el, "index") : NULL;
+    if (uu && !json_is_null(uu) && !s->has_uuid) {
+      s->has_uuid = true;
+      if (json_is_string(uu))
+        bd_buf_append(&s->uuid, json_string_value(uu), json_string_length(uu));
+      else
+        bd_buf_puts(&s->uuid, "?"); /* not a string: fails the UUID rule */
+    }
+    if (ix && !json_is_null(ix) && !s->has_index) {
+      s->has_index = true;
+      if (json_is_integer(ix))
+        bd_buf_printf(&s->index, "%lld", (long long)json_integer_value(ix));
+      else if (json_is_string(ix))
+        bd_buf_append(&s->index, json_string_value(ix), json_string_length(ix));
+      else
+        s->index_bad = true;
+    }
+  }
+  json_decref(a);
+  return true;
+}
+
+static void up_respond_422(up_t *u, bd_biz_errors_t *errs) {
+  up_release_conn(u);
+  u->state = UP_DONE;
+  bd_biz_errors_send(u->req, errs);
+}
+
+static void up_server_error(up_t *u, const char *what) {
+  up_release_conn(u);
+  u->state = UP_DONE;
+  bd_biz_server_error(u->req, what);
+}
+
+static const json_t *find_user(const json_t *users, const char *uuid) {
+  size_t i;
+  json_t *x;
+  json_array_foreach(users, i, x) {
+    const char *v = json_string_value(json_object_get(x, "uuid"));
+    if (v && strcasecmp(v, uuid) == 0) return x;
+  }
+  return NULL;
+}
+
+static int cmp_index(const void *a, const void *b) {
+  const sig_item_t *x = *(sig_item_t *const *)a, *y = *(sig_item_t *const *)b;
+  if (x->index_v != y->index_v) return x->index_v < y->index_v ? -1 : 1;
+  return x < y ? -1 : x > y; /* stable: first-appearance order */
+}
+
+static void on_created(void *ud, const bd_pg_result_t *r);
+static void on_committed(void *ud, const bd_pg_result_t *r);
+
+/* All the rules, in Laravel's order (field rules, then the signatory
+ * checks), then either the 422 or the batch row and COMMIT. */
+static void up_validate(up_t *u) {
+  bd_biz_errors_t e;
+  bd_biz_errors_init(&e);
+  const json_t *tpl = json_object_get(u->check, "template");
+  const json_t *users = json_object_get(u->check, "users");
+  if (json_is_null(tpl)) tpl = NULL;
+
+  /* name */
+  trim_buf(&u->name);
+  if (!u->name.len)
+    bd_biz_errors_add(&e, "name", "The name field is required.");
+  else if (!valid_utf8(u->name.data, u->name.len))
+    bd_biz_errors_add(&e, "name", "The name field must be a string.");
+  else if (u->name_long || utf8_chars(u->name.data, u->name.len) > 255)
+    bd_biz_errors_add(&e, "name", "The name field must not be greater than 255 characters.");
+
+  /* template_id */
+  trim_buf(&u->template_id);
+  bool tpl_uuid = u->template_id.len && !u->template_long &&
+                  bd_uuid_valid((bd_str_t){u->template_id.data, u->template_id.len});
+  if (!u->template_id.len)
+    bd_biz_errors_add(&e, "template_id", "The template id field is required.");
+  else if (!tpl_uuid)
+    bd_biz_errors_add(&e, "template_id", "The template id field must be a valid UUID.");
+  else if (!tpl)
+    bd_biz_errors_add(&e, "template_id", "The selected template id is invalid.");
+
+  /* csv_file */
+  if (!u->csv_seen) {
+    if (u->mp_err)
+      bd_biz_errors_add(&e, "csv_file", "%s", mp_message(u->mp_err));
+    else
+      bd_biz_errors_add(&e, "csv_file", "The csv file field is required.");
+  } else if (!u->csv_is_file) {
+    bd_biz_errors_add(&e, "csv_file", "The csv file field must be a file.");
+  } else if (u->csv_err) {
+    bd_biz_errors_add(&e, "csv_file", "%s", u->csv_msg);
+  } else if (u->mp_err || !u->csv_done) {
+    bd_biz_errors_add(&e, "csv_file", "%s", mp_message(u->mp_err));
+  }
+
+  /* signatories */
+  bool sig_array_ok = true;
+  if (u->sig_json_bad) {
+    bd_biz_errors_add(&e, "signatories", "The signatories field must be an array.");
+    sig_array_ok = false;
+  }
+  if (u->sigs_overflow)
+    bd_biz_errors_add(&e, "signatories", "The signatories field must not have more than %d items.",
+                      MAX_SIG_ITEMS);
+
+  /* per item: user_uuid, then index */
+  char field[64];
+  for (size_t i = 0; i < u->nsigs; i++) {
+    sig_item_t *s = &u->sigs[i];
+    trim_buf(&s->uuid);
+    snprintf(field, sizeof field, "signatories.%u.user_uuid", s->key);
+    if (!s->has_uuid || !s->uuid.len) {
+      bd_biz_errors_add(&e, field, "The %s field is required.", field);
+    } else if (!bd_uuid_valid((bd_str_t){s->uuid.data, s->uuid.len})) {
+      bd_biz_errors_add(&e, field, "The %s field must be a valid UUID.", field);
+    } else {
+      const json_t *usr = find_user(users, s->uuid.data);
+      if (!usr) {
+        bd_biz_errors_add(&e, field, "The selected %s is invalid.", field);
+      } else if (json_is_true(json_object_get(usr, "archived"))) {
+        bd_biz_errors_add(&e, field, "The selected signatory is archived.");
+      } else if (!json_is_true(json_object_get(usr, "signed"))) {
+        bd_biz_errors_add(&e, field, "The selected signatory has no signature uploaded.");
+      } else {
+        s->user = (json_t *)usr;
+        s->user_id = (int64_t)json_integer_value(json_object_get(usr, "id"));
+      }
+    }
+  }
+  for (size_t i = 0; i < u->nsigs; i++) {
+    sig_item_t *s = &u->sigs[i];
+    trim_buf(&s->index);
+    snprintf(field, sizeof field, "signatories.%u.index", s->key);
+    if (!s->has_index || (!s->index.len && !s->index_bad)) {
+      bd_biz_errors_add(&e, field, "The %s field is required.", field);
+    } else if (s->index_bad ||
+               !bd_parse_i64((bd_str_t){s->index.data, s->index.len}, &s->index_v)) {
+      bd_biz_errors_add(&e, field, "The %s field must be an integer.", field);
+    } else {
+      s->index_ok = true;
+    }
+  }
+
+  /* the signatory checks (after the field rules, as Laravel's after hooks) */
+  bool explicit = u->nsigs > 0;
+  json_t *resolved = json_array();
+  if (tpl && sig_array_ok && !u->sigs_overflow) {
+    int64_t fields = json_integer_value(json_object_get(tpl, "fields"));
+    const json_t *defs = json_object_get(tpl, "defaults");
+    if (!explicit) {
+      if (fields > 0 && json_array_size(defs) == 0) {
+        bd_biz_errors_add(&e, "signatories", "The signatories field is required.");
+      } else if (fields > 0) {
+        /* the template's defaults, which must still be usable */
+        size_t i;
+        json_t *d;
+        json_array_foreach(defs, i, d) {
+          if (!json_is_true(json_object_get(d, "usable"))) {
+            bd_biz_errors_add(
+                &e, "signatories",
+                "The default signatory at position %lld is archived or has no signature.",
+                (long long)json_integer_value(json_object_get(d, "index")));
+            continue;
+          }
+          json_array_append_new(
+              resolved, json_pack("{s:O, s:O, s:O, s:O, s:O}", "index", json_object_get(d, "index"),
+                                  "user_id", json_object_get(d, "user_id"), "display_name",
+                                  json_object_get(d, "display_name"), "designation",
+                                  json_object_get(d, "designation"), "auto_approve",
+                                  json_object_get(d, "auto_approve")));
+        }
+        if ((int64_t)json_array_size(defs) != fields)
+          bd_biz_errors_add(
+              &e, "signatories",
+              "The number of signatories must equal the template's %lld signatory fields.",
+              (long long)fields);
+      }
+    } else if ((int64_t)u->nsigs != fields) {
+      bd_biz_errors_add(
+          &e, "signatories",
+          "The number of signatories must equal the template's %lld signatory fields.",
+          (long long)fields);
+    }
+  }
+  if (explicit) {
+    /* the same user twice */
+    for (size_t i = 0; i < u->nsigs; i++) {
+      bool dup = false;
+      for (size_t j = 0; j < i && !dup; j++)
+        dup = u->sigs[i].uuid.len && u->sigs[j].uuid.len &&
+              strcasecmp(u->sigs[i].uuid.data, u->sigs[j].uuid.data) == 0;
+      if (dup) {
+        bd_biz_errors_add(&e, "signatories",
+                          "The same signatory cannot be assigned to multiple positions.");
+        break;
+      }
+    }
+    /* indices: 1, 2, … without gaps, in index order */
+    sig_item_t *ord[MAX_SIG_ITEMS];
+    size_t n = 0;
+    for (size_t i = 0; i < u->nsigs; i++)
+      if (u->sigs[i].index_ok) ord[n++] = &u->sigs[i];
+    qsort(ord, n, sizeof ord[0], cmp_index);
+    for (size_t i = 0; i < n; i++) {
+      snprintf(field, sizeof field, "signatories.%u.index", ord[i]->key);
+      if (i == 0 && ord[i]->index_v != 1)
+        bd_biz_errors_add(&e, field, "Signatory indices must start from 1.");
+      else if (i > 0 && ord[i]->index_v != ord[i - 1]->index_v + 1)
+        bd_biz_errors_add(&e, field,
+                          "Signatory indices must be sequential starting from 1 without gaps.");
+    }
+    for (size_t i = 0; i < n; i++) {
+      const sig_item_t *s = ord[i];
+      if (!s->user) continue;
+      json_array_append_new(resolved,
+                            json_pack("{s:I, s:I, s:O, s:O, s:O}", "index", (json_int_t)s->index_v,
+                                      "user_id", (json_int_t)s->user_id, "display_name",
+                                      json_object_get(s->user, "display_name"), "designation",
+                                      json_object_get(s->user, "designation"), "auto_approve",
+                                      json_object_get(s->user, "auto_approve")));
+    }
+  }
+
+  if (e.n) {
+    json_decref(resolved);
+    up_respond_422(u, &e);
+    return;
+  }
+  bd_biz_errors_free(&e);
+
+  /* valid: the batch row, its signatories and job, in the COPY's transaction */
+  char *sigs = json_dumps(resolved, JSON_COMPACT);
+  json_decref(resolved);
+  char inst[24], creator[24], total[24], failed[24];
+  snprintf(inst, sizeof inst, "%lld", (long long)u->caller.institution_id);
+  snprintf(creator, sizeof creator, "%lld", (long long)u->caller.user_id);
+  snprintf(total, sizeof total, "%llu", (unsigned long long)u->rows);
+  snprintf(failed, sizeof failed, "%llu", (unsigned long long)u->failed);
+  const char *p[] = {u->batch_id, inst,   creator, u->template_id.data, u->name.data,
+                     total,       failed, sigs,    bd_biz_base_url()};
+  static bd_pg_stmt_t S_CREATE =
+      BD_PG_STMT("SELECT biz_create_batch($1::uuid, $2::bigint, $3::bigint, $4::uuid, $5, $6::int, "
+                 "$7::int, $8::jsonb, $9)");
+  up_begin_op(u);
+  int rc = bd_pg_conn_query(u->conn, &S_CREATE, 9, p, on_created, u);
+  free(sigs);
+  if (rc != 0) {
+    u->ops--;
+    up_server_error(u, "cannot send biz_create_batch");
+    up_release_req(u);
+  }
+}
+
+typedef struct {
+  up_t *u;    /* the upload */
+  char *body; /* the 201 body, sent once COMMIT succeeded */
+} commit_t;
+
+static void on_created(void *ud, const bd_pg_result_t *r) {
+  up_t *u = ud;
+  if (up_end_op(u)) {
+    up_release_req(u);
+    return;
+  }
+  if (r->err) {
+    if (r->err == BD_PG_ESQL)
+      up_server_error(u, r->message);
+    else {
+      up_release_conn(u);
+      u->state = UP_DONE;
+      bd_app_db_error(u->req, r);
+    }
+    up_release_req(u);
+    return;
+  }
+  bd_buf_t b = BD_BUF_INIT;
+  bd_buf_puts(&b, "{\"data\":");
+  bd_buf_puts(&b, PQgetvalue(r->res, 0, 0));
+  bd_buf_putc(&b, '}');
+  commit_t *c = bd_calloc(1, sizeof *c);
+  c->u = u;
+  c->body = bd_buf_detach(&b, NULL);
+  up_begin_op(u);
+  if (bd_pg_conn_exec(u->conn, "COMMIT", 0, NULL, on_committed, c) != 0) {
+    u->ops--;
+    free(c->body);
+    free(c);
+    up_server_error(u, "cannot send COMMIT");
+    up_release_req(u);
+  }
+  up_release_req(u);
+}
+
+static void on_committed(void *ud, const bd_pg_result_t *r) {
+  commit_t *c = ud;
+  up_t *u = c->u;
+  u->ops--;
+  if (r->err) {
+    /* not committed: nothing persists; a gone client hears nothing */
+    if (u->gone || bd_req_gone(u->req)) {
+      u->gone = true;
+      up_finish_gone(u);
+    } else if (r->err == BD_PG_ESQL) {
+      up_server_error(u, r->message);
+    } else {
+      up_release_conn(u);
+      u->state = UP_DONE;
+      bd_app_db_error(u->req, r);
+    }
+  } else {
+    /* committed: the batch exists whether or not the client still listens */
+    up_release_conn(u);
+    u->state = UP_DONE;
+    bd_jobs_kick();
+    bd_resp_send(u->req, 201, "application/json; charset=utf-8", c->body, strlen(c->body));
+  }
+  free(c->body);
+  free(c);
+  up_release_req(u);
+}
+
+static void on_check(void *ud, const bd_pg_result_t *r) {
+  up_t *u = ud;
+  if (up_end_op(u)) {
+    up_release_req(u);
+    return;
+  }
+  if (r->err) {
+    up_release_conn(u);
+    u->state = UP_DONE;
+    if (r->err == BD_PG_ESQL)
+      bd_biz_server_error(u->req, r->message);
+    else
+      bd_app_db_error(u->req, r);
+    up_release_req(u);
+    return;
+  }
+  json_error_t err;
+  u->check = json_loads(PQgetvalue(r->res, 0, 0), 0, &err);
+  if (!u->check)
+    up_server_error(u, "bad biz_batch_check result");
+  else
+    up_validate(u);
+  up_release_req(u);
+}
+
+static void on_rolled_back(void *ud, const bd_pg_result_t *r) {
+  up_t *u = ud;
+  (void)r;
+  if (up_end_op(u)) {
+    up_release_req(u);
+    return;
+  }
+  up_run_check(u);
+  up_release_req(u);
+}
+
+/* The validation query: on the pinned connection, inside the transaction
+ * when the COPY succeeded, else after rolling the aborted one back. */
+static void up_run_check(up_t *u) {
+  if (!u->conn) {
+    up_server_error(u, "upload lost its connection");
+    return;
+  }
+  bool aborted = u->csv_err || u->mp_err || u->copy_broken || !u->csv_done || !u->csv_is_file;
+  static bd_pg_stmt_t S_CHECK =
+      BD_PG_STMT("SELECT biz_batch_check($1::bigint, $2::uuid, $3::uuid[])");
+  if (aborted && !u->rolled_back) {
+    u->rolled_back = true;
+    up_begin_op(u);
+    if (bd_pg_conn_exec(u->conn, "ROLLBACK", 0, NULL, on_rolled_back, u) != 0) {
+      u->ops--;
+      up_server_error(u, "cannot send ROLLBACK");
+      up_release_req(u);
+    }
+    return;
+  }
+  /* parameters: the template id and user uuids that are well-formed */
+  trim_buf(&u->template_id);
+  const char *tpl =
+      u->template_id.len && bd_uuid_valid((bd_str_t){u->template_id.data, u->template_id.len})
+          ? u->template_id.data
+          : NULL;
+  if (u->sig_json_seen && !u->sig_json_parsed) {
+    u->sig_json_parsed = true;
+    u->sig_json_bad = !parse_sig_json(u);
+  }
+  bd_buf_t arr = BD_BUF_INIT;
+  bd_buf_putc(&arr, '{');
+  bool first = true;
+  for (size_t i = 0; i < u->nsigs; i++) {
+    trim_buf(&u->sigs[i].uuid);
+    if (!bd_uuid_valid((bd_str_t){u->sigs[i].uuid.data, u->sigs[i].uuid.len})) continue;
+    if (!first) bd_buf_putc(&arr, ',');
+    bd_buf_append(&arr, u->sigs[i].uuid.data, u->sigs[i].uuid.len);
+    first = false;
+  }
+  bd_buf_putc(&arr, '}');
+  char inst[24];
+  snprintf(inst, sizeof inst, "%lld", (long long)u->caller.institution_id);
+  const char *p[] = {inst, tpl, arr.data};
+  up_begin_op(u);
+  int rc = bd_pg_conn_query(u->conn, &S_CHECK, 3, p, on_check, u);
+  bd_buf_free(&arr);
+  if (rc != 0) {
+    u->ops--;
+    up_server_error(u, "cannot send biz_batch_check");
+    up_release_req(u);
+  }
+}
+
+static void on_copy_ended(void *ud, const bd_pg_result_t *r) {
+  up_t *u = ud;
+  if (up_end_op(u)) {
+    up_release_req(u);
+    return;
+  }
+  if (r->err) {
+    /* the server refused a row: a bug of ours or a constraint (e.g. a
+     * reference id collision); nothing persists */
+    up_server_error(u, r->message);
+  } else if (strtoull(PQcmdTuples(r->res), NULL, 10) != u->rows) {
+    up_server_error(u, "COPY row count differs from the roster's");
+  } else {
+    up_run_check(u);
+  }
+  up_release_req(u);
+}
+
+/* The body is complete (or will never be): end the COPY and validate. */
+static void up_finalize(up_t *u) {
+  if (u->state != UP_STREAM) return;
+  u->state = UP_FINISH;
+  int st = bd_mp_finish(u->mp);
+  if (st != BD_MP_OK && !u->mp_err) u->mp_err = st;
+  bool ok =
+      u->csv_seen && u->csv_done && u->csv_is_file && !u->csv_err && !u->mp_err && !u->copy_broken;
+  if (u->copy_open && ok) {
+    up_flush_rows(u);
+    u->copy_open = false;
+    up_begin_op(u);
+    if (bd_pg_copy_end(u->conn, NULL, on_copy_ended, u) != 0) {
+      u->ops--;
+      up_server_error(u, "cannot end COPY");
+      up_release_req(u);
+    }
+    return;
+  }
+  if (u->copy_open) {
+    up_abort_copy(u); /* on_copy_aborted runs the check */
+    return;
+  }
+  if (u->ops == 0) up_run_check(u); /* else the pending abort's callback does */
+}
+
+/* --- the start of the upload ----------------------------------------------------------- */
+
+static void on_copy_ready(void *ud, const bd_pg_result_t *r) {
+  up_t *u = ud;
+  if (up_end_op(u)) {
+    up_release_req(u);
+    return;
+  }
+  if (r->err) {
+    up_release_conn(u);
+    u->state = UP_DONE;
+    bd_app_db_error(u->req, r);
+    up_release_req(u);
+    return;
+  }
+  u->copy_open = true;
+  u->state = UP_STREAM;
+  if (u->pending.len) {
+    bd_buf_t p = u->pending;
+    bd_buf_init(&u->pending);
+    up_feed(u, p.data, p.len);
+    bd_buf_free(&p);
+  }
+  if (u->body_done)
+    up_finalize(u);
+  else if (!u->waiting_drain)
+    bd_req_resume(u->req);
+  up_release_req(u);
+}
+
+static void on_begun(void *ud, const bd_pg_result_t *r) {
+  up_t *u = ud;
+  if (up_end_op(u)) {
+    up_release_req(u);
+    return;
+  }
+  if (r->err) {
+    up_release_conn(u);
+    u->state = UP_DONE;
+    bd_app_db_error(u->req, r);
+  } else {
+    up_begin_op(u);
+    if (bd_pg_copy_start(u->conn, COPY_SQL, on_copy_ready, u) != 0) {
+      u->ops--;
+      up_server_error(u, "cannot start COPY");
+      up_release_req(u);
+    }
+  }
+  up_release_req(u);
+}
+
+static void on_pinned(void *ud, bd_pg_conn_t *c, int err) {
+  up_t *u = ud;
+  u->conn = c;
+  if (up_end_op(u)) {
+    up_release_req(u);
+    return;
+  }
+  if (err) {
+    u->state = UP_DONE;
+    bd_app_unavailable(u->req);
+  } else {
+    up_begin_op(u);
+    if (bd_pg_conn_exec(c, "BEGIN", 0, NULL, on_begun, u) != 0) {
+      u->ops--;
+      up_server_error(u, "cannot send BEGIN");
+      up_release_req(u);
+    }
+  }
+  up_release_req(u);
+}
+
+static void up_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
+  up_t *u = req->ctx;
+  u->caller = *caller;
+  bd_uuid_v7(u->batch_id);
+  u->prefix_len = (size_t)snprintf(u->prefix, sizeof u->prefix, "%s\t%lld\t", u->batch_id,
+                                   (long long)caller->institution_id);
+  bd_mp_callbacks_t cb = {mp_begin, mp_data, mp_end, NULL};
+  int rc = bd_mp_new(bd_req_header(req, "Content-Type"), NULL, &cb, u, &u->mp);
+  if (rc != BD_MP_OK) {
+    u->state = UP_DONE;
+    bd_resp_error(req, 415, "unsupported_media_type",
+                  rc == BD_MP_ENOT_MULTIPART
+                      ? "The request body must be multipart/form-data."
+                      : "The multipart/form-data boundary is missing or invalid.",
+                  NULL);
+    return;
+  }
+  u->state = UP_PIN;
+  up_begin_op(u);
+  if (bd_pg_acquire(bd_app.pg, on_pinned, u) != 0) {
+    u->ops--;
+    u->state = UP_DONE;
+    bd_app_unavailable(req);
+    up_release_req(u);
+  }
+}
+
+static void up_body(bd_req_t *req, const char *p, size_t n) {
+  up_t *u = req->ctx;
+  if (u->state == UP_STREAM) {
+    up_feed(u, p, n);
+  } else if (u->state < UP_STREAM) {
+    /* before the COPY is ready reading is paused: at most one input
+     * buffer arrives here */
+    bd_buf_append(&u->pending, p, n);
+  }
+}
+
+static void up_body_end(bd_req_t *req) {
+  up_t *u = req->ctx;
+  u->body_done = true;
+  if (u->state == UP_STREAM) up_finalize(u);
+}
+
+static void up_abort(bd_req_t *req) {
+  up_t *u = req->ctx;
+  if (!u || u->gone) return;
+  u->gone = true;
+  if (u->state == UP_DONE) return;
+  /* an open COPY is ended first so the pool can roll the connection back
+   * and reuse it; anything else in flight ends the upload in its callback */
+  if (u->copy_open) up_abort_copy(u);
+  up_finish_gone(u);
+}
+
+void bd_biz_batch_create(bd_req_t *req) {
+  up_t *u = bd_calloc(1, sizeof *u);
+  u->req = req;
+  req->ctx = u;
+  req->on_free = up_free;
+  req->on_body = up_body;
+  req->on_body_end = up_body_end;
+  req->on_abort = up_abort;
+  req->on_respond = up_on_respond;
+  u->rnd_off = sizeof u->rnd; /* refilled on first use */
+  bd_req_pause(req);          /* until the COPY is open */
+  bd_biz_authenticate(req, "batches:create", up_authed);
+}
+
+/* --- reads ------------------------------------------------------------------------------ */
+
+typedef struct {
+  bd_biz_page_t pg; /* list page */
+  char extra[96];   /* query suffix of page links */
+  char id[64];      /* path id */
+  int64_t after;    /* errors.csv: last row_no sent */
+  int64_t inst;     /* caller's institution */
+  bool header_sent; /* errors.csv: response started */
+} rd_ctx_t;
+
+static void rd_free(bd_req_t *req) {
+  free(req->ctx);
+  req->ctx = NULL;
+}
+
+static rd_ctx_t *rd_ctx(bd_req_t *req) {
+  rd_ctx_t *c = bd_calloc(1, sizeof *c);
+  req->ctx = c;
+  req->on_free = rd_free;
+  return c;
+}
+
+static void send_data(bd_req_t *req, int status, const char *json) {
+  bd_buf_t b = BD_BUF_INIT;
+  bd_buf_puts(&b, "{\"data\":");
+  bd_buf_puts(&b, json);
+  bd_buf_putc(&b, '}');
+  bd_resp_json(req, status, &b);
+}
+
+static bd_pg_stmt_t S_GET = BD_PG_STMT("SELECT biz_batch_json(b, $3::bigint, $4) FROM biz_batches "
+                                       "b WHERE b.id = $1::uuid AND b.institution_id = $2::bigint");
+
+static void on_get(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  rd_ctx_t *c = req->ctx;
+  if (r->err)
+    bd_app_db_error(req, r);
+  else if (PQntuples(r->res) != 1)
+    bd_biz_not_found(req, c->id);
+  else
+    send_data(req, 200, PQgetvalue(r->res, 0, 0));
+  bd_req_release(req);
+}
+
+static void get_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
+  rd_ctx_t *c = rd_ctx(req);
+  const char *id = bd_req_param(req, 0);
+  snprintf(c->id, sizeof c->id, "%s", id);
+  if (!bd_uuid_valid(bd_str_c(id))) {
+    bd_biz_not_found(req, id);
+    return;
+  }
+  char inst[24], user[24];
+  snprintf(inst, sizeof inst, "%lld", (long long)caller->institution_id);
+  snprintf(user, sizeof user, "%lld", (long long)caller->user_id);
+  const char *p[] = {id, inst, user, bd_biz_base_url()};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_GET, 4, p, on_get, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+void bd_biz_batch_get(bd_req_t *req) { bd_biz_authenticate(req, "batches:view", get_authed); }
+
+static bd_pg_stmt_t S_LIST = BD_PG_STMT(
+    "SELECT (SELECT count(*) FROM biz_batches WHERE institution_id = $1::bigint AND ($5::text IS "
+    "NULL OR status = $5)),"
+    " coalesce(json_agg(biz_batch_json(s.b, $2::bigint, $6) ORDER BY (s.b).created_at DESC, "
+    "(s.b).id DESC), '[]'),"
+    " count(*)"
+    " FROM (SELECT b FROM biz_batches b WHERE b.institution_id = $1::bigint AND ($5::text IS NULL "
+    "OR b.status = $5)"
+    "       ORDER BY b.created_at DESC, b.id DESC LIMIT $3::bigint OFFSET $4::bigint) s");
+
+static void on_list(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  rd_ctx_t *c = req->ctx;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else {
+    bd_buf_t b = BD_BUF_INIT;
+    bd_biz_paginate(&b, req, &c->pg, strtoll(PQgetvalue(r->res, 0, 0), NULL, 10),
+                    PQgetvalue(r->res, 0, 1), (size_t)strtoull(PQgetvalue(r->res, 0, 2), NULL, 10),
+                    c->extra);
+    bd_resp_json(req, 200, &b);
+  }
+  bd_req_release(req);
+}
+
+static const char *const g_statuses[] = {"pending",   "waiting_for_approval", "processing",
+                                         "completed", "partially_completed",  "failed"};
+
+static void list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
+  rd_ctx_t *c = rd_ctx(req);
+  bd_biz_errors_t errs;
+  bd_biz_errors_init(&errs);
+  bd_biz_page_parse(req, &c->pg, &errs);
+  bd_buf_t st = BD_BUF_INIT;
+  bool has_status = bd_req_query(req, "status", &st) && st.len;
+  if (has_status) {
+    bool known = false;
+    for (size_t i = 0; i < BD_ARRAY_LEN(g_statuses); i++)
+      known |= strcmp(st.data, g_statuses[i]) == 0;
+    if (!known) bd_biz_errors_add(&errs, "status", "The selected status is invalid.");
+  }
+  if (errs.n) {
+    bd_buf_free(&st);
+    bd_biz_errors_send(req, &errs);
+    return;
+  }
+  size_t off = 0;
+  if (c->pg.per_page != BD_BIZ_PER_PAGE_DEFAULT)
+    off += (size_t)snprintf(c->extra, sizeof c->extra, "&per_page=%lld", (long long)c->pg.per_page);
+  if (has_status) snprintf(c->extra + off, sizeof c->extra - off, "&status=%s", st.data);
+  char inst[24], user[24], lim[24], offs[24];
+  snprintf(inst, sizeof inst, "%lld", (long long)caller->institution_id);
+  snprintf(user, sizeof user, "%lld", (long long)caller->user_id);
+  snprintf(lim, sizeof lim, "%lld", (long long)c->pg.per_page);
+  snprintf(offs, sizeof offs, "%lld", (long long)c->pg.offset);
+  const char *p[] = {inst, user, lim, offs, has_status ? st.data : NULL, bd_biz_base_url()};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_LIST, 6, p, on_list, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+  bd_buf_free(&st);
+}
+
+void bd_biz_batch_list(bd_req_t *req) { bd_biz_authenticate(req, "batches:view", list_authed); }
+
+/* --- approve ---------------------------------------------------------------------------- */
+
+static bd_pg_stmt_t S_APPROVE =
+    BD_PG_STMT("SELECT biz_approve_batch($1::uuid, $2::bigint, $3::bigint, $4)");
+
+static void on_approve(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  rd_ctx_t *c = req->ctx;
+  json_error_t jerr;
+  json_t *o = r->err ? NULL : json_loads(PQgetvalue(r->res, 0, 0), 0, &jerr);
+  const char *e = o ? json_string_value(json_object_get(o, "error")) : NULL;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else if (!o) {
+    bd_biz_server_error(req, "bad biz_approve_batch result");
+  } else if (!e) {
+    bd_jobs_kick();
+    char *d = json_dumps(json_object_get(o, "data"), JSON_COMPACT | JSON_PRESERVE_ORDER);
+    send_data(req, 200, d);
+    free(d);
+  } else if (strcmp(e, "not_found") == 0) {
+    bd_biz_not_found(req, c->id);
+  } else if (strcmp(e, "not_signatory") == 0) {
+    /* the token may approve, but not this batch: the caller is none of its
+     * signatories */
+    bd_resp_error(req, 403, "forbidden", "Forbidden - Insufficient permissions", "batches:approve");
+  } else {
+    bd_biz_errors_t errs;
+    bd_biz_errors_init(&errs);
+    if (strcmp(e, "already_approved") == 0)
+      bd_biz_errors_add(&errs, "batch", "You have already approved this batch.");
+    else
+      bd_biz_errors_add(&errs, "batch", "This batch is not waiting for approval.");
+    bd_biz_errors_send(req, &errs);
+  }
+  json_decref(o);
+  bd_req_release(req);
+}
+
+static void approve_run(bd_req_t *req, const bd_biz_caller_t *caller) {
+  rd_ctx_t *c = req->ctx;
+  char inst[24], user[24];
+  snprintf(inst, sizeof inst, "%lld", (long long)caller->institution_id);
+  snprintf(user, sizeof user, "%lld", (long long)caller->user_id);
+  const char *p[] = {c->id, inst, user, bd_biz_base_url()};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_APPROVE, 4, p, on_approve, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+static void approve_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
+  rd_ctx_t *c = rd_ctx(req);
+  const char *id = bd_req_param(req, 0);
+  snprintf(c->id, sizeof c->id, "%s", id);
+  if (!bd_uuid_valid(bd_str_c(id))) {
+    bd_biz_not_found(req, id);
+    return;
+  }
+  approve_run(req, caller);
+}
+
+void bd_biz_batch_approve(bd_req_t *req) {
+  bd_biz_authenticate(req, "batches:approve", approve_authed);
+}
+
+/* --- errors.csv ------------------------------------------------------------------------- */
+
+#define ERRORS_PAGE 5000 /* failed rows fetched per query */
+
+/* One CSV cell: a leading = + - @ tab or CR is neutralised with a quote
+ * (formula injection in spreadsheets), then RFC 4180 quoting if needed. */
+static void csv_cell(bd_buf_t *b, const char *s) {
+  if (!s) s = "";
+  bool lead = *s == '=' || *s == '+' || *s == '-' || *s == '@' || *s == '\t' || *s == '\r';
+  bool quote = lead || strpbrk(s, ",\"\r\n") != NULL || *s == ' ';
+  if (quote) bd_buf_putc(b, '"');
+  if (lead) bd_buf_putc(b, '\'');
+  for (const char *p = s; *p; p++) {
+    if (*p == '"') bd_buf_putc(b, '"');
+    bd_buf_putc(b, *p);
+  }
+  if (quote) bd_buf_putc(b, '"');
+}
+
+static bd_pg_stmt_t S_ERR_BATCH =
+    BD_PG_STMT("SELECT 1 FROM biz_batches WHERE id = $1::uuid AND institution_id = $2::bigint");
+static bd_pg_stmt_t S_ERR_ROWS =
+    BD_PG_STMT("SELECT row_no, email, name, coalesce(error, '') FROM biz_certificates"
+               " WHERE batch_id = $1::uuid AND status = 'failed' AND row_no > $2::int ORDER BY "
+               "row_no LIMIT $3::int");
+
+static void errors_next(bd_req_t *req);
+
+static void on_err_rows(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  rd_ctx_t *c = req->ctx;
+  if (bd_req_gone(req)) {
+    bd_resp_end(req);
+    bd_req_release(req);
+    return;
+  }
+  if (r->err) {
+    /* headers are out: all we can do is cut the response short */
+    bd_error("request %s: errors.csv: %s", req->request_id, r->message);
+    bd_resp_end(req);
+    bd_req_release(req);
+    return;
+  }
+  int n = PQntuples(r->res);
+  bd_buf_t b = BD_BUF_INIT;
+  for (int i = 0; i < n; i++) {
+    bd_buf_puts(&b, PQgetvalue(r->res, i, 0));
+    for (int k = 1; k < 4; k++) {
+      bd_buf_putc(&b, ',');
+      csv_cell(&b, PQgetvalue(r->res, i, k));
+    }
+    bd_buf_puts(&b, "\r\n");
+  }
+  if (n) c->after = strtoll(PQgetvalue(r->res, n - 1, 0), NULL, 10);
+  size_t queued = b.len ? bd_resp_write(req, b.data, b.len) : 0;
+  bd_buf_free(&b);
+  if (n < ERRORS_PAGE) {
+    bd_resp_end(req);
+  } else if (queued > (1u << 20)) {
+    req->on_drain = errors_next; /* the client is slow: wait */
+  } else {
+    errors_next(req);
+  }
+  bd_req_release(req);
+}
+
+static void errors_next(bd_req_t *req) {
+  rd_ctx_t *c = req->ctx;
+  char after[24], lim[24];
+  snprintf(after, sizeof after, "%lld", (long long)c->after);
+  snprintf(lim, sizeof lim, "%d", ERRORS_PAGE);
+  const char *p[] = {c->id, after, lim};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_ERR_ROWS, 3, p, on_err_rows, req) != 0) {
+    bd_resp_end(req);
+    bd_req_release(req);
+  }
+}
+
+static void on_err_batch(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  rd_ctx_t *c = req->ctx;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else if (PQntuples(r->res) != 1) {
+    bd_biz_not_found(req, c->id);
+  } else {
+    char cd[96];
+    snprintf(cd, sizeof cd, "attachment; filename=\"batch-%.36s-errors.csv\"", c->id);
+    bd_resp_header(req, "Content-Disposition", cd);
+    bd_resp_start(req, 200, "text/csv; charset=utf-8", -1);
+    const char head[] = "Row,RecipientsEmail,RecipientsName,Reason\r\n";
+    (void)bd_resp_write(req, head, sizeof head - 1);
+    errors_next(req);
+  }
+  bd_req_release(req);
+}
+
+static void errors_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
+  rd_ctx_t *c = rd_ctx(req);
+  const char *id = bd_req_param(req, 0);
+  snprintf(c->id, sizeof c->id, "%s", id);
+  if (!bd_uuid_valid(bd_str_c(id))) {
+    bd_biz_not_found(req, id);
+    return;
+  }
+  char inst[24];
+  snprintf(inst, sizeof inst, "%lld", (long long)caller->institution_id);
+  const char *p[] = {id, inst};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_ERR_BATCH, 2, p, on_err_batch, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+void bd_biz_batch_errors(bd_req_t *req) { bd_biz_authenticate(req, "batches:view", errors_authed); }
