@@ -13,6 +13,7 @@
 
 #include "app.h"
 #include "auth.h"
+#include "cert_render.h"
 #include "idem.h"
 #include "json.h"
 #include "log.h"
@@ -490,32 +491,54 @@ typedef struct {
   bd_token_t admin, sig1, sig2, view; /* tokens issued this run */
 } biz_seed_t;
 
-/* Layouts of the demo templates (the layout document described in the
- * README): A4 landscape, recipient name, date, a QR to the verification
- * page, and 0 or 2 signature blocks. */
+/* Layouts of the demo templates (cert_render.h): A4 landscape, recipient
+ * name, date, a QR to the verification page, and 0 or 2 signature blocks. */
 static void demo_layout(bd_buf_t *b, const char *title, int signatures) {
   bd_buf_printf(
       b,
-      "{\"width\":842,\"height\":595,\"background\":{\"color\":\"#fffdf5\"},\"elements\":["
-      "{\"type\":\"text\",\"text\":\"%s\",\"x\":421,\"y\":110,\"font\":\"Serif Bold\",\"size\":34,"
-      "\"color\":\"#1a2a4a\",\"align\":\"center\",\"max_width\":700},"
-      "{\"type\":\"text\",\"text\":\"This certifies that\",\"x\":421,\"y\":180,\"font\":\"Serif\","
+      "{\"page\":{\"width\":842,\"height\":595},\"background\":{\"color\":\"#fffdf5\"},"
+      "\"elements\":["
+      "{\"type\":\"text\",\"text\":\"%s\",\"x\":421,\"y\":90,\"font\":\"Noto Serif\",\"size\":34,"
+      "\"bold\":true,\"color\":\"#1a2a4a\",\"align\":\"center\",\"max_width\":700},"
+      "{\"type\":\"text\",\"text\":\"This certifies that\",\"x\":421,\"y\":170,\"font\":\"Noto "
+      "Serif\","
       "\"size\":16,\"color\":\"#333333\",\"align\":\"center\"},"
-      "{\"type\":\"text\",\"text\":\"{{RecipientsName}}\",\"x\":421,\"y\":240,\"font\":\"Serif "
-      "Bold\","
-      "\"size\":30,\"color\":\"#000000\",\"align\":\"center\",\"max_width\":700},"
-      "{\"type\":\"text\",\"text\":\"Issued on "
-      "{{IssueDate}}\",\"x\":421,\"y\":300,\"font\":\"Sans\","
-      "\"size\":12,\"color\":\"#555555\",\"align\":\"center\"},"
+      "{\"type\":\"text\",\"text\":\"{{RecipientsName}}\",\"x\":421,\"y\":210,\"font\":\"Noto "
+      "Serif\","
+      "\"size\":30,\"bold\":true,\"align\":\"center\",\"max_width\":700},"
+      "{\"type\":\"text\",\"text\":\"{{InstitutionName}}, issued {{IssueDate}}, {{ReferenceId}}\","
+      "\"x\":421,\"y\":290,\"size\":12,\"color\":\"#555555\",\"align\":\"center\"},"
       "{\"type\":\"qr\",\"x\":40,\"y\":455,\"size\":100}",
       title);
   for (int i = 1; i <= signatures; i++)
     bd_buf_printf(
         b,
-        ",{\"type\":\"signature\",\"field\":\"signatory_%d\",\"x\":%d,\"y\":430,\"width\":180,"
+        ",{\"type\":\"signature\",\"field\":\"signatory_%d\",\"x\":%d,\"y\":400,\"width\":180,"
         "\"height\":60}",
         i, i == 1 ? 330 : 580);
   bd_buf_puts(b, "]}");
+}
+
+/* The signatory fields of a layout as a PostgreSQL text[] literal; false
+ * (message in err) when the layout does not parse. */
+static bool layout_fields(const char *layout_json, bd_buf_t *arr, char *err, size_t errsz) {
+  json_error_t jerr;
+  json_t *j = json_loads(layout_json, 0, &jerr);
+  if (!j) {
+    snprintf(err, errsz, "%s", jerr.text);
+    return false;
+  }
+  bd_cert_layout_t *l = bd_cert_layout_parse(j, err, errsz);
+  json_decref(j);
+  if (!l) return false;
+  bd_buf_putc(arr, '{');
+  for (size_t i = 0; i < bd_cert_layout_signatory_count(l); i++) {
+    if (i) bd_buf_putc(arr, ',');
+    bd_buf_puts(arr, bd_cert_layout_signatory_field(l, i));
+  }
+  bd_buf_putc(arr, '}');
+  bd_cert_layout_free(l);
+  return true;
 }
 
 static void seed_done(bd_seed_t *s, PGresult *res) {
@@ -562,6 +585,21 @@ static void biz_seed(bd_seed_t *s) {
   bd_buf_t l0 = BD_BUF_INIT, l2 = BD_BUF_INIT, png[4];
   demo_layout(&l0, "Certificate of Completion", 0);
   demo_layout(&l2, "Certificate of Achievement", 2);
+  bd_buf_t f0 = BD_BUF_INIT, f2 = BD_BUF_INIT;
+  char lerr[256];
+  if (!layout_fields(l0.data, &f0, lerr, sizeof lerr) ||
+      !layout_fields(l2.data, &f2, lerr, sizeof lerr)) {
+    /* a bug of ours: the demo layouts are constants */
+    free(tok_s);
+    bd_buf_free(&l0);
+    bd_buf_free(&l2);
+    bd_buf_free(&f0);
+    bd_buf_free(&f2);
+    free(q);
+    s->data = NULL;
+    bd_seed_fail(s, "business seed layout", lerr);
+    return;
+  }
   /* PNGs travel as hex bytea literals: text-format parameters */
   char *hex[4];
   for (int i = 0; i < 4; i++) {
@@ -575,12 +613,15 @@ static void biz_seed(bd_seed_t *s) {
   }
   char t[24];
   snprintf(t, sizeof t, "%lld", (long long)s->tenant_id);
-  const char *p[] = {t, s->tenant, tok_s, l0.data, l2.data, hex[0], hex[1], hex[2], hex[3]};
+  const char *p[] = {t,       s->tenant, tok_s,  l0.data, l2.data, f0.data,
+                     f2.data, hex[0],    hex[1], hex[2],  hex[3]};
   bd_seed_exec(s,
-               "SELECT biz_seed_demo($1::bigint, $2, $3::jsonb, $4::jsonb, $5::jsonb,"
-               " '{}'::text[], '{signatory_1,signatory_2}'::text[], $6::bytea, $7::bytea, "
-               "$8::bytea, $9::bytea)",
-               9, p, seed_done);
+               "SELECT biz_seed_demo($1::bigint, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::text[], "
+               "$7::text[],"
+               " $8::bytea, $9::bytea, $10::bytea, $11::bytea)",
+               11, p, seed_done);
+  bd_buf_free(&f0);
+  bd_buf_free(&f2);
   free(tok_s);
   bd_buf_free(&l0);
   bd_buf_free(&l2);
@@ -628,6 +669,7 @@ static void signature_png(int k, bd_buf_t *out) {
 
 static const bd_route_t routes[] = {
     {"GET", "/business/certificate-templates", tpl_list, 0, NULL},
+    {"POST", "/business/certificate-templates", bd_biz_template_create, 0, NULL},
     {"GET", "/business/certificate-templates/{templateId}", tpl_get, 0, NULL},
     {"POST", "/business/batches", bd_biz_batch_create, BD_ROUTE_STREAM | BD_ROUTE_UPLOAD, NULL},
     {"GET", "/business/batches", bd_biz_batch_list, 0, NULL},

@@ -99,6 +99,9 @@ void bd_biz_page_parse(bd_req_t *req, bd_biz_page_t *pg, bd_biz_errors_t *errs);
 void bd_biz_paginate(bd_buf_t *out, bd_req_t *req, const bd_biz_page_t *pg, int64_t total,
                      const char *data_json, size_t count, const char *extra_query);
 
+/* POST /business/certificate-templates (business_templates.c). */
+void bd_biz_template_create(bd_req_t *req);
+
 /* Handlers of business_batches.c, routed by business.c. */
 void bd_biz_batch_create(bd_req_t *req);  /* POST /business/batches (streamed) */
 void bd_biz_batch_get(bd_req_t *req);     /* GET /business/batches/{batchId} */

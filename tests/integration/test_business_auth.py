@@ -106,6 +106,7 @@ ENDPOINTS = [
     ("POST", "/business/batches", "batches:create"),
     ("POST", "/business/batches/9d3a6b04-c4e5-485f-b945-8f1fd66396ce/approve", "batches:approve"),
     ("GET", "/business/certificate-templates", "templates:view"),
+    ("POST", "/business/certificate-templates", "templates:manage"),
     ("GET", "/business/certificate-templates/9d3a6b04-c4e5-485f-b945-8f1fd66396ce", "templates:view"),
 ]
 
@@ -194,3 +195,95 @@ def test_rate_limit_headers(server_factory, run_batchd):
     codes = [get(s, "/business/batches", b["token"]) for _ in range(4)]
     assert codes[0].status_code == 200 and codes[0].headers["X-RateLimit-Limit"]
     assert codes[-1].status_code == 429 and "Retry-After" in codes[-1].headers
+
+
+LAYOUT = {"page": {"width": 842, "height": 595}, "background": {"color": "#ffffff"},
+          "elements": [{"type": "text", "text": "{{RecipientsName}}", "x": 421, "y": 200, "size": 28, "align": "center"},
+                       {"type": "qr", "x": 40, "y": 450, "size": 100},
+                       {"type": "signature", "field": "signatory_1", "x": 300, "y": 400, "width": 160, "height": 60},
+                       {"type": "signature", "field": "signatory_2", "x": 520, "y": 400, "width": 160, "height": 60}]}
+
+
+def post_json(srv, token, body, **headers):
+    h = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+    h.update(headers)
+    return requests.post(srv.url + "/business/certificate-templates", headers=h,
+                         data=body if isinstance(body, (str, bytes)) else json.dumps(body))
+
+
+def test_create_template(srv, demo):
+    s1, s2 = demo["signatories"]
+    body = {"name": "Diploma", "layout": LAYOUT,
+            "default_signatories": [{"signatory_index": 2, "user_uuid": s2["user_uuid"], "display_name": "Dr. R",
+                                     "designation": "Registrar", "auto_approve": False},
+                                    {"signatory_index": 1, "user_uuid": s1["user_uuid"], "auto_approve": True}]}
+    r = post_json(srv, demo["token"], body)
+    assert r.status_code == 201, r.text
+    t = r.json()["data"]
+    assert t["name"] == "Diploma" and t["signatory_fields"] == ["signatory_1", "signatory_2"]
+    assert t["has_default_signatories"] is True and t["requires_signature_setup"] is False
+    assert [d["signatory_index"] for d in t["default_signatories"]] == [1, 2]
+    assert t["default_signatories"][1]["display_name"] == "Dr. R" and t["default_signatories"][0]["auto_approve"]
+    assert t["layout"] == LAYOUT
+    g = get(srv, "/business/certificate-templates/" + t["id"], demo["token"])
+    assert g.status_code == 200 and g.json()["data"]["id"] == t["id"]
+    # no defaults: requires setup
+    r = post_json(srv, demo["token"], {"name": "Bare", "layout": LAYOUT})
+    assert r.status_code == 201 and r.json()["data"]["requires_signature_setup"] is True
+    # replayed with the same Idempotency-Key
+    a = post_json(srv, demo["token"], {"name": "Once", "layout": LAYOUT}, **{"Idempotency-Key": "tpl-once"})
+    b = post_json(srv, demo["token"], {"name": "Once", "layout": LAYOUT}, **{"Idempotency-Key": "tpl-once"})
+    assert a.status_code == 201 and b.status_code == 201 and a.json()["data"]["id"] == b.json()["data"]["id"]
+    assert b.headers.get("Idempotent-Replayed") == "true"
+
+
+def test_create_template_errors(srv, demo, psql):
+    before = psql("SELECT count(*) FROM biz_templates")
+    r = post_json(srv, demo["token"], {})
+    assert r.status_code == 422
+    assert r.json()["errors"] == {"name": ["The name field is required."], "layout": ["The layout field is required."]}
+    assert r.json()["message"] == "The name field is required. (and 1 more error)"
+    bad = json.loads(json.dumps(LAYOUT))
+    bad["elements"][0]["size"] = 9999
+    r = post_json(srv, demo["token"], {"name": "x" * 256, "layout": bad})
+    e = r.json()["errors"]
+    assert r.status_code == 422 and e["name"] == ["The name field must not be greater than 255 characters."]
+    assert list(e)[1] == "layout.elements.0.size" and "between 1 and 400" in e["layout.elements.0.size"][0]
+    r = post_json(srv, demo["token"], {"name": "n", "layout": [1]})
+    assert r.json()["errors"] == {"layout": ["The layout field must be an object."]}
+    s1 = demo["signatories"][0]["user_uuid"]
+    r = post_json(srv, demo["token"], {"name": "n", "layout": LAYOUT, "default_signatories": [
+        {"signatory_index": 1, "user_uuid": demo["archived_user_uuid"]},
+        {"signatory_index": 1, "user_uuid": demo["unsigned_user_uuid"]},
+        {"signatory_index": 3, "user_uuid": "nope"}, {"user_uuid": s1, "auto_approve": "yes"}]})
+    e = r.json()["errors"]
+    assert e["default_signatories.0.user_uuid"] == ["The selected signatory is archived."]
+    assert e["default_signatories.1.user_uuid"] == ["The selected signatory has no signature uploaded."]
+    assert e["default_signatories.1.signatory_index"] == ["The default_signatories.1.signatory_index field has a duplicate value."]
+    assert e["default_signatories.2.user_uuid"] == ["The default_signatories.2.user_uuid field must be a valid UUID."]
+    assert e["default_signatories.2.signatory_index"] == ["The default_signatories.2.signatory_index field must be between 1 and 2."]
+    assert e["default_signatories.3.signatory_index"] == ["The default_signatories.3.signatory_index field is required."]
+    assert e["default_signatories.3.auto_approve"] == ["The default_signatories.3.auto_approve field must be true or false."]
+    r = post_json(srv, demo["token"], {"name": "n", "layout": LAYOUT, "default_signatories": [
+        {"signatory_index": 1, "user_uuid": s1}]})
+    assert r.json()["errors"] == {"default_signatories": [
+        "The default signatories must fill every one of the layout's 2 signatory fields."]}
+    r = post_json(srv, demo["token"], "{not json")
+    assert r.status_code == 400 and "JSON" in r.json()["message"]
+    assert psql("SELECT count(*) FROM biz_templates") == before
+    # templates:view alone cannot create
+    r = post_json(srv, demo["signatories"][0]["token"], {"name": "n", "layout": LAYOUT})
+    assert r.status_code == 403 and r.json()["required_permission"] == "templates:manage"
+
+
+def test_created_template_drives_batches(srv, demo):
+    s1, s2 = demo["signatories"]
+    t = post_json(srv, demo["token"], {"name": "For batch", "layout": LAYOUT, "default_signatories": [
+        {"signatory_index": 1, "user_uuid": s1["user_uuid"]}, {"signatory_index": 2, "user_uuid": s2["user_uuid"]}]})
+    tid = t.json()["data"]["id"]
+    r = requests.post(srv.url + "/business/batches", headers={"Authorization": "Bearer " + demo["token"]},
+                      files=[("name", (None, "b")), ("template_id", (None, tid)),
+                             ("csv_file", ("r.csv", b"RecipientsEmail,RecipientsName\na@b.co,A\n"))])
+    assert r.status_code == 201, r.text
+    # s1 auto-approves as a user; s2 does not
+    assert r.json()["data"]["status"] == "waiting_for_approval"

@@ -1,0 +1,397 @@
+/* business_templates.c: POST /business/certificate-templates.
+ *
+ *   authenticate (templates:manage) → Idempotency-Key → JSON body →
+ *   field rules (name, layout, default_signatories) → the layout is parsed
+ *   and validated by cert_render on the work queue (it may hold megabytes
+ *   of base64 PNG to decode: never on the loop) → default signatories'
+ *   users looked up → 422 with every error, or one INSERT of the template
+ *   and its defaults → 201 {data: template with layout}.
+ */
+#include "business.h"
+
+#include "app.h"
+#include "cert_render.h"
+#include "idem.h"
+#include "json.h"
+#include "log.h"
+#include "util.h"
+#include "work.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+#define MAX_DEFAULTS 20 /* default signatories of one template */
+
+typedef struct {
+  bd_req_t *req;          /* the request (held while work is out) */
+  bd_biz_caller_t caller; /* authenticated caller */
+  json_t *body;           /* parsed body (owned; lent to the worker) */
+  bd_biz_errors_t errs;   /* collected errors */
+  bd_work_t work;         /* layout parse on the work queue */
+  char layout_err[512];   /* parser message ("" = valid) */
+  char *layout_text;      /* compact layout JSON to store (worker-made) */
+  bd_buf_t fields;        /* signatory fields as a text[] literal */
+  size_t nfields;         /* their count */
+  json_t *defaults;       /* normalised default signatories [{index,user_uuid,...}] */
+  char id[40];            /* the new template's id */
+} tc_t;
+
+static void tc_free(bd_req_t *req) {
+  tc_t *c = req->ctx;
+  if (!c) return;
+  req->ctx = NULL;
+  json_decref(c->body);
+  json_decref(c->defaults);
+  bd_biz_errors_free(&c->errs);
+  free(c->layout_text);
+  bd_buf_free(&c->fields);
+  free(c);
+}
+
+/* --- the layout on the work queue ------------------------------------------------- */
+
+static void tc_parse_work(bd_work_t *w) {
+  tc_t *c = w->data;
+  json_t *layout = json_object_get(c->body, "layout");
+  bd_cert_layout_t *l = bd_cert_layout_parse(layout, c->layout_err, sizeof c->layout_err);
+  if (!l) return;
+  c->layout_err[0] = '\0';
+  bd_buf_putc(&c->fields, '{');
+  c->nfields = bd_cert_layout_signatory_count(l);
+  for (size_t i = 0; i < c->nfields; i++) {
+    if (i) bd_buf_putc(&c->fields, ',');
+    bd_buf_puts(&c->fields, bd_cert_layout_signatory_field(l, i));
+  }
+  bd_buf_putc(&c->fields, '}');
+  bd_cert_layout_free(l);
+  c->layout_text = json_dumps(layout, JSON_COMPACT);
+}
+
+static void tc_validate_defaults(tc_t *c, const json_t *users);
+static void tc_insert(tc_t *c);
+
+static void on_users(void *ud, const bd_pg_result_t *r) {
+  tc_t *c = ud;
+  bd_req_t *req = c->req;
+  if (bd_req_gone(req)) {
+    bd_resp_send(req, 499, "text/plain", "", 0);
+  } else if (r->err) {
+    bd_app_db_error(req, r);
+  } else {
+    json_error_t jerr;
+    json_t *o = json_loads(PQgetvalue(r->res, 0, 0), 0, &jerr);
+    tc_validate_defaults(c, json_object_get(o, "users"));
+    json_decref(o);
+    if (c->errs.n)
+      bd_biz_errors_send(req, &c->errs);
+    else
+      tc_insert(c);
+  }
+  bd_req_release(req);
+}
+
+static void tc_parse_after(bd_work_t *w, int status) {
+  tc_t *c = w->data;
+  bd_req_t *req = c->req;
+  if (status == UV_ECANCELED || bd_req_gone(req)) {
+    bd_resp_send(req, 499, "text/plain", "", 0);
+    bd_req_release(req);
+    return;
+  }
+  if (c->layout_err[0]) {
+    /* "layout.elements.2.size must be …": the key is the path */
+    const char *sp = strchr(c->layout_err, ' ');
+    char key[160] = "layout";
+    if (sp && strncmp(c->layout_err, "layout", 6) == 0 && (size_t)(sp - c->layout_err) < sizeof key)
+      snprintf(key, sizeof key, "%.*s", (int)(sp - c->layout_err), c->layout_err);
+    bd_biz_errors_add(&c->errs, key, "%s", c->layout_err);
+  }
+  /* the users behind default_signatories (well-formed uuids only) */
+  bd_buf_t arr = BD_BUF_INIT;
+  bd_buf_putc(&arr, '{');
+  size_t i, n = 0;
+  json_t *d;
+  json_array_foreach(c->defaults, i, d) {
+    const char *u = json_string_value(json_object_get(d, "user_uuid"));
+    if (!u || !bd_uuid_valid(bd_str_c(u))) continue;
+    if (n++) bd_buf_putc(&arr, ',');
+    bd_buf_puts(&arr, u);
+  }
+  bd_buf_putc(&arr, '}');
+  char inst[24];
+  snprintf(inst, sizeof inst, "%lld", (long long)c->caller.institution_id);
+  const char *p[] = {inst, NULL, arr.data};
+  static bd_pg_stmt_t S_USERS =
+      BD_PG_STMT("SELECT biz_batch_check($1::bigint, $2::uuid, $3::uuid[])");
+  if (bd_pg_query(bd_app.pg, &S_USERS, 3, p, on_users, c) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+  bd_buf_free(&arr);
+}
+
+/* --- rules ------------------------------------------------------------------------ */
+
+static size_t utf8_len(const char *s) {
+  size_t n = 0;
+  for (; *s; s++)
+    if (((unsigned char)*s & 0xc0) != 0x80) n++;
+  return n;
+}
+
+/* Optional string member of at most 255 characters. */
+static void opt_string(tc_t *c, const json_t *o, const char *k, const char *field_fmt, size_t i,
+                       json_t *out) {
+  json_t *v = json_object_get(o, k);
+  char field[96];
+  snprintf(field, sizeof field, field_fmt, i);
+  if (!v || json_is_null(v)) {
+    json_object_set_new(out, k, json_null());
+  } else if (!json_is_string(v)) {
+    bd_biz_errors_add(&c->errs, field, "The %s field must be a string.", field);
+  } else if (utf8_len(json_string_value(v)) > 255) {
+    bd_biz_errors_add(&c->errs, field, "The %s field must not be greater than 255 characters.",
+                      field);
+  } else {
+    json_object_set(out, k, v);
+  }
+}
+
+/* Shape of default_signatories, before the users are known. */
+static void tc_defaults_shape(tc_t *c, const json_t *arr) {
+  c->defaults = json_array();
+  if (!arr || json_is_null(arr)) return;
+  if (!json_is_array(arr)) {
+    bd_biz_errors_add(&c->errs, "default_signatories",
+                      "The default signatories field must be an array.");
+    return;
+  }
+  if (json_array_size(arr) > MAX_DEFAULTS) {
+    bd_biz_errors_add(&c->errs, "default_signatories",
+                      "The default signatories field must not have more than %d items.",
+                      MAX_DEFAULTS);
+    return;
+  }
+  size_t i;
+  json_t *d;
+  json_array_foreach(arr, i, d) {
+    char field[96];
+    json_t *out = json_object();
+    json_object_set_new(out, "pos", json_integer((json_int_t)i));
+    if (!json_is_object(d)) {
+      snprintf(field, sizeof field, "default_signatories.%zu", i);
+      bd_biz_errors_add(&c->errs, field, "The %s field must be an object.", field);
+      json_decref(out);
+      continue;
+    }
+    json_t *u = json_object_get(d, "user_uuid");
+    snprintf(field, sizeof field, "default_signatories.%zu.user_uuid", i);
+    if (!u || json_is_null(u) || (json_is_string(u) && !json_string_length(u)))
+      bd_biz_errors_add(&c->errs, field, "The %s field is required.", field);
+    else if (!json_is_string(u) || !bd_uuid_valid(bd_str_c(json_string_value(u))))
+      bd_biz_errors_add(&c->errs, field, "The %s field must be a valid UUID.", field);
+    else
+      json_object_set(out, "user_uuid", u);
+    json_t *x = json_object_get(d, "signatory_index");
+    snprintf(field, sizeof field, "default_signatories.%zu.signatory_index", i);
+    if (!x || json_is_null(x))
+      bd_biz_errors_add(&c->errs, field, "The %s field is required.", field);
+    else if (!json_is_integer(x))
+      bd_biz_errors_add(&c->errs, field, "The %s field must be an integer.", field);
+    else
+      json_object_set(out, "index", x);
+    opt_string(c, d, "display_name", "default_signatories.%zu.display_name", i, out);
+    opt_string(c, d, "designation", "default_signatories.%zu.designation", i, out);
+    json_t *a = json_object_get(d, "auto_approve");
+    snprintf(field, sizeof field, "default_signatories.%zu.auto_approve", i);
+    if (a && !json_is_null(a) && !json_is_boolean(a))
+      bd_biz_errors_add(&c->errs, field, "The %s field must be true or false.", field);
+    json_object_set_new(out, "auto_approve", json_boolean(json_is_true(a)));
+    json_array_append_new(c->defaults, out);
+  }
+}
+
+/* With the users and the layout's field count known. */
+static void tc_validate_defaults(tc_t *c, const json_t *users) {
+  size_t n = json_array_size(c->defaults);
+  if (!n) return;
+  if (c->layout_err[0]) return; /* the field count is unknown */
+  if (c->nfields == 0) {
+    bd_biz_errors_add(&c->errs, "default_signatories", "The layout has no signatory fields.");
+    return;
+  }
+  bool seen[MAX_DEFAULTS + 1] = {false};
+  bool index_errors = false;
+  size_t i;
+  json_t *d;
+  json_array_foreach(c->defaults, i, d) {
+    char field[96];
+    size_t pos = (size_t)json_integer_value(json_object_get(d, "pos"));
+    const char *u = json_string_value(json_object_get(d, "user_uuid"));
+    if (u) {
+      snprintf(field, sizeof field, "default_signatories.%zu.user_uuid", pos);
+      const json_t *usr = NULL;
+      size_t k;
+      json_t *x;
+      json_array_foreach(users, k, x) {
+        const char *v = json_string_value(json_object_get(x, "uuid"));
+        if (v && strcasecmp(v, u) == 0) usr = x;
+      }
+      if (!usr)
+        bd_biz_errors_add(&c->errs, field, "The selected %s is invalid.", field);
+      else if (json_is_true(json_object_get(usr, "archived")))
+        bd_biz_errors_add(&c->errs, field, "The selected signatory is archived.");
+      else if (!json_is_true(json_object_get(usr, "signed")))
+        bd_biz_errors_add(&c->errs, field, "The selected signatory has no signature uploaded.");
+      else
+        json_object_set(d, "user_id", json_object_get(usr, "id"));
+    }
+    json_t *ix = json_object_get(d, "index");
+    if (ix) {
+      json_int_t v = json_integer_value(ix);
+      snprintf(field, sizeof field, "default_signatories.%zu.signatory_index", pos);
+      if (v < 1 || (size_t)v > c->nfields) {
+        bd_biz_errors_add(&c->errs, field, "The %s field must be between 1 and %zu.", field,
+                          c->nfields);
+        index_errors = true;
+      } else if (seen[v]) {
+        bd_biz_errors_add(&c->errs, field, "The %s field has a duplicate value.", field);
+        index_errors = true;
+      } else {
+        seen[v] = true;
+      }
+    } else {
+      index_errors = true;
+    }
+  }
+  if (!index_errors && n != c->nfields)
+    bd_biz_errors_add(
+        &c->errs, "default_signatories",
+        "The default signatories must fill every one of the layout's %zu signatory fields.",
+        c->nfields);
+}
+
+/* --- store and answer ----------------------------------------------------------------- */
+
+static void on_tpl_read(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else if (PQntuples(r->res) != 1) {
+    bd_biz_server_error(req, "created template not found");
+  } else {
+    bd_buf_t b = BD_BUF_INIT;
+    bd_buf_puts(&b, "{\"data\":");
+    bd_buf_puts(&b, PQgetvalue(r->res, 0, 0));
+    bd_buf_putc(&b, '}');
+    bd_resp_json(req, 201, &b);
+  }
+  bd_req_release(req);
+}
+
+static void on_inserted(void *ud, const bd_pg_result_t *r) {
+  tc_t *c = ud;
+  bd_req_t *req = c->req;
+  if (r->err) {
+    bd_app_db_error(req, r);
+    bd_req_release(req);
+    return;
+  }
+  snprintf(c->id, sizeof c->id, "%s", PQgetvalue(r->res, 0, 0));
+  char inst[24];
+  snprintf(inst, sizeof inst, "%lld", (long long)c->caller.institution_id);
+  const char *p[] = {c->id, inst, bd_biz_base_url()};
+  static bd_pg_stmt_t S_READ =
+      BD_PG_STMT("SELECT biz_template_json(t, $3, true) FROM biz_templates t WHERE t.id = $1::uuid "
+                 "AND t.institution_id = $2::bigint");
+  if (bd_pg_query(bd_app.pg, &S_READ, 3, p, on_tpl_read, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+static void tc_insert(tc_t *c) {
+  bd_req_t *req = c->req;
+  char inst[24];
+  snprintf(inst, sizeof inst, "%lld", (long long)c->caller.institution_id);
+  char *defs = json_dumps(c->defaults, JSON_COMPACT);
+  const char *name = json_string_value(json_object_get(c->body, "name"));
+  const char *p[] = {inst, name, c->layout_text, c->fields.data, defs};
+  static bd_pg_stmt_t S_INSERT = BD_PG_STMT(
+      "WITH t AS (INSERT INTO biz_templates (institution_id, name, layout, signatory_fields)"
+      "           VALUES ($1::bigint, $2, $3::jsonb, $4::text[]) RETURNING id),"
+      " d AS (INSERT INTO biz_default_signatories (template_id, signatory_index, "
+      "institution_user_id, display_name,"
+      "                                            designation, auto_approve)"
+      "       SELECT t.id, (x->>'index')::int, (x->>'user_id')::bigint, x->>'display_name', "
+      "x->>'designation',"
+      "              (x->>'auto_approve')::boolean FROM t, jsonb_array_elements($5::jsonb) x "
+      "RETURNING 1)"
+      " SELECT t.id, (SELECT count(*) FROM d) FROM t");
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_INSERT, 5, p, on_inserted, c) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+  free(defs);
+}
+
+static void tc_run(bd_req_t *req) {
+  tc_t *c = req->ctx;
+  const char *b = req->body.data ? req->body.data : "";
+  if (bd_json_depth(b, req->body.len) > bd_app.cfg.max_json_depth) {
+    bd_resp_error(req, 400, "invalid_json", "The request body nests too deeply.", NULL);
+    return;
+  }
+  json_error_t jerr;
+  c->body = json_loadb(b, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!c->body || !json_is_object(c->body)) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "The request body must be a JSON object%s%s.", c->body ? "" : ": ",
+             c->body ? "" : jerr.text);
+    bd_resp_error(req, 400, "invalid_json", msg, NULL);
+    return;
+  }
+  json_t *name = json_object_get(c->body, "name");
+  if (!name || json_is_null(name) || (json_is_string(name) && !json_string_length(name)))
+    bd_biz_errors_add(&c->errs, "name", "The name field is required.");
+  else if (!json_is_string(name))
+    bd_biz_errors_add(&c->errs, "name", "The name field must be a string.");
+  else if (utf8_len(json_string_value(name)) > 255)
+    bd_biz_errors_add(&c->errs, "name", "The name field must not be greater than 255 characters.");
+  json_t *layout = json_object_get(c->body, "layout");
+  bool layout_ok = false;
+  if (!layout || json_is_null(layout))
+    bd_biz_errors_add(&c->errs, "layout", "The layout field is required.");
+  else if (!json_is_object(layout))
+    bd_biz_errors_add(&c->errs, "layout", "The layout field must be an object.");
+  else
+    layout_ok = true;
+  tc_defaults_shape(c, json_object_get(c->body, "default_signatories"));
+  if (!layout_ok) {
+    bd_biz_errors_send(req, &c->errs);
+    return;
+  }
+  /* the worker owns c->body until tc_parse_after; the loop does not touch it */
+  c->work.work = tc_parse_work;
+  c->work.after = tc_parse_after;
+  c->work.data = c;
+  bd_req_hold(req);
+  bd_work_submit(&c->work);
+}
+
+static void tc_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
+  tc_t *c = bd_calloc(1, sizeof *c);
+  c->req = req;
+  c->caller = *caller;
+  bd_biz_errors_init(&c->errs);
+  req->ctx = c;
+  req->on_free = tc_free;
+  bd_idem_wrap(req, req->cred_id, tc_run);
+}
+
+void bd_biz_template_create(bd_req_t *req) {
+  bd_biz_authenticate(req, "templates:manage", tc_authed);
+}
