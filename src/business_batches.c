@@ -127,12 +127,19 @@ typedef struct {
   bool rolled_back;     /* the aborted transaction was rolled back */
   bool sig_json_parsed; /* the signatories JSON field was read into sigs */
   bool sig_json_bad;    /* … and was not an array */
+  bool has_slot;        /* counted in g_uploads */
 } up_t;
+
+/* Uploads holding (or waiting for) a pinned connection: at most
+ * BATCHD_MAX_UPLOADS, so uploads never take every connection of the pool
+ * from the other requests. */
+static int64_t g_uploads;
 
 static void up_free(bd_req_t *req) {
   up_t *u = req->ctx;
   if (!u) return;
   req->ctx = NULL;
+  if (u->has_slot) g_uploads--;
   bd_mp_free(u->mp);
   bd_roster_free(u->roster);
   bd_buf_free(&u->rout);
@@ -1093,6 +1100,15 @@ static void up_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
                   NULL);
     return;
   }
+  if (g_uploads >= bd_app.cfg.max_uploads) {
+    u->state = UP_DONE;
+    bd_resp_header(req, "Retry-After", "5");
+    bd_resp_error(req, 503, "too_many_uploads", "Too many uploads are in progress; retry shortly.",
+                  NULL);
+    return;
+  }
+  g_uploads++;
+  u->has_slot = true;
   u->state = UP_PIN;
   up_begin_op(u);
   if (bd_pg_acquire(bd_app.pg, on_pinned, u) != 0) {

@@ -48,6 +48,8 @@ static const opt_t opts[] = {
   {"BATCHD_MAX_CSV_FIELD", "max-csv-field", T_INT, O(max_csv_field), "65536", 16, 16 * MiB, "bytes per CSV field (422)"},
   {"BATCHD_MAX_JSON_DEPTH", "max-json-depth", T_INT, O(max_json_depth), "32", 2, 1000, "JSON nesting (400)"},
   {"BATCHD_MAX_QR_ITEMS", "max-qr-items", T_INT, O(max_qr_items), "1000", 1, 100000, "items per QR batch (400)"},
+  {"BATCHD_MAX_UPLOADS", "max-uploads", T_INT, O(max_uploads), "2", 1, 256,
+   "roster uploads in progress at once; each pins a PostgreSQL connection (503 beyond)"},
   {"BATCHD_MAX_CONNECTIONS", "max-connections", T_INT, O(max_connections), "20000", 1, 1000000,
    "client connections held at once"},
   {"BATCHD_HEADER_TIMEOUT_MS", "header-timeout-ms", T_INT, O(header_timeout_ms), "10000", 10, 3600000,

@@ -31,6 +31,7 @@ typedef struct {
   int64_t max_csv_field;         /* bytes per CSV field (422) */
   int64_t max_json_depth;        /* JSON nesting (400) */
   int64_t max_qr_items;          /* items per QR batch (400) */
+  int64_t max_uploads;           /* roster uploads in progress at once (503 beyond) */
   int64_t max_connections;       /* open client connections */
   int64_t header_timeout_ms;     /* to receive request line + headers (408) */
   int64_t body_timeout_ms;       /* idle time inside a body (408) */

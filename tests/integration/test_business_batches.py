@@ -504,3 +504,24 @@ def test_errors_csv(srv, demo):
     assert rows[1][1] == "'=cmd@x" and rows[1][2] == "'=HYPERLINK()"
     assert rows[2][3] == "Recipient name is required"
     assert rows[3][1] == "'+1@x.co" and rows[3][2] == "'@evil" and "IssueDate" in rows[3][3]
+
+
+def test_concurrent_upload_limit(server_factory, run_batchd, psql):
+    s = server_factory(env={"BATCHD_RATE_LIMIT": "0", "BATCHD_MAX_UPLOADS": "1"})
+    d = seed_tenant(run_batchd, s, "bizupl")
+    boundary = "L" + uuid.uuid4().hex
+    body = b"".join(multipart_stream(boundary, [("name", "slow"), ("template_id", d["template_ids"]["plain"])], 100))
+    head = ("POST /business/batches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+            "Content-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n"
+            % (d["token"], boundary, len(body))).encode()
+    slow = bc.connect(s.port)
+    slow.sendall(head + body[:200])
+    time.sleep(0.3)
+    r = upload(s, d["token"], [("name", "second"), ("template_id", d["template_ids"]["plain"])], roster(1))
+    assert r.status_code == 503 and r.headers.get("Retry-After"), r.text
+    slow.sendall(body[200:])
+    resp = bc.recv_responses(slow, 1)[0]
+    slow.close()
+    assert resp.status == 201, resp.body
+    r = upload(s, d["token"], [("name", "third"), ("template_id", d["template_ids"]["plain"])], roster(1))
+    assert r.status_code == 201, r.text
