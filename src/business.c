@@ -671,6 +671,7 @@ static const bd_route_t routes[] = {
     {"GET", "/business/certificate-templates", tpl_list, 0, NULL},
     {"POST", "/business/certificate-templates", bd_biz_template_create, 0, NULL},
     {"GET", "/business/certificate-templates/{templateId}", tpl_get, 0, NULL},
+  {"GET", "/business/certificate-templates/{templateId}/screenshot.png", bd_biz_template_screenshot, 0, NULL},
     {"POST", "/business/batches", bd_biz_batch_create, BD_ROUTE_STREAM | BD_ROUTE_UPLOAD, NULL},
     {"GET", "/business/batches", bd_biz_batch_list, 0, NULL},
     {"GET", "/business/batches/{batchId}", bd_biz_batch_get, 0, NULL},

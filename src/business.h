@@ -101,6 +101,8 @@ void bd_biz_paginate(bd_buf_t *out, bd_req_t *req, const bd_biz_page_t *pg, int6
 
 /* POST /business/certificate-templates (business_templates.c). */
 void bd_biz_template_create(bd_req_t *req);
+/* GET /business/certificate-templates/{templateId}/screenshot.png: public preview. */
+void bd_biz_template_screenshot(bd_req_t *req);
 
 /* Handlers of business_batches.c, routed by business.c. */
 void bd_biz_batch_create(bd_req_t *req);  /* POST /business/batches (streamed) */

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <time.h>
 
 #define MAX_DEFAULTS 20 /* default signatories of one template */
 
@@ -394,4 +395,187 @@ static void tc_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
 
 void bd_biz_template_create(bd_req_t *req) {
   bd_biz_authenticate(req, "templates:manage", tc_authed);
+}
+
+/* --- GET /business/certificate-templates/{templateId}/screenshot.png ------------------
+ *
+ * The template's `screenshot`: its layout rendered as a PNG with sample
+ * data (recipient "Recipient Name", today's date, reference PREVIEW, the
+ * default signatories' names or "Signatory N", no signature images).
+ * Public like the storage URL it stands for (the id is an unguessable
+ * UUID; a preview holds no recipient data). Templates never change, so
+ * renderings are kept in a small cache; at most PREVIEW_INFLIGHT render at
+ * once (503 beyond), so previews cannot crowd out certificate rendering. */
+
+#define PREVIEW_CACHE    16 /* cached renderings */
+#define PREVIEW_INFLIGHT 2  /* renders at once */
+
+typedef struct {
+  char id[37];      /* template id ("" = empty slot) */
+  bd_buf_t png;     /* its rendering */
+  uint64_t used_ms; /* last hit, for eviction */
+} preview_ent_t;
+
+static preview_ent_t g_previews[PREVIEW_CACHE];
+static int g_preview_inflight;
+
+typedef struct {
+  bd_req_t *req;       /* held while rendering */
+  char id[37];         /* template id */
+  json_t *layout_json; /* parsed layout (owned; the worker's while out) */
+  char *institution;   /* {{InstitutionName}} */
+  json_t *names;       /* [[name, designation], ...] per signatory field */
+  bd_work_t work;      /* the render */
+  bd_buf_t png;        /* result */
+  char err[256];       /* render failure */
+  char url[512];       /* verification URL shown (made on the loop) */
+} pv_t;
+
+static void pv_free(bd_req_t *req) {
+  pv_t *v = req->ctx;
+  if (!v) return;
+  req->ctx = NULL;
+  json_decref(v->layout_json);
+  json_decref(v->names);
+  free(v->institution);
+  bd_buf_free(&v->png);
+  free(v);
+}
+
+static void pv_send(bd_req_t *req, const bd_buf_t *png) {
+  bd_resp_header(req, "Cache-Control", "public, max-age=86400");
+  bd_resp_send(req, 200, "image/png", png->data, png->len);
+}
+
+static void pv_work(bd_work_t *w) {
+  pv_t *v = w->data;
+  bd_cert_layout_t *l = bd_cert_layout_parse(v->layout_json, v->err, sizeof v->err);
+  if (!l) return;
+  size_t n = bd_cert_layout_signatory_count(l);
+  bd_cert_signatory_t *sig = bd_calloc(n ? n : 1, sizeof *sig);
+  char(*fallback)[32] = bd_calloc(n ? n : 1, sizeof *fallback);
+  for (size_t i = 0; i < n; i++) {
+    json_t *pair = json_array_get(v->names, i);
+    const char *nm = json_string_value(json_array_get(pair, 0));
+    snprintf(fallback[i], sizeof fallback[i], "Signatory %zu", i + 1);
+    sig[i].name = nm ? nm : fallback[i];
+    sig[i].designation = json_string_value(json_array_get(pair, 1));
+  }
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  char today[16];
+  strftime(today, sizeof today, "%Y-%m-%d", &tm);
+  bd_cert_input_t in = {.recipient_name = "Recipient Name",
+                        .recipient_email = "recipient@example.com",
+                        .issue_date = today,
+                        .reference_id = "PREVIEW",
+                        .verification_url = v->url,
+                        .institution_name = v->institution,
+                        .batch_name = "Preview",
+                        .custom_data = NULL,
+                        .signatories = sig,
+                        .nsignatories = n};
+  bd_cert_output_t out;
+  if (bd_cert_render(l, &in, &out, v->err, sizeof v->err) == 0) {
+    v->png = out.png;
+    bd_buf_init(&out.png);
+    v->err[0] = '\0';
+  }
+  bd_cert_output_free(&out);
+  free(sig);
+  free(fallback);
+  bd_cert_layout_free(l);
+}
+
+static void pv_after(bd_work_t *w, int status) {
+  pv_t *v = w->data;
+  bd_req_t *req = v->req;
+  g_preview_inflight--;
+  if (status == UV_ECANCELED) {
+    bd_app_unavailable(req);
+  } else if (v->err[0] || !v->png.len) {
+    bd_biz_server_error(req, v->err[0] ? v->err : "empty preview");
+  } else {
+    /* keep it: replace the least recently used entry */
+    preview_ent_t *e = &g_previews[0];
+    for (size_t i = 0; i < PREVIEW_CACHE; i++) {
+      if (!g_previews[i].id[0]) {
+        e = &g_previews[i];
+        break;
+      }
+      if (g_previews[i].used_ms < e->used_ms) e = &g_previews[i];
+    }
+    bd_buf_free(&e->png);
+    snprintf(e->id, sizeof e->id, "%s", v->id);
+    bd_buf_append(&e->png, v->png.data, v->png.len);
+    e->used_ms = bd_now_ms();
+    pv_send(req, &v->png);
+  }
+  bd_req_release(req);
+}
+
+static bd_pg_stmt_t S_PREVIEW = BD_PG_STMT(
+    "SELECT t.layout::text, i.name,"
+    " (SELECT json_agg(json_build_array(ds.display_name, ds.designation) ORDER BY f.n)"
+    "  FROM generate_series(1, cardinality(t.signatory_fields)) f(n)"
+    "  LEFT JOIN biz_default_signatories ds ON ds.template_id = t.id AND ds.signatory_index = f.n)"
+    " FROM biz_templates t JOIN biz_institutions i ON i.id = t.institution_id WHERE t.id = "
+    "$1::uuid");
+
+static void on_preview_row(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  pv_t *v = req->ctx;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else if (PQntuples(r->res) != 1) {
+    bd_biz_not_found(req, v->id);
+  } else if (g_preview_inflight >= PREVIEW_INFLIGHT) {
+    bd_resp_header(req, "Retry-After", "1");
+    bd_resp_error(req, 503, "busy", "Previews are being rendered; retry shortly.", NULL);
+  } else {
+    json_error_t jerr;
+    v->layout_json = json_loads(PQgetvalue(r->res, 0, 0), 0, &jerr);
+    v->institution = bd_strdup(PQgetvalue(r->res, 0, 1));
+    const char *names = bd_pg_val(r->res, 0, 2);
+    v->names = names ? json_loads(names, 0, &jerr) : json_array();
+    if (!v->layout_json || !v->names) {
+      bd_biz_server_error(req, "bad template row");
+    } else {
+      g_preview_inflight++;
+      v->work.work = pv_work;
+      v->work.after = pv_after;
+      v->work.data = v;
+      bd_req_hold(req);
+      bd_work_submit(&v->work);
+    }
+  }
+  bd_req_release(req);
+}
+
+void bd_biz_template_screenshot(bd_req_t *req) {
+  const char *id = bd_req_param(req, 0);
+  if (!bd_uuid_valid(bd_str_c(id))) {
+    bd_biz_not_found(req, id);
+    return;
+  }
+  for (size_t i = 0; i < PREVIEW_CACHE; i++) {
+    if (g_previews[i].id[0] && strcasecmp(g_previews[i].id, id) == 0) {
+      g_previews[i].used_ms = bd_now_ms();
+      pv_send(req, &g_previews[i].png);
+      return;
+    }
+  }
+  pv_t *v = bd_calloc(1, sizeof *v);
+  v->req = req;
+  snprintf(v->id, sizeof v->id, "%s", id);
+  snprintf(v->url, sizeof v->url, "%s/verify/PREVIEW", bd_biz_base_url());
+  req->ctx = v;
+  req->on_free = pv_free;
+  const char *p[] = {v->id};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_PREVIEW, 1, p, on_preview_row, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
 }

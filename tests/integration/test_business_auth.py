@@ -287,3 +287,18 @@ def test_created_template_drives_batches(srv, demo):
     assert r.status_code == 201, r.text
     # s1 auto-approves as a user; s2 does not
     assert r.json()["data"]["status"] == "waiting_for_approval"
+
+
+def test_screenshot(srv, demo):
+    t = get(srv, "/business/certificate-templates/" + demo["template_ids"]["default_signatories"], demo["token"])
+    url = t.json()["data"]["screenshot"]
+    r = requests.get(url)  # public, like a storage URL
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"] == "image/png" and r.content[:8] == b"\x89PNG\r\n\x1a\n"
+    w, h = int.from_bytes(r.content[16:20], "big"), int.from_bytes(r.content[20:24], "big")
+    assert (w, h) == (1684, 1190)  # 842 x 595 points at 144 dpi
+    again = requests.get(url)
+    assert again.status_code == 200 and again.content == r.content
+    for bad in ("9d3a6b04-c4e5-485f-b945-8f1fd66396ce", "nope"):
+        r = requests.get(srv.url + "/business/certificate-templates/%s/screenshot.png" % bad)
+        assert r.status_code == 404 and r.json()["error"] == "resource_not_found"
