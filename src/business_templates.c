@@ -407,8 +407,8 @@ void bd_biz_template_create(bd_req_t *req) {
  * renderings are kept in a small cache; at most PREVIEW_INFLIGHT render at
  * once (503 beyond), so previews cannot crowd out certificate rendering. */
 
-#define PREVIEW_CACHE    16 /* cached renderings */
-#define PREVIEW_INFLIGHT 2  /* renders at once */
+#define PREVIEW_CACHE    4 /* cached renderings (~1.5 MB each) */
+#define PREVIEW_INFLIGHT 2 /* renders at once */
 
 typedef struct {
   char id[37];      /* template id ("" = empty slot) */
