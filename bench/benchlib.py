@@ -133,7 +133,7 @@ def fmt_num(v):
         return "%.1f" % v
     if a >= 1:
         return "%.2f" % v
-    return "%.3f" % v
+    return "%.3g" % v  # three significant digits: CPU s per 1000 items can be 0.00123
 
 
 def server_cols(row):

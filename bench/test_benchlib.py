@@ -144,7 +144,8 @@ class Rows(unittest.TestCase):
     def test_fmt(self):
         self.assertEqual(bl.fmt_num(123456.7), "123,457")
         self.assertEqual(bl.fmt_num(12.345), "12.35")
-        self.assertEqual(bl.fmt_num(0.01234), "0.012")
+        self.assertEqual(bl.fmt_num(0.01234), "0.0123")
+        self.assertEqual(bl.fmt_num(0.00123), "0.00123")
         self.assertEqual(bl.fmt_num(None), "-")
 
 
