@@ -47,7 +47,9 @@
 #define TEXT_FIELD_MAX 4096        /* bytes kept of a text field (longer ones fail validation) */
 #define SIG_JSON_MAX   65536       /* bytes of the `signatories` JSON field */
 #define ROSTER_SLICE   (64 * 1024) /* roster feeds at most this much at once (roster.h) */
-#define REF_LEN        12          /* reference id: 12 Crockford base-32 characters, 60 bits */
+#define LOOP_SLICE \
+  (64 * 1024)      /* body bytes parsed per loop iteration: bounds the time on the loop */
+#define REF_LEN 12 /* reference id: 12 Crockford base-32 characters, 60 bits */
 
 static const char *const COPY_SQL =
     "COPY biz_certificates (batch_id, institution_id, id, reference_id, " BD_ROSTER_COPY_COLUMNS
@@ -113,9 +115,11 @@ typedef struct {
   sig_item_t sigs[MAX_SIG_ITEMS];               /* signatory items, in first-appearance order */
   size_t nsigs;                                 /* used */
   bool sigs_overflow;                           /* more items than MAX_SIG_ITEMS or N too large */
-  bd_buf_t pending;                             /* body bytes that came before the COPY was ready */
-  bd_pg_conn_t *conn;                           /* pinned connection (NULL when not held) */
-  bool copy_open;                               /* COPY IN started and not ended */
+  bd_buf_t pending;     /* body bytes received but not parsed yet (reading is paused meanwhile) */
+  size_t pending_off;   /* parsed prefix of pending */
+  uv_timer_t *tick;     /* parses the next slice of pending on the next loop iteration */
+  bd_pg_conn_t *conn;   /* pinned connection (NULL when not held) */
+  bool copy_open;       /* COPY IN started and not ended */
   bool copy_broken;     /* copy_put failed: the connection or the COPY died */
   bool waiting_drain;   /* paused until the COPY buffer drains */
   bool body_done;       /* the whole body was received */
@@ -135,6 +139,8 @@ typedef struct {
  * from the other requests. */
 static int64_t g_uploads;
 
+static void up_tick_closed(uv_handle_t *h) { free(h); }
+
 static void up_free(bd_req_t *req) {
   up_t *u = req->ctx;
   if (!u) return;
@@ -145,6 +151,10 @@ static void up_free(bd_req_t *req) {
   bd_buf_free(&u->rout);
   bd_buf_free(&u->copy);
   bd_buf_free(&u->pending);
+  if (u->tick) {
+    u->tick->data = NULL; /* a callback still due finds nothing */
+    uv_close((uv_handle_t *)u->tick, up_tick_closed);
+  }
   bd_buf_free(&u->name);
   bd_buf_free(&u->template_id);
   bd_buf_free(&u->sig_json);
@@ -294,10 +304,12 @@ static void up_flush_rows(up_t *u) {
   }
 }
 
+static void up_next(up_t *u);
+
 static void on_copy_drained(void *ud) {
   up_t *u = ud;
   u->waiting_drain = false;
-  if (u->state == UP_STREAM && !u->gone) bd_req_resume(u->req);
+  up_next(u);
 }
 
 /* --- multipart callbacks ----------------------------------------------------------- */
@@ -437,9 +449,8 @@ static int mp_end(void *ud) {
   return BD_MP_CB_OK;
 }
 
-/* Feeds body bytes through the parsers; pauses the request while the COPY
- * buffer is above its high-water mark. */
-static void up_feed(up_t *u, const char *p, size_t n) {
+/* Runs body bytes through the parsers. */
+static void up_parse(up_t *u, const char *p, size_t n) {
   if (u->mp_err) return; /* the rest of a malformed body is dropped */
   int st = 0;
   (void)bd_mp_feed(u->mp, p, n, &st);
@@ -447,12 +458,70 @@ static void up_feed(up_t *u, const char *p, size_t n) {
     u->mp_err = st;
     if (u->part == PART_CSV && !u->csv_err) up_abort_copy(u);
   }
+}
+
+static void up_tick(uv_timer_t *t);
+static void up_finalize(up_t *u);
+
+static void up_schedule(up_t *u) {
+  if (!u->tick) {
+    u->tick = bd_malloc(sizeof *u->tick);
+    uv_timer_init(bd_app.loop, u->tick);
+  }
+  u->tick->data = u;
+  uv_timer_start(u->tick, up_tick, 0, 0);
+}
+
+/* After a slice: wait for the COPY buffer to drain, parse the next slice
+ * on the next loop iteration, finish, or read more. Reading stays paused
+ * while anything is pending, so the request holds at most one input
+ * buffer beyond what it parses. */
+static void up_next(up_t *u) {
+  if (u->state != UP_STREAM || u->gone) return;
   if (u->waiting_drain && u->conn && u->copy_open) {
     bd_req_pause(u->req);
     bd_pg_copy_on_drain(u->conn, on_copy_drained, u);
-  } else {
-    u->waiting_drain = false;
+    return;
   }
+  u->waiting_drain = false;
+  if (u->pending_off < u->pending.len) {
+    bd_req_pause(u->req);
+    up_schedule(u);
+  } else if (u->body_done) {
+    up_finalize(u);
+  } else {
+    bd_req_resume(u->req);
+  }
+}
+
+static void up_tick(uv_timer_t *t) {
+  up_t *u = t->data;
+  if (!u || u->state != UP_STREAM || u->gone) return;
+  size_t n = BD_MIN((size_t)LOOP_SLICE, u->pending.len - u->pending_off);
+  up_parse(u, u->pending.data + u->pending_off, n);
+  u->pending_off += n;
+  if (u->pending_off == u->pending.len) {
+    bd_buf_reset(&u->pending);
+    u->pending_off = 0;
+  }
+  up_next(u);
+}
+
+/* Body bytes from the connection: one slice is parsed now, the rest waits
+ * in `pending` for the next loop iterations. */
+static void up_feed(up_t *u, const char *p, size_t n) {
+  if (u->pending_off < u->pending.len) {
+    bd_buf_append(&u->pending, p, n); /* already behind: keep the order */
+    return;
+  }
+  size_t k = BD_MIN(n, (size_t)LOOP_SLICE);
+  up_parse(u, p, k);
+  if (n > k) {
+    bd_buf_reset(&u->pending);
+    u->pending_off = 0;
+    bd_buf_append(&u->pending, p + k, n - k);
+  }
+  up_next(u);
 }
 
 /* --- the end of the upload ------------------------------------------------------------ */
@@ -1028,16 +1097,7 @@ static void on_copy_ready(void *ud, const bd_pg_result_t *r) {
   }
   u->copy_open = true;
   u->state = UP_STREAM;
-  if (u->pending.len) {
-    bd_buf_t p = u->pending;
-    bd_buf_init(&u->pending);
-    up_feed(u, p.data, p.len);
-    bd_buf_free(&p);
-  }
-  if (u->body_done)
-    up_finalize(u);
-  else if (!u->waiting_drain)
-    bd_req_resume(u->req);
+  up_next(u); /* bytes that came early wait in pending */
   up_release_req(u);
 }
 
@@ -1133,7 +1193,7 @@ static void up_body(bd_req_t *req, const char *p, size_t n) {
 static void up_body_end(bd_req_t *req) {
   up_t *u = req->ctx;
   u->body_done = true;
-  if (u->state == UP_STREAM) up_finalize(u);
+  if (u->state == UP_STREAM && u->pending_off == u->pending.len) up_finalize(u);
 }
 
 static void up_abort(bd_req_t *req) {
