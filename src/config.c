@@ -75,6 +75,10 @@ static const opt_t opts[] = {
    "comma-separated hosts http(s) QR logos may be fetched from (empty: none)"},
   {"BATCHD_LOGO_FETCH_TIMEOUT_MS", "logo-fetch-timeout-ms", T_INT, O(logo_fetch_timeout_ms), "5000", 100, 60000,
    "time limit of one remote logo fetch (size limit: 1 MiB)"},
+  {"BATCHD_MINT_CHUNK_UNITS", "mint-chunk-units", T_INT, O(mint_chunk_units), "100000", 1, 1000000,
+   "units a mint job writes per COPY transaction (its resume granularity)"},
+  {"BATCHD_RESOLVER_CACHE", "resolver-cache", T_INT, O(resolver_cache), "262144", 0, 16777216,
+   "GS1 resolver identities kept in memory (0 = none)"},
 };
 
 static bool set_opt(bd_config_t *cfg, const opt_t *o, const char *v, const char *src) {

@@ -12,8 +12,10 @@
 #include "app.h"
 #include "auth.h"
 #include "idem.h"
+#include "jobs.h"
 #include "json.h"
 #include "log.h"
+#include "products.h"
 #include "surfaces.h"
 #include "util.h"
 
@@ -22,7 +24,8 @@
 
 typedef struct {
   const char *name;   /* function name in the URL */
-  bd_pg_stmt_t stmt;  /* SELECT rpc_<name>($1, $2::jsonb)::text */
+  bd_pg_stmt_t stmt;  /* SELECT rpc_<name>($1, $2::jsonb[, $3])::text */
+  int nparams;        /* 2, or 3 when the function also takes the public base URL */
 } rpc_fn_t;
 
 static rpc_fn_t k_fns[] = {
@@ -31,6 +34,9 @@ static rpc_fn_t k_fns[] = {
   {"create_product_batch", BD_PG_STMT("SELECT rpc_create_product_batch($1, $2::jsonb)::text")},
   {"list_product_batches", BD_PG_STMT("SELECT rpc_list_product_batches($1, $2::jsonb)::text")},
   {"update_product_batch", BD_PG_STMT("SELECT rpc_update_product_batch($1, $2::jsonb)::text")},
+  {"submit_mint_request", BD_PG_STMT("SELECT rpc_submit_mint_request($1, $2::jsonb)::text")},
+  {"get_mint_job", BD_PG_STMT("SELECT rpc_get_mint_job($1, $2::jsonb)::text")},
+  {"list_mint_units", BD_PG_STMT("SELECT rpc_list_mint_units($1, $2::jsonb, $3)::text"), 3},
 };
 
 typedef struct {
@@ -47,7 +53,7 @@ static void rpc_ctx_free(bd_req_t *req) {
 }
 
 /* PostgREST-shaped error: {"code","message","details","hint"}. */
-static void rpc_error(bd_req_t *req, int status, const char *code, const char *message, const char *details,
+void bd_rpc_error(bd_req_t *req, int status, const char *code, const char *message, const char *details,
                       const char *hint) {
   bd_buf_t b = BD_BUF_INIT;
   bd_jw_t w;
@@ -61,12 +67,8 @@ static void rpc_error(bd_req_t *req, int status, const char *code, const char *m
   bd_resp_json(req, status, &b);
 }
 
-static void on_rpc(void *ud, const bd_pg_result_t *r) {
-  bd_req_t *req = ud;
-  if (r->err == BD_PG_OK) {
-    const char *body = PQgetisnull(r->res, 0, 0) ? "null" : PQgetvalue(r->res, 0, 0);
-    bd_resp_send(req, 200, "application/json; charset=utf-8", body, strlen(body));
-  } else if (r->err == BD_PG_ESQL) {
+void bd_rpc_db_error(bd_req_t *req, const bd_pg_result_t *r) {
+  if (r->err == BD_PG_ESQL) {
     const char *st = r->sqlstate;
     int status = 0;
     const char *msg = r->message;
@@ -79,32 +81,38 @@ static void on_rpc(void *ud, const bd_pg_result_t *r) {
     if (status) {
       /* for generic constraint errors the server's message is the detail */
       const char *details = r->detail ? r->detail : (status == 400 || status == 409 ? r->message : NULL);
-      rpc_error(req, status, st, msg, details, r->hint);
+      bd_rpc_error(req, status, st, msg, details, r->hint);
     } else {
       bd_app_db_error(req, r);
     }
   } else {
     bd_app_db_error(req, r);
   }
+}
+
+static void on_rpc(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  if (r->err == BD_PG_OK) {
+    const char *body = PQgetisnull(r->res, 0, 0) ? "null" : PQgetvalue(r->res, 0, 0);
+    bd_resp_send(req, 200, "application/json; charset=utf-8", body, strlen(body));
+    if (!strcmp(((rpc_ctx_t *)req->ctx)->fn->name, "submit_mint_request")) bd_jobs_kick();
+  } else {
+    bd_rpc_db_error(req, r);
+  }
   bd_req_release(req);
 }
 
 static void call(bd_req_t *req) {
   rpc_ctx_t *c = req->ctx;
-  const char *p[] = {c->sub, req->body.data};
+  const char *p[] = {c->sub, req->body.data, bd_app.cfg.public_url};
   bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &c->fn->stmt, 2, p, on_rpc, req) != 0) {
+  if (bd_pg_query(bd_app.pg, &c->fn->stmt, c->fn->nparams ? c->fn->nparams : 2, p, on_rpc, req) != 0) {
     bd_app_unavailable(req);
     bd_req_release(req);
   }
 }
 
-static void rpc_handler(bd_req_t *req) {
-  const char *name = bd_req_param(req, 0);
-  rpc_fn_t *fn = NULL;
-  for (size_t i = 0; i < BD_ARRAY_LEN(k_fns); i++)
-    if (!strcmp(k_fns[i].name, name)) fn = &k_fns[i];
-  /* authentication first: an unauthenticated caller learns nothing */
+bool bd_rpc_authenticate(bd_req_t *req, char sub_out[201]) {
   bd_str_t tok;
   json_t *claims = NULL;
   int jrc = BD_JWT_EMALFORMED;
@@ -114,14 +122,26 @@ static void rpc_handler(bd_req_t *req) {
   if (jrc != BD_JWT_OK || !sub || !*sub || strlen(sub) > 200) {
     json_decref(claims);
     bd_resp_header(req, "WWW-Authenticate", "Bearer");
-    rpc_error(req, 401, "PGRST301", "Not authenticated", jrc != BD_JWT_OK ? bd_jwt_strerror(jrc) : "sub is required",
+    bd_rpc_error(req, 401, "PGRST301", "Not authenticated", jrc != BD_JWT_OK ? bd_jwt_strerror(jrc) : "sub is required",
               NULL);
-    return;
+    return false;
   }
+  snprintf(sub_out, 201, "%s", sub);
+  json_decref(claims);
+  return true;
+}
+
+static void rpc_handler(bd_req_t *req) {
+  const char *name = bd_req_param(req, 0);
+  rpc_fn_t *fn = NULL;
+  for (size_t i = 0; i < BD_ARRAY_LEN(k_fns); i++)
+    if (!strcmp(k_fns[i].name, name)) fn = &k_fns[i];
+  /* authentication first: an unauthenticated caller learns nothing */
+  char sub[201];
+  if (!bd_rpc_authenticate(req, sub)) return;
   rpc_ctx_t *c = bd_calloc(1, sizeof *c);
   c->sub = bd_strdup(sub);
   c->fn = fn;
-  json_decref(claims);
   req->ctx = c;
   req->on_free = rpc_ctx_free;
   snprintf(req->cred_buf, sizeof req->cred_buf, "jwt:%.58s", c->sub);
@@ -129,7 +149,7 @@ static void rpc_handler(bd_req_t *req) {
   if (!fn) {
     char det[160];
     snprintf(det, sizeof det, "Searched for the function public.%.100s", name);
-    rpc_error(req, 404, "PGRST202", "Could not find the function", det, NULL);
+    bd_rpc_error(req, 404, "PGRST202", "Could not find the function", det, NULL);
     return;
   }
   if (!bd_app_rate_limit(req, req->cred_id)) return;
@@ -140,7 +160,7 @@ static void rpc_handler(bd_req_t *req) {
   json_t *args = depth <= bd_app.cfg.max_json_depth ? json_loadb(req->body.data, req->body.len, 0, &jerr) : NULL;
   if (!json_is_object(args)) {
     json_decref(args);
-    rpc_error(req, 400, "PGRST102", "Invalid input",
+    bd_rpc_error(req, 400, "PGRST102", "Invalid input",
               depth > bd_app.cfg.max_json_depth ? "JSON nesting is too deep" : "the body must be a JSON object", NULL);
     return;
   }
@@ -243,9 +263,27 @@ static void rpc_seed(bd_seed_t *s) {
                1, p, seed_brand);
 }
 
+static void rpc_init(void) {
+  bd_mint_init();
+  bd_resolver_init();
+}
+
 static const bd_route_t routes[] = {
   {"POST", "/rpc/{fn}", rpc_handler, 0, "/rpc/{fn}"},
   {"POST", "/rest/v1/rpc/{fn}", rpc_handler, 0, "/rest/v1/rpc/{fn}"},
+  /* exports: "{id}.csv" is one segment, told apart in the handler */
+  {"GET", "/exports/mint-jobs/{file}", bd_export_csv, 0, "/exports/mint-jobs/{id}.csv"},
+  {"GET", "/exports/mint-jobs/{id}/qr.zip", bd_export_zip, 0, "/exports/mint-jobs/{id}/qr.zip"},
+  /* the GS1 Digital Link resolver: every shape of path under /01/ reaches
+   * the parser, so a bad one is a 400 naming the part, not a 404 */
+  {"GET", "/01/{gtin}", bd_resolver_handle, 0, "/01/{gtin}"},
+  {"GET", "/01/{gtin}/{a}", bd_resolver_handle, 0, "/01/{gtin}/..."},
+  {"GET", "/01/{gtin}/{a}/{b}", bd_resolver_handle, 0, "/01/{gtin}/..."},
+  {"GET", "/01/{gtin}/{a}/{b}/{c}", bd_resolver_handle, 0, "/01/{gtin}/..."},
+  {"GET", "/01/{gtin}/{a}/{b}/{c}/{d}", bd_resolver_handle, 0, "/01/{gtin}/..."},
+  {"GET", "/01/{gtin}/{a}/{b}/{c}/{d}/{e}", bd_resolver_handle, 0, "/01/{gtin}/..."},
+  {"GET", "/.well-known/gs1resolver", bd_resolver_wellknown, 0, "/.well-known/gs1resolver"},
+  {"GET", "/passports/{id}", bd_passport_handle, 0, "/passports/{id}"},
 };
 
-const bd_surface_def_t bd_surface_rpc = {"rpc", routes, BD_ARRAY_LEN(routes), NULL, NULL, rpc_seed};
+const bd_surface_def_t bd_surface_rpc = {"rpc", routes, BD_ARRAY_LEN(routes), rpc_init, NULL, rpc_seed};

@@ -1,0 +1,37 @@
+/* products.h: the parts of the products surface (/rpc, exports, resolver,
+ * passports) that live in separate files. Private to rpc.c, mint.c,
+ * mint_export.c and resolver.c. Loop thread only.
+ */
+#ifndef BD_PRODUCTS_H
+#define BD_PRODUCTS_H
+
+#include "http.h"
+#include "pg.h"
+
+/* PostgREST-shaped error {"code","message","details","hint"}. */
+void bd_rpc_error(bd_req_t *req, int status, const char *code, const char *message, const char *details,
+                  const char *hint);
+
+/* Verifies the Bearer JWT of the request. On success copies its sub into
+ * `sub` (NUL-terminated, at most 200 bytes) and returns true; otherwise
+ * answers 401 and returns false. */
+bool bd_rpc_authenticate(bd_req_t *req, char sub[201]) BD_MUSTCHECK;
+
+/* Maps a failed query of an rpc_*-style function to a PostgREST error
+ * (SQLSTATE → status as in rpc.c) or 503/500. */
+void bd_rpc_db_error(bd_req_t *req, const bd_pg_result_t *r);
+
+/* mint.c: registers the pp.mint job kind. */
+void bd_mint_init(void);
+
+/* mint_export.c: GET /exports/mint-jobs/{id}.csv and /exports/mint-jobs/{id}/qr.zip */
+void bd_export_csv(bd_req_t *req);
+void bd_export_zip(bd_req_t *req);
+
+/* resolver.c: GET /01/..., /.well-known/gs1resolver, /passports/{id} */
+void bd_resolver_init(void);
+void bd_resolver_handle(bd_req_t *req);
+void bd_resolver_wellknown(bd_req_t *req);
+void bd_passport_handle(bd_req_t *req);
+
+#endif
