@@ -75,8 +75,10 @@ static const opt_t opts[] = {
    "comma-separated hosts http(s) QR logos may be fetched from (empty: none)"},
   {"BATCHD_LOGO_FETCH_TIMEOUT_MS", "logo-fetch-timeout-ms", T_INT, O(logo_fetch_timeout_ms), "5000", 100, 60000,
    "time limit of one remote logo fetch (size limit: 1 MiB)"},
-  {"BATCHD_MINT_CHUNK_UNITS", "mint-chunk-units", T_INT, O(mint_chunk_units), "100000", 1, 1000000,
+  {"BATCHD_MINT_CHUNK_UNITS", "mint-chunk-units", T_INT, O(mint_chunk_units), "100000", 1000, 1000000,
    "units a mint job writes per COPY transaction (its resume granularity)"},
+  {"BATCHD_MINT_WRITERS", "mint-writers", T_INT, O(mint_writers), "2", 1, 8,
+   "connections a mint job writes through in parallel (each pinned while it writes)"},
   {"BATCHD_RESOLVER_CACHE", "resolver-cache", T_INT, O(resolver_cache), "262144", 0, 16777216,
    "GS1 resolver identities kept in memory (0 = none)"},
 };

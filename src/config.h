@@ -47,6 +47,7 @@ typedef struct {
   char *logo_allowlist;          /* hosts remote QR logos may come from (comma-separated) */
   int64_t logo_fetch_timeout_ms; /* one remote logo fetch */
   int64_t mint_chunk_units;      /* units per COPY transaction of a mint job */
+  int64_t mint_writers;          /* parallel COPY connections of a mint job */
   int64_t resolver_cache;        /* resolver entries kept in memory (0 = no cache) */
 } bd_config_t;
 

@@ -339,7 +339,8 @@ static void on_job(void *ud, const bd_pg_result_t *r) {
       static const char head[] = "gtin,lot,serial,uri\r\n";
       bd_resp_write(req, head, sizeof head - 1);
     }
-    next_page(req);
+    if (req->head) bd_resp_end(req); /* HEAD: the headers say it all */
+    else next_page(req);
   }
   bd_req_release(req);
 }

@@ -9,11 +9,12 @@
 --           /01/{gtin}/10/{lot} (AI 10 only, no AI 21). The job still
 --           records one row per unit (label) for the manifest and exports.
 --
--- Units are written by the pp.mint job with COPY, one transaction per chunk.
--- A job's units have the contiguous ids first_unit_id .. first_unit_id +
--- requested_quantity - 1, reserved when the request is accepted, so:
---   - a taken-over job resumes after the highest id already committed
---     (chunks commit in order, each atomically): no unit lost or doubled;
+-- Units are written by the pp.mint job with COPY, one transaction per chunk
+-- (chunks may be written by parallel writers). A job's units have the
+-- contiguous ids first_unit_id .. first_unit_id + requested_quantity - 1,
+-- reserved when the request is accepted, so:
+--   - a chunk is committed iff its first id exists: a taken-over job writes
+--     only the chunks that are missing: no unit lost or doubled;
 --   - the units of a job are an id range of the primary key: no job index
 --     to maintain during the load, and a unit finds its job by range.
 -- pp_units has only two indexes (the primary key, appended in order, and
@@ -44,6 +45,7 @@ CREATE TABLE pp_mint_jobs (
   serial_source      text        NOT NULL CHECK (serial_source IN ('generated', 'provided', 'none')),
   requested_quantity int         NOT NULL CHECK (requested_quantity BETWEEN 1 AND 1000000),
   first_unit_id      bigint      NOT NULL UNIQUE,           -- units are first_unit_id + 0 .. quantity - 1
+  chunk_units        int,                                   -- units per COPY, fixed at the first start
   serials            text[],                                -- provided serials, in unit order
   idempotency_key    text,
   status             text        NOT NULL DEFAULT 'QUEUED'
@@ -62,9 +64,11 @@ CREATE INDEX pp_mint_jobs_pending_gtin ON pp_mint_jobs (gtin) WHERE status IN ('
 
 CREATE TABLE pp_units (
   id     bigint PRIMARY KEY,   -- in its job's reserved range
-  gtin   text   NOT NULL,      -- AI 01, GTIN-14
-  serial text                  -- AI 21; NULL in batch identity mode
+  gtin   text   COLLATE "C" NOT NULL, -- AI 01, GTIN-14
+  serial text   COLLATE "C"           -- AI 21; NULL in batch identity mode
 );
+-- (byte-wise collation: serials are identifiers, and the unique index is
+-- maintained with memcmp instead of locale comparisons during the load)
 CREATE UNIQUE INDEX pp_units_gtin_serial ON pp_units (gtin, serial) WHERE serial IS NOT NULL;
 
 -- The job of a unit id (the job with the greatest first_unit_id <= id).
@@ -101,11 +105,19 @@ CREATE FUNCTION pp_passport_id(gtin text, lot text, serial text) RETURNS text IM
     WHEN lot IS NOT NULL THEN '~10~' || pp_dl_escape(lot) ELSE '' END
 $$;
 
+-- Units of a job committed so far: a chunk is committed iff its first unit
+-- exists (each chunk is one COPY), so one index probe per chunk.
+CREATE FUNCTION pp_mint_units_done(j pp_mint_jobs) RETURNS int STABLE LANGUAGE sql AS $$
+  SELECT coalesce(sum(least(j.chunk_units, j.requested_quantity - k * j.chunk_units)), 0)::int
+    FROM generate_series(0, (j.requested_quantity - 1) / j.chunk_units) k
+   WHERE j.chunk_units IS NOT NULL
+     AND EXISTS (SELECT 1 FROM pp_units u WHERE u.id = j.first_unit_id + k::bigint * j.chunk_units)
+$$;
+
 CREATE FUNCTION pp_mint_job_json(j pp_mint_jobs) RETURNS jsonb STABLE LANGUAGE sql AS $$
   WITH m AS (
     SELECT CASE WHEN j.status IN ('COMPLETED', 'FAILED') THEN j.minted_count
-      ELSE coalesce((SELECT max(u.id) FROM pp_units u WHERE u.id >= j.first_unit_id
-                     AND u.id < j.first_unit_id + j.requested_quantity) - j.first_unit_id + 1, 0)::int END AS n)
+      ELSE pp_mint_units_done(j) END AS n)
   SELECT jsonb_build_object('id', j.id, 'mint_job_id', j.id, 'brand_id', j.brand_id, 'product_id', j.product_id,
     'batch_id', j.batch_id, 'gtin', j.gtin, 'lot', j.lot, 'identity_mode', j.identity_mode,
     'serial_source', j.serial_source, 'status', j.status, 'requested_quantity', j.requested_quantity,
@@ -302,17 +314,21 @@ END $$;
 
 -- Job side ------------------------------------------------------------------
 
--- Claims the job for running: returns what the writer needs, and the next
--- unit id to write (after the units earlier owners committed).
-CREATE FUNCTION pp_mint_start(job uuid) RETURNS TABLE (status text, gtin text, lot text, identity_mode text,
-  provided boolean, first_unit_id bigint, quantity int, next_id bigint) LANGUAGE sql AS $$
-  UPDATE pp_mint_jobs j SET status = CASE WHEN j.status = 'QUEUED' THEN 'RUNNING' ELSE j.status END,
-         started_at = coalesce(j.started_at, now()), updated_at = now()
-   WHERE j.id = job
-  RETURNING j.status, j.gtin, j.lot, j.identity_mode, j.serials IS NOT NULL, j.first_unit_id, j.requested_quantity,
-    coalesce((SELECT max(u.id) + 1 FROM pp_units u WHERE u.id >= j.first_unit_id
-              AND u.id < j.first_unit_id + j.requested_quantity), j.first_unit_id)
-$$;
+-- Claims the job for running: returns what the writers need, the chunk
+-- size (the given one at the first start, the job's own afterwards) and
+-- the chunks not yet committed by earlier owners.
+CREATE FUNCTION pp_mint_start(job uuid, chunk int) RETURNS TABLE (status text, gtin text, identity_mode text,
+  provided boolean, first_unit_id bigint, quantity int, chunk_units int, missing bigint[]) LANGUAGE plpgsql AS $$
+DECLARE j pp_mint_jobs;
+BEGIN
+  UPDATE pp_mint_jobs x SET status = CASE WHEN x.status = 'QUEUED' THEN 'RUNNING' ELSE x.status END,
+         chunk_units = coalesce(x.chunk_units, chunk), started_at = coalesce(x.started_at, now()), updated_at = now()
+   WHERE x.id = job RETURNING * INTO j;
+  IF j.id IS NULL THEN RETURN; END IF;
+  RETURN QUERY SELECT j.status, j.gtin, j.identity_mode, j.serials IS NOT NULL, j.first_unit_id, j.requested_quantity,
+    j.chunk_units, coalesce((SELECT array_agg(k ORDER BY k) FROM generate_series(0::bigint, (j.requested_quantity - 1) / j.chunk_units) k
+      WHERE NOT EXISTS (SELECT 1 FROM pp_units u WHERE u.id = j.first_unit_id + k * j.chunk_units)), '{}');
+END $$;
 
 -- Ends a job: COMPLETED with every unit, or FAILED with an error; units not
 -- written go back to the batch's quantity.
@@ -323,8 +339,7 @@ DECLARE
 BEGIN
   SELECT * INTO j FROM pp_mint_jobs WHERE id = job FOR UPDATE;
   IF j.status IN ('COMPLETED', 'FAILED') THEN RETURN; END IF;
-  n := coalesce((SELECT max(u.id) FROM pp_units u WHERE u.id >= j.first_unit_id
-                 AND u.id < j.first_unit_id + j.requested_quantity) - j.first_unit_id + 1, 0);
+  n := pp_mint_units_done(j);
   IF error IS NULL AND n = j.requested_quantity THEN
     UPDATE pp_mint_jobs SET status = 'COMPLETED', minted_count = n, serials = NULL, completed_at = now(),
            updated_at = now() WHERE id = job;
