@@ -256,7 +256,7 @@ def test_inactive_batch(srv, demo):
     assert "recalled" in body["details"]
 
 
-def test_sigkill_mid_mint_completes_exactly_once(server_factory, run_batchd, database, psql):
+def test_sigkill_mid_mint_completes_exactly_once(srv, server_factory, run_batchd, database, psql):
     """A process killed while it writes a job's units: the job is taken over
     by another process and ends with every unit exactly once."""
     env = {"BATCHD_RATE_LIMIT": "0", "BATCHD_MINT_CHUNK_UNITS": "20000", "BATCHD_JOB_LEASE_MS": "1500",
@@ -284,7 +284,8 @@ def test_sigkill_mid_mint_completes_exactly_once(server_factory, run_batchd, dat
                " WHERE u.id >= (SELECT first_unit_id FROM pp_mint_jobs WHERE id = '%s')"
                " AND u.id < (SELECT first_unit_id + %d FROM pp_mint_jobs WHERE id = '%s')" % (job, n, job)).strip()
     assert row == "%d|%d|%d" % (n, n, n), row
-    # the second process wrote the rest (a chunk whose COPY had been sent in
-    # full may still commit after the kill, so only a clear gap is asserted)
+    # a surviving process wrote the rest (b, or the module's server, which
+    # shares the database; a chunk whose COPY had been sent in full may still
+    # commit after the kill, so only a clear gap is asserted)
     if minted <= n - 3 * 20000:
-        assert "resuming" in b.log_text()
+        assert "resuming" in b.log_text() + srv.log_text()
