@@ -10,8 +10,9 @@
  *   Every answer carries a Link header (the passport as the default link and
  *   the linkset; on errors the resolver description).
  *
- * Lookups: one statement (pp_resolve: index probes on pp_units (gtin,
- * serial), pp_products (gtin), pp_batches (product, batch_number)). Unit and
+ * Lookups: one statement of index probes (pp_units (gtin, serial) and the
+ * unit's job by id range; pp_products (gtin); pp_batches (product,
+ * batch_number)). Unit and
  * product identities never change once they exist (no unit, GTIN or serial
  * is ever rewritten or deleted), so positive answers for them are kept in a
  * direct-mapped in-memory cache of BATCHD_RESOLVER_CACHE slots: a hit
@@ -45,7 +46,14 @@ typedef struct {
 static rc_slot_t *g_cache;  /* direct-mapped: a colliding key replaces the old one */
 static size_t g_cache_n;    /* slots */
 
-static bd_pg_stmt_t S_RESOLVE = BD_PG_STMT("SELECT passport, kind FROM pp_resolve($1, $2, $3)");
+/* One of three lookups, each a single statement of index probes (plain
+ * SQL, no function calls: it runs at the rate of a primary-key select). */
+static bd_pg_stmt_t S_RESOLVE_UNIT = BD_PG_STMT(
+    "SELECT j.lot FROM pp_units u CROSS JOIN LATERAL (SELECT m.lot FROM pp_mint_jobs m"
+    " WHERE m.first_unit_id <= u.id ORDER BY m.first_unit_id DESC LIMIT 1) j WHERE u.gtin = $1 AND u.serial = $2");
+static bd_pg_stmt_t S_RESOLVE_LOT = BD_PG_STMT(
+    "SELECT 1 FROM pp_products p JOIN pp_batches b ON b.product_id = p.id WHERE p.gtin = $1 AND b.batch_number = $2");
+static bd_pg_stmt_t S_RESOLVE_PRODUCT = BD_PG_STMT("SELECT 1 FROM pp_products WHERE gtin = $1");
 static bd_pg_stmt_t S_PASSPORT = BD_PG_STMT("SELECT pp_passport($1, $2, $3, $4)::text");
 
 void bd_resolver_init(void) {
@@ -183,13 +191,14 @@ static void on_resolved(void *ud, const bd_pg_result_t *r) {
   if (r->err) {
     link_describedby(req);
     bd_rpc_db_error(req, r);
-  } else if (PQntuples(r->res) == 0) {
+  } else if (PQntuples(r->res) == 0 ||
+             (c->dl.has_serial && c->dl.has_lot && strcmp(PQgetvalue(r->res, 0, 0), c->dl.lot))) {
+    /* (a unit named with a lot must be of that lot) */
     not_found(req, c->dl.has_serial ? "no unit with this GTIN and serial"
                    : c->dl.has_lot  ? "no batch with this GTIN and lot"
                                     : "no product with this GTIN");
   } else {
-    const char *kind = PQgetvalue(r->res, 0, 1);
-    int k = !strcmp(kind, "unit") ? 2 : !strcmp(kind, "batch") ? 3 : 1;
+    int k = c->dl.has_serial ? 2 : c->dl.has_lot ? 3 : 1;
     rc_slot_t *s = k != 3 ? cache_slot(c->key) : NULL;
     if (s) {
       memcpy(s->key, c->key, sizeof s->key);
@@ -215,9 +224,10 @@ void bd_resolver_handle(bd_req_t *req) {
     answer(req, &c->dl, s->kind);
     return;
   }
-  const char *p[] = {c->dl.gtin, c->dl.has_lot ? c->dl.lot : NULL, c->dl.has_serial ? c->dl.serial : NULL};
+  const char *p[] = {c->dl.gtin, c->dl.has_serial ? c->dl.serial : c->dl.lot};
+  bd_pg_stmt_t *st = c->dl.has_serial ? &S_RESOLVE_UNIT : c->dl.has_lot ? &S_RESOLVE_LOT : &S_RESOLVE_PRODUCT;
   bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_RESOLVE, 3, p, on_resolved, req) != 0) {
+  if (bd_pg_query(bd_app.pg, st, st == &S_RESOLVE_PRODUCT ? 1 : 2, p, on_resolved, req) != 0) {
     link_describedby(req);
     bd_app_unavailable(req);
     bd_req_release(req);

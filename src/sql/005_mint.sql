@@ -354,23 +354,7 @@ END $$;
 
 -- Resolver and passports ----------------------------------------------------
 
--- One indexed lookup for an identity: the passport id and its kind, or no
--- row. lot/serial may be NULL (absent). A serial resolves through
--- pp_units (gtin, serial); when a lot is given with it, it must be the
--- unit's. A lot alone resolves to the product's batch of that number.
-CREATE FUNCTION pp_resolve(text, text, text) RETURNS TABLE (passport text, kind text) STABLE LANGUAGE sql AS $$
-  SELECT pp_passport_id(u.gtin, NULL, u.serial), 'unit'
-    FROM pp_units u JOIN pp_mint_jobs j ON j.id = pp_unit_job(u.id)
-   WHERE $3 IS NOT NULL AND u.gtin = $1 AND u.serial = $3 AND ($2 IS NULL OR j.lot = $2)
-  UNION ALL
-  SELECT pp_passport_id(p.gtin, b.batch_number, NULL), 'batch'
-    FROM pp_products p JOIN pp_batches b ON b.product_id = p.id
-   WHERE $3 IS NULL AND $2 IS NOT NULL AND p.gtin = $1 AND b.batch_number = $2
-  UNION ALL
-  SELECT p.gtin, 'product' FROM pp_products p WHERE $3 IS NULL AND $2 IS NULL AND p.gtin = $1
-$$;
-
--- The passport document of an identity (see pp_resolve), or NULL.
+-- The passport document of an identity (gtin, lot or NULL, serial or NULL), or NULL.
 CREATE FUNCTION pp_passport(_g text, _lot text, _serial text, base text) RETURNS jsonb STABLE LANGUAGE plpgsql AS $$
 DECLARE
   p pp_products;
