@@ -28,6 +28,7 @@
 #include "business.h"
 
 #include "app.h"
+#include "idem.h"
 #include "jobs.h"
 #include "json.h"
 #include "log.h"
@@ -85,6 +86,7 @@ typedef enum {
   UP_PIN,      /* acquiring the connection / BEGIN / COPY start */
   UP_STREAM,   /* COPY open, body flowing */
   UP_FINISH,   /* body complete, ending COPY / validating / committing */
+  UP_REPLAY,   /* Idempotency-Key already answered: the body is only hashed */
   UP_DONE,     /* responded (or given up), connection released */
 } up_state_t;
 
@@ -135,6 +137,7 @@ typedef struct {
   uint64_t parse_ns;     /* loop thread CPU time spent parsing the body */
   uint64_t slice_max_ns; /* the longest single parse step (CPU time) */
   uint64_t body_parsed;  /* body bytes parsed */
+  bd_idem_stream_t *idem; /* Idempotency-Key protocol (NULL without the header) */
 } up_t;
 
 /* Uploads holding (or waiting for) a pinned connection: at most
@@ -167,6 +170,7 @@ static void up_free(bd_req_t *req) {
   }
   free(u->csv_msg);
   json_decref(u->check);
+  bd_idem_stream_free(u->idem);
   free(u);
 }
 
@@ -175,8 +179,10 @@ static void up_free(bd_req_t *req) {
  * serve the next request. */
 static void up_on_respond(bd_req_t *req, int status, const char *ctype, const char *body,
                           size_t len) {
+  up_t *u = req->ctx;
   bd_req_resume(req);
-  bd_resp_send(req, status, ctype, body, len);
+  /* stores the answer under its Idempotency-Key (or frees the key) first */
+  bd_idem_stream_respond(req, u ? u->idem : NULL, status, ctype, body, len);
 }
 
 static void up_release_conn(up_t *u) {
@@ -692,6 +698,9 @@ static int cmp_index(const void *a, const void *b) {
 
 static void on_created(void *ud, const bd_pg_result_t *r);
 static void on_committed(void *ud, const bd_pg_result_t *r);
+typedef struct commit commit_t;
+static void up_commit(commit_t *c);
+static void up_mark_idem(commit_t *c);
 
 /* All the rules, in Laravel's order (field rules, then the signatory
  * checks), then either the 422 or the batch row and COMMIT. */
@@ -894,10 +903,10 @@ static void up_validate(up_t *u) {
   }
 }
 
-typedef struct {
+struct commit {
   up_t *u;    /* the upload */
   char *body; /* the 201 body, sent once COMMIT succeeded */
-} commit_t;
+};
 
 static void on_created(void *ud, const bd_pg_result_t *r) {
   up_t *u = ud;
@@ -923,6 +932,15 @@ static void on_created(void *ud, const bd_pg_result_t *r) {
   commit_t *c = bd_calloc(1, sizeof *c);
   c->u = u;
   c->body = bd_buf_detach(&b, NULL);
+  if (u->idem)
+    up_mark_idem(c);
+  else
+    up_commit(c);
+  up_release_req(u);
+}
+
+static void up_commit(commit_t *c) {
+  up_t *u = c->u;
   up_begin_op(u);
   if (bd_pg_conn_exec(u->conn, "COMMIT", 0, NULL, on_committed, c) != 0) {
     u->ops--;
@@ -931,7 +949,56 @@ static void on_created(void *ud, const bd_pg_result_t *r) {
     up_server_error(u, "cannot send COMMIT");
     up_release_req(u);
   }
+}
+
+/* The key's answer is written in the batch's own transaction: the batch and
+ * its stored 201 commit together, so a retry can never create a second
+ * batch, even if this process dies right after the COMMIT. */
+static void on_idem_marked(void *ud, const bd_pg_result_t *r) {
+  commit_t *c = ud;
+  up_t *u = c->u;
+  u->ops--;
+  if (u->gone || bd_req_gone(u->req)) {
+    u->gone = true;
+    up_finish_gone(u);
+    free(c->body);
+    free(c);
+  } else if (r->err) {
+    free(c->body);
+    free(c);
+    if (r->err == BD_PG_ESQL)
+      up_server_error(u, r->message);
+    else {
+      up_release_conn(u);
+      u->state = UP_DONE;
+      bd_app_db_error(u->req, r);
+    }
+  } else if (strcmp(PQcmdTuples(r->res), "1") != 0) {
+    /* our lock lapsed and another request holds the key now: roll back */
+    free(c->body);
+    free(c);
+    up_release_conn(u);
+    u->state = UP_DONE;
+    bd_resp_error(u->req, 409, "idempotency_request_in_progress",
+                  "A request with this Idempotency-Key is still being processed", "Idempotency-Key");
+  } else {
+    up_commit(c);
+  }
   up_release_req(u);
+}
+
+static void up_mark_idem(commit_t *c) {
+  up_t *u = c->u;
+  static const char ctype[] = "application/json; charset=utf-8";
+  up_begin_op(u);
+  if (bd_idem_stream_mark_done(u->idem, u->conn, 201, ctype, c->body, strlen(c->body), on_idem_marked,
+                               c) != 0) {
+    u->ops--;
+    free(c->body);
+    free(c);
+    up_server_error(u, "cannot store the Idempotency-Key answer");
+    up_release_req(u);
+  }
 }
 
 static void on_committed(void *ud, const bd_pg_result_t *r) {
@@ -1165,6 +1232,9 @@ static void on_pinned(void *ud, bd_pg_conn_t *c, int err) {
   up_release_req(u);
 }
 
+static void up_idem(bd_req_t *req, bd_idem_stream_t *s, int outcome);
+static void up_start(up_t *u);
+
 static void up_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   up_t *u = req->ctx;
   u->caller = *caller;
@@ -1182,6 +1252,40 @@ static void up_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
                   NULL);
     return;
   }
+  bd_idem_stream_t *s = NULL;
+  int irc = bd_idem_stream_begin(req, req->cred_id, up_idem, &s);
+  u->idem = s;
+  if (s) {
+    /* what arrived while authenticating waits, unparsed, in pending */
+    bd_idem_stream_body(s, u->pending.data + u->pending_off, u->pending.len - u->pending_off);
+    if (u->body_done) bd_idem_stream_body_end(s);
+  }
+  if (irc < 0) u->state = UP_DONE; /* answered: a malformed key */
+  else if (irc == 0) up_start(u);
+}
+
+/* The Idempotency-Key's verdict: proceed, replay after hashing the body,
+ * or it was answered (409 in flight, 503). */
+static void up_idem(bd_req_t *req, bd_idem_stream_t *s, int outcome) {
+  up_t *u = req->ctx;
+  if (outcome == BD_IDEM_PROCEED) {
+    up_start(u);
+  } else if (outcome == BD_IDEM_REPLAY) {
+    u->state = UP_REPLAY;
+    if (u->body_done) {
+      u->state = UP_DONE;
+      bd_idem_stream_replay(req, s);
+    } else {
+      bd_req_resume(req);
+    }
+  } else {
+    u->state = UP_DONE;
+  }
+}
+
+/* Admission (upload slots), then a pinned connection. */
+static void up_start(up_t *u) {
+  bd_req_t *req = u->req;
   if (g_uploads >= bd_app.cfg.max_uploads) {
     u->state = UP_DONE;
     bd_resp_header(req, "Retry-After", "5");
@@ -1203,6 +1307,8 @@ static void up_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
 
 static void up_body(bd_req_t *req, const char *p, size_t n) {
   up_t *u = req->ctx;
+  bd_idem_stream_body(u->idem, p, n); /* every byte, in arrival order */
+  if (u->state == UP_REPLAY) return;
   if (u->state == UP_STREAM) {
     up_feed(u, p, n);
   } else if (u->state < UP_STREAM) {
@@ -1215,6 +1321,12 @@ static void up_body(bd_req_t *req, const char *p, size_t n) {
 static void up_body_end(bd_req_t *req) {
   up_t *u = req->ctx;
   u->body_done = true;
+  bd_idem_stream_body_end(u->idem);
+  if (u->state == UP_REPLAY) {
+    u->state = UP_DONE;
+    bd_idem_stream_replay(req, u->idem);
+    return;
+  }
   if (u->state == UP_STREAM && u->pending_off == u->pending.len) up_finalize(u);
 }
 
