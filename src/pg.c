@@ -84,6 +84,7 @@ struct bd_pg_conn {
   op_t *copy_end;           /* OP_COPY_END waiting for copybuf to drain */
   bool copy_failed;         /* the server ended the COPY with an error */
   int listened;             /* channels already LISTENed on this session */
+  int subscribed;           /* of which the server confirmed the LISTEN */
 };
 
 typedef struct {
@@ -381,6 +382,7 @@ static void conn_ready(bd_pg_conn_t *c) {
   c->state = C_READY;
   if (c->listener) {
     c->listened = 0;
+    c->subscribed = 0;
     poll_watch(c, UV_READABLE);
     listener_send(c);
     if (reconnect)
@@ -582,7 +584,12 @@ static void listener_results(bd_pg_conn_t *c) {
   bd_pg_pool_t *p = c->pool;
   while (c->pg && !PQisBusy(c->pg)) {
     PGresult *r = PQgetResult(c->pg);
-    if (!r) break;
+    if (!r) {
+      /* the LISTENs sent so far have all been answered: from here on no
+       * NOTIFY on those channels can be missed */
+      c->subscribed = c->listened;
+      break;
+    }
     PQclear(r);
   }
   PGnotify *n;
@@ -1252,6 +1259,11 @@ void bd_pg_listen(bd_pg_pool_t *p, const char *channel, bd_pg_notify_cb cb, void
     listener_send(p->lconn);
   }
   p->in_api--;
+}
+
+bool bd_pg_listening(const bd_pg_pool_t *p) {
+  const bd_pg_conn_t *c = p->lconn;
+  return c && c->pg && c->state == C_READY && p->nlistens > 0 && c->subscribed == p->nlistens;
 }
 
 /* --- closing ------------------------------------------------------------------------------ */

@@ -154,6 +154,12 @@ typedef void (*bd_pg_notify_cb)(void *ud, const char *channel, const char *paylo
 void bd_pg_listen(bd_pg_pool_t *p, const char *channel, bd_pg_notify_cb cb,
                   void (*on_reconnect)(void *ud), void *ud);
 
+/* True while the listening connection is up and the server has confirmed
+ * the LISTEN of every registered channel: only then is a cache kept right
+ * by NOTIFY actually being kept right (before the LISTEN took effect, or
+ * while the connection is down, notifications are lost). */
+bool bd_pg_listening(const bd_pg_pool_t *p);
+
 /* Helpers for reading results (text format). */
 static inline const char *bd_pg_val(const PGresult *r, int row, int col) {
   return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);

@@ -4,9 +4,13 @@
  * Redirects (GET /s/{code}) are answered from an in-memory map of short
  * code → destination. A miss costs one indexed query, then the entry stays
  * until a change to the code is announced with NOTIFY qr_codes (every
- * process LISTENs, so the map stays right across processes; after the
- * listening connection reconnects the whole map is dropped, since
- * notifications may have been missed). Scans are appended to a buffer that
+ * process LISTENs, so the map stays right across processes). The map is
+ * used only while the LISTEN is confirmed (bd_pg_listening): before it
+ * took effect, and while the listening connection is down, every redirect
+ * is looked up, and after a reconnect the whole map is dropped, since
+ * notifications may have been missed. A lookup during which any
+ * notification arrived is answered but not kept (its row may predate the
+ * change announced). Scans are appended to a buffer that
  * a timer flushes in one statement per second (and at shutdown), so the
  * redirect itself never waits for the database.
  */
@@ -837,7 +841,12 @@ static rent_t *rput(const char *code) {
   return e;
 }
 
-static void on_code_notify(void *ud, const char *channel, const char *payload) { rdel(payload); }
+static uint64_t g_notify_seq; /* notifications received: lookups compare it */
+
+static void on_code_notify(void *ud, const char *channel, const char *payload) {
+  g_notify_seq++;
+  rdel(payload);
+}
 static void on_code_listen_reconnect(void *ud) { rclear(); }
 
 /* --- scan buffer ----------------------------------------------------------------------- */
@@ -1104,8 +1113,18 @@ static void redirect_answer(bd_req_t *req, rent_t *e) {
 static bd_pg_stmt_t S_RESOLVE = BD_PG_STMT(
     "SELECT id, target::text, is_active AND deleted_at IS NULL FROM qr_codes WHERE short_code = $1");
 
+typedef struct {
+  uint64_t seq; /* g_notify_seq when the lookup was sent */
+} resolve_t;
+
+static void resolve_free(bd_req_t *req) {
+  free(req->ctx);
+  req->ctx = NULL;
+}
+
 static void on_resolve(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
+  resolve_t *rs = req->ctx;
   if (r->err) {
     bd_resp_header(req, "Retry-After", "2");
     bd_resp_send(req, 503, "text/plain; charset=utf-8", "Temporarily unavailable\n", 24);
@@ -1113,8 +1132,15 @@ static void on_resolve(void *ud, const bd_pg_result_t *r) {
     return;
   }
   const char *code = bd_req_param(req, 0);
-  rent_t *e = rget(code);
-  if (!e) e = rput(code);
+  /* kept only when no change can have been missed meanwhile */
+  bool keep = bd_pg_listening(bd_app.pg) && rs && rs->seq == g_notify_seq;
+  rent_t tmp = {{0}};
+  rent_t *e = keep ? rget(code) : NULL;
+  if (keep && !e) e = rput(code);
+  if (!keep) {
+    snprintf(tmp.code, sizeof tmp.code, "%s", code);
+    e = &tmp;
+  }
   free(e->dest);
   e->dest = NULL;
   e->id[0] = '\0';
@@ -1138,6 +1164,7 @@ static void on_resolve(void *ud, const bd_pg_result_t *r) {
     e->expires_ms = bd_now_ms() + 5000; /* unknown codes are re-checked soon */
   }
   redirect_answer(req, e);
+  if (e == &tmp) free(tmp.dest);
   bd_req_release(req);
 }
 
@@ -1151,11 +1178,15 @@ void qr_h_redirect(bd_req_t *req) {
     redirect_answer(req, NULL);
     return;
   }
-  rent_t *e = rget(code);
+  rent_t *e = bd_pg_listening(bd_app.pg) ? rget(code) : NULL;
   if (e && e->expires_ms > bd_now_ms()) {
     redirect_answer(req, e);
     return;
   }
+  resolve_t *rs = bd_calloc(1, sizeof *rs);
+  rs->seq = g_notify_seq;
+  req->ctx = rs;
+  req->on_free = resolve_free;
   const char *p[] = {code};
   bd_req_hold(req);
   if (bd_pg_query(bd_app.pg, &S_RESOLVE, 1, p, on_resolve, req) != 0) {

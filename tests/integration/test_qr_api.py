@@ -388,8 +388,9 @@ def test_redirect_cache_follows_other_process(srv, keys, server_factory):
     code = create_code(srv, k, {"target": {"destination": "https://example.com/v1"}}).json()
     path = "/s/" + code["short_code"]
     assert requests.get(other.url + path, allow_redirects=False).headers["Location"] == "https://example.com/v1"
-    requests.patch(srv.url + "/v1/qr-codes/" + code["id"], headers=H(k),
-                   data=json.dumps({"target": {"destination": "https://example.com/v2"}}))
+    r = requests.patch(srv.url + "/v1/qr-codes/" + code["id"], headers=H(k),
+                       data=json.dumps({"target": {"destination": "https://example.com/v2"}}))
+    assert r.status_code == 200, r.text
     deadline = time.time() + 5
     while time.time() < deadline:
         if requests.get(other.url + path, allow_redirects=False).headers.get("Location") == "https://example.com/v2":

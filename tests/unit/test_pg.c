@@ -1034,6 +1034,17 @@ static bool notify_until(uv_loop_t *loop, bd_pg_pool_t *p, const char *chan, con
   return false;
 }
 
+/* Runs the loop until bd_pg_listening(p) == want. */
+static bool listening_until(uv_loop_t *loop, bd_pg_pool_t *p, bool want, int timeout_ms) {
+  uint64_t end = bd_now_ms() + (uint64_t)timeout_ms;
+  uv_timer_t tick;
+  tick_start(loop, &tick);
+  while (bd_pg_listening(p) != want && bd_now_ms() <= end)
+    uv_run(loop, UV_RUN_ONCE);
+  tick_stop(loop, &tick);
+  return bd_pg_listening(p) == want;
+}
+
 static void test_listen(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -1047,7 +1058,19 @@ static void test_listen(void) {
   ccfg.nconns = 1;
   bd_pg_pool_t *ctl = bd_pg_pool_new(&loop, &ccfg);
   listen_rec_t l = {0};
+  CHECK(!bd_pg_listening(p)); /* nothing registered yet */
   API_VOID(bd_pg_listen(p, chan, on_notify, on_listen_reconnect, &l));
+  CHECK(!bd_pg_listening(p)); /* registered, not yet confirmed by the server */
+  CHECK(listening_until(&loop, p, true, 10000));
+  /* once confirmed, the very first NOTIFY arrives */
+  {
+    slot_t s;
+    const char *params[] = {chan, "first"};
+    exec_wait(&loop, ctl, "SELECT pg_notify($1, $2)", 2, params, &s);
+    CHECK_INT(s.err, BD_PG_OK);
+    CHECK(run_until(&loop, &l.got, 1, 5000));
+    CHECK_STR(l.payload, "first");
+  }
   CHECK(notify_until(&loop, ctl, chan, "hello", &l));
   CHECK_STR(l.channel, chan);
   CHECK_STR(l.payload, "hello");
@@ -1055,7 +1078,9 @@ static void test_listen(void) {
 
   /* the listening connection dies: it comes back, LISTENs again and says so */
   terminate(&loop, ctl, app, 2); /* the shared one and the listener */
+  CHECK(listening_until(&loop, p, false, 10000)); /* down: a NOTIFY-kept cache must not be used */
   CHECK(run_until(&loop, &l.reconnects, 1, 10000));
+  CHECK(listening_until(&loop, p, true, 10000));
   CHECK(notify_until(&loop, ctl, chan, "again", &l));
   CHECK_STR(l.payload, "again");
 
