@@ -3,12 +3,14 @@
 
 extern const bd_surface_def_t bd_surface_testhooks;
 extern const bd_surface_def_t bd_surface_business;
+extern const bd_surface_def_t bd_surface_business_certs;
 extern const bd_surface_def_t bd_surface_qr;
 extern const bd_surface_def_t bd_surface_rpc;
 
 
 const bd_surface_def_t *const bd_surface_defs[] = {
   &bd_surface_business,
+  &bd_surface_business_certs,
   &bd_surface_qr,
   &bd_surface_rpc,
   &bd_surface_testhooks,
