@@ -211,9 +211,8 @@ int bd_qr_draw(cairo_t *cr, const char *payload, const bd_qr_design_t *d, double
                double size, double px_per_unit, char *err, size_t errsz) BD_MUSTCHECK;
 
 /* Encodes a cairo ARGB32 image surface as an 8-bit RGB (alpha=false) or RGBA
- * PNG (zlib level 1, no filter, run-length matching: pages are mostly flat
- * colour), appending to *out: the QR renderer's encoder, shared with the
- * certificate renderer. */
+ * PNG (zlib level 1, no filter), appending to *out: the QR renderer's
+ * encoder, shared with the certificate renderer. */
 int bd_qr_png_encode(cairo_surface_t *s, bool alpha, bd_buf_t *out, char *err,
                      size_t errsz) BD_MUSTCHECK;
 
