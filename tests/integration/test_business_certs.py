@@ -437,3 +437,14 @@ def test_sigkill_mid_render_then_takeover(server_factory, run_batchd, kill_db):
         v = requests.get(bsrv.url + "/verify/" + c["reference_id"], headers={"Accept": "application/json"}).json()
         verify_signature(bsrv, v)
     assert bsrv.stop() == 0
+
+
+def test_seeded_templates_render(srv, demo):
+    """The demo templates of seed-demo are valid layouts that render."""
+    b = upload(srv, demo["token"], "Seeded plain", demo["template_ids"]["plain"],
+               ["seed@example.com,Seed Person,01-03-2025,Math\r\n"])
+    b = wait_batch(srv.url, demo["token"], b["id"])
+    assert b["status"] == "completed", b
+    c = certs_of(srv, demo["token"], b["id"])["data"][0]
+    text = pdf_text(requests.get(c["pdf_url"], headers=auth(demo["token"])).content)
+    assert "Seed Person" in text and "issued 01-03-2025" in text
