@@ -53,6 +53,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define CHUNK_MIN 4  /* certificates claimed at once (at least) */
 #define CHUNK_MAX 32 /* and at most: bounds the memory of one chunk (~0.5 MB each) */
@@ -905,6 +906,7 @@ static void init(void) {
   snprintf(g_pk_b64, sizeof g_pk_b64, "%s", b.data);
   bd_buf_free(&b);
   int workers = (int)bd_app.cfg.workers;
+  if (workers <= 0) workers = (int)sysconf(_SC_NPROCESSORS_ONLN); /* main.c's default */
   if (workers <= 0) workers = 2;
   g_chunk = BD_MIN(CHUNK_MAX, BD_MAX(CHUNK_MIN, 2 * workers));
   /* two batches at once: one renders while the other records */
