@@ -82,6 +82,7 @@ typedef struct {
   bd_buf_t results;       /* JSON array text of the chunk's results */
   size_t nresults;        /* results in it */
   bool cancelled;         /* an item of the chunk came back cancelled */
+  long long last_row;     /* claim cursor: highest row_no claimed by this run */
 } crun_t;
 
 typedef struct {
@@ -95,7 +96,7 @@ typedef struct {
 static bd_pg_stmt_t S_KEY = BD_PG_STMT(
     "INSERT INTO biz_signing_keys (key_id, public_key) VALUES ($1, $2) ON CONFLICT DO NOTHING");
 static bd_pg_stmt_t S_CTX = BD_PG_STMT("SELECT biz_cert_job_context($1::uuid)");
-static bd_pg_stmt_t S_CLAIM = BD_PG_STMT("SELECT * FROM biz_cert_claim($1::uuid, $2::int)");
+static bd_pg_stmt_t S_CLAIM = BD_PG_STMT("SELECT * FROM biz_cert_claim($1::uuid, $2::int, $3::int)");
 static bd_pg_stmt_t S_RECORD = BD_PG_STMT("SELECT biz_cert_record($1::uuid, $2::jsonb)");
 static bd_pg_stmt_t S_FINISH = BD_PG_STMT("SELECT biz_cert_finish($1::uuid)");
 static bd_pg_stmt_t S_FAIL_ALL = BD_PG_STMT("SELECT biz_cert_fail_all($1::uuid, $2)");
@@ -114,6 +115,7 @@ static void run_free(crun_t *run) {
 static void run_end(crun_t *run, const char *error) {
   bd_job_t *job = run->job;
   if (error) bd_warn("cert.batch %s: %s", run->batch_id, error);
+  else bd_info("cert.batch %s: done", run->batch_id);
   run_free(run);
   if (error)
     bd_job_retry(job, error, 1000);
@@ -123,6 +125,7 @@ static void run_end(crun_t *run, const char *error) {
 
 static void run_yield(crun_t *run) {
   bd_job_t *job = run->job;
+  bd_info("cert.batch %s: given back after row %lld", run->batch_id, run->last_row);
   run_free(run);
   bd_job_yield(job);
 }
@@ -280,6 +283,8 @@ static void on_claimed(void *ud, const bd_pg_result_t *r) {
     it->name = dup_or_null(r->res, i, 3);
     it->issue_date = dup_or_null(r->res, i, 4);
     it->custom = dup_or_null(r->res, i, 5);
+    long long row = strtoll(PQgetvalue(r->res, i, 6), NULL, 10);
+    if (row > run->last_row) run->last_row = row;
     it->w.work = item_work;
     it->w.after = item_after;
     it->w.data = it;
@@ -292,10 +297,11 @@ static void step(crun_t *run) {
     run_yield(run);
     return;
   }
-  char n[16];
+  char n[16], after[24];
   snprintf(n, sizeof n, "%d", g_chunk);
-  const char *p[] = {run->batch_id, n};
-  if (bd_pg_query(bd_app.pg, &S_CLAIM, 2, p, on_claimed, run) != 0)
+  snprintf(after, sizeof after, "%lld", run->last_row);
+  const char *p[] = {run->batch_id, n, after};
+  if (bd_pg_query(bd_app.pg, &S_CLAIM, 3, p, on_claimed, run) != 0)
     run_end(run, "database queue full");
 }
 

@@ -711,9 +711,40 @@ static cairo_status_t write_buf(void *closure, const unsigned char *data, unsign
   return CAIRO_STATUS_SUCCESS;
 }
 
+/* The text limits (see the header), checked before any drawing. */
+static int check_text(const bd_cert_layout_t *l, const bd_cert_input_t *in, char *err,
+                      size_t errsz) {
+  bd_buf_t t = BD_BUF_INIT;
+  int rc = 0;
+  for (size_t i = 0; i < l->nels && rc == 0; i++) {
+    if (l->els[i].kind != EL_TEXT) continue;
+    bd_buf_reset(&t);
+    expand(&l->els[i], in, &t);
+    if (t.len > BD_CERT_MAX_RENDERED_TEXT) {
+      snprintf(
+          err, errsz,
+          "the text of layout.elements.%zu is %zu bytes long with its placeholders (at most %d)", i,
+          t.len, BD_CERT_MAX_RENDERED_TEXT);
+      rc = -1;
+    }
+  }
+  bd_buf_free(&t);
+  for (size_t i = 0; i < in->nsignatories && rc == 0; i++) {
+    const bd_cert_signatory_t *s = &in->signatories[i];
+    if ((s->name && strlen(s->name) > BD_CERT_MAX_RENDERED_TEXT) ||
+        (s->designation && strlen(s->designation) > BD_CERT_MAX_RENDERED_TEXT)) {
+      snprintf(err, errsz, "the name or designation of signatory_%zu is over %d bytes", i + 1,
+               BD_CERT_MAX_RENDERED_TEXT);
+      rc = -1;
+    }
+  }
+  return rc;
+}
+
 int bd_cert_render(const bd_cert_layout_t *l, const bd_cert_input_t *in, bd_cert_output_t *out,
                    char *err, size_t errsz) {
   memset(out, 0, sizeof *out);
+  if (check_text(l, in, err, errsz) != 0) return -1;
   int y, m, d;
   if (!parse_date(in->issue_date, &y, &m, &d))
     return rerr(err, errsz, "the issue date is not a valid YYYY-MM-DD date");

@@ -57,7 +57,12 @@
  * RecipientsEmail, IssueDate (written DD-MM-YYYY), ReferenceId,
  * InstitutionName, BatchName, VerificationUrl, and any custom CSV column by
  * its exact (case-sensitive) header. A name none of these match renders as
- * empty text. "{{" without a closing "}}" on the same text, or with an empty
+ * empty text. A text element longer than BD_CERT_MAX_RENDERED_TEXT (4000)
+ * bytes once its placeholders are filled in, or a signatory name or
+ * designation over that, fails the render (bd_cert_render's error names the
+ * element): CSV fields may be 64 KiB, and laying out that much text would
+ * take a render thread for seconds for a certificate nobody can read.
+ * "{{" without a closing "}}" on the same text, or with an empty
  * or over 100-byte name, is literal text. Values are inserted as plain text
  * (never markup).
  *
@@ -85,6 +90,7 @@
 #define BD_CERT_MAX_IMAGE_BYTES        (2u << 20) /* decoded PNG bytes per image */
 #define BD_CERT_MAX_IMAGE_PIXELS       4096       /* per side */
 #define BD_CERT_MAX_LAYOUT_IMAGE_BYTES (8u << 20) /* all images of one layout */
+#define BD_CERT_MAX_RENDERED_TEXT      4000       /* bytes of one text element after placeholders */
 #define BD_CERT_PAGE_MIN               72
 #define BD_CERT_PAGE_MAX               5000
 

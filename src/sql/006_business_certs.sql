@@ -65,16 +65,20 @@ $$;
 
 -- Claims the next chunk of a batch's certificates for rendering: pending
 -- ones, and 'processing' ones a previous owner of the job left behind (only
--- one process owns a job at a time: its lease). Returns the rows to render.
-CREATE FUNCTION biz_cert_claim(bid uuid, n int)
-RETURNS TABLE (id uuid, reference_id text, email text, name text, issue_date text, custom_data text)
+-- one process owns a job at a time: its lease), after row `after_row` (the
+-- job's cursor: a range scan of biz_certificates_batch from there, so a
+-- claim costs the same at row 10 and at row 1,000,000; a new owner starts
+-- from 0). Returns the rows to render.
+CREATE FUNCTION biz_cert_claim(bid uuid, n int, after_row int)
+RETURNS TABLE (id uuid, reference_id text, email text, name text, issue_date text, custom_data text, row_no int)
 LANGUAGE sql AS $$
+  -- "= ANY (ARRAY(...))", not a join: with n unknown the generic plan of a
+  -- join hashes the whole table (measured 70 ms at 100k rows against 1 ms)
   UPDATE biz_certificates c SET status = 'processing'
-  FROM (SELECT x.id FROM biz_certificates x
-        WHERE x.batch_id = bid AND x.status IN ('pending', 'processing')
-        ORDER BY x.row_no LIMIT n) pick
-  WHERE c.id = pick.id
-  RETURNING c.id, c.reference_id, c.email, c.name, to_char(c.issue_date, 'YYYY-MM-DD'), c.custom_data::text
+  WHERE c.id = ANY (ARRAY(SELECT x.id FROM biz_certificates x
+                          WHERE x.batch_id = bid AND x.row_no > after_row AND x.status IN ('pending', 'processing')
+                          ORDER BY x.row_no LIMIT n))
+  RETURNING c.id, c.reference_id, c.email, c.name, to_char(c.issue_date, 'YYYY-MM-DD'), c.custom_data::text, c.row_no
 $$;
 
 -- Records a rendered chunk: results = [{id, pdf (hex), png (hex), svg,

@@ -540,6 +540,20 @@ static void test_render_errors(void) {
   CHECK_INT(bd_cert_render(f.layout, &f.in, &out, err, sizeof err), -1);
   CHECK_STR(err, "the layout needs 2 signatories, 1 given");
   bd_cert_output_free(&out);
+  /* a CSV field may be 64 KiB: a text over 4000 bytes once filled in fails */
+  bd_buf_t big = BD_BUF_INIT;
+  for (int i = 0; i < 3985; i++) bd_buf_putc(&big, 'x'); /* + "Certificate for " = 4001 */
+  f.in.nsignatories = 2;
+  f.in.recipient_name = big.data;
+  CHECK_INT(bd_cert_render(f.layout, &f.in, &out, err, sizeof err), -1);
+  CHECK_STR(
+      err, "the text of layout.elements.1 is 4001 bytes long with its placeholders (at most 4000)");
+  bd_cert_output_free(&out);
+  big.data[big.len - 1] = '\0'; /* 4000: fine */
+  CHECK_INT(bd_cert_render(f.layout, &f.in, &out, err, sizeof err), 0);
+  bd_cert_output_free(&out);
+  f.in.recipient_name = "A";
+  bd_buf_free(&big);
   bd_buf_t junk = BD_BUF_INIT;
   bd_buf_puts(&junk, "not a png at all, not a png at all, not a png");
   CHECK(bd_cert_image_decode(junk.data, junk.len, err, sizeof err) == NULL);
