@@ -91,12 +91,14 @@ typedef struct {
   char id[40];                                    /* certificate id */
   char *ref, *email, *name, *issue_date, *custom; /* row values (owned) */
   bd_buf_t out; /* the result object as JSON text (made on the worker) */
+  bool skipped; /* not rendered: the server is stopping */
 } citem_t;
 
 static bd_pg_stmt_t S_KEY = BD_PG_STMT(
     "INSERT INTO biz_signing_keys (key_id, public_key) VALUES ($1, $2) ON CONFLICT DO NOTHING");
 static bd_pg_stmt_t S_CTX = BD_PG_STMT("SELECT biz_cert_job_context($1::uuid)");
-static bd_pg_stmt_t S_CLAIM = BD_PG_STMT("SELECT * FROM biz_cert_claim($1::uuid, $2::int, $3::int)");
+static bd_pg_stmt_t S_CLAIM =
+    BD_PG_STMT("SELECT * FROM biz_cert_claim($1::uuid, $2::int, $3::int)");
 static bd_pg_stmt_t S_RECORD = BD_PG_STMT("SELECT biz_cert_record($1::uuid, $2::jsonb)");
 static bd_pg_stmt_t S_FINISH = BD_PG_STMT("SELECT biz_cert_finish($1::uuid)");
 static bd_pg_stmt_t S_FAIL_ALL = BD_PG_STMT("SELECT biz_cert_fail_all($1::uuid, $2)");
@@ -114,8 +116,10 @@ static void run_free(crun_t *run) {
 
 static void run_end(crun_t *run, const char *error) {
   bd_job_t *job = run->job;
-  if (error) bd_warn("cert.batch %s: %s", run->batch_id, error);
-  else bd_info("cert.batch %s: done", run->batch_id);
+  if (error)
+    bd_warn("cert.batch %s: %s", run->batch_id, error);
+  else
+    bd_info("cert.batch %s: done", run->batch_id);
   run_free(run);
   if (error)
     bd_job_retry(job, error, 1000);
@@ -161,6 +165,13 @@ static void on_recorded(void *ud, const bd_pg_result_t *r) {
 static void item_work(bd_work_t *w) {
   citem_t *it = w->data;
   crun_t *run = it->run;
+  /* shutting down: an item not started yet is left for the next owner (it
+   * stays 'processing'), so a stop never waits for a queue of renders on a
+   * busy machine. bd_app.stopping is written once by the loop thread. */
+  if (__atomic_load_n(&bd_app.stopping, __ATOMIC_RELAXED)) {
+    it->skipped = true;
+    return;
+  }
   char err[300] = "";
   char url[512];
   snprintf(url, sizeof url, "%s/verify/%s", bd_biz_base_url(), it->ref);
@@ -229,7 +240,7 @@ static void item_work(bd_work_t *w) {
 static void item_after(bd_work_t *w, int status) {
   citem_t *it = w->data;
   crun_t *run = it->run;
-  if (status == 0) {
+  if (status == 0 && !it->skipped) {
     bd_buf_putc(&run->results, run->nresults++ ? ',' : '[');
     bd_buf_append(&run->results, it->out.data, it->out.len);
   } else {
