@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #define READ_CHUNK (64 * 1024)          /* bytes read per uv read callback */
 #define INPUT_HIGH_WATER (256 * 1024)   /* stop reading while this much is unparsed */
@@ -903,6 +904,7 @@ static void on_idle(uv_idle_t *h) {
 }
 
 static void on_rejected_close(uv_handle_t *h) { free(h->data); }
+static void conn_start(bd_server_t *s, bd_conn_t *c);
 
 static void on_connection(uv_stream_t *ls, int status) {
   bd_server_t *s = ls->data;
@@ -918,6 +920,28 @@ static void on_connection(uv_stream_t *ls, int status) {
     uv_close((uv_handle_t *)&c->tcp, on_rejected_close);
     return;
   }
+  conn_start(s, c);
+}
+
+int bd_server_adopt_fd(bd_server_t *s, uv_os_sock_t fd) {
+  bd_conn_t *c = bd_calloc(1, sizeof *c);
+  c->srv = s;
+  uv_tcp_init(s->loop, &c->tcp);
+  c->tcp.data = c;
+  c->handles = 1;
+  int rc = uv_tcp_open(&c->tcp, fd);
+  if (rc != 0) {
+    close(fd); /* not attached to the handle */
+    uv_close((uv_handle_t *)&c->tcp, on_rejected_close);
+    return rc;
+  }
+  conn_start(s, c);
+  return 0;
+}
+
+/* An accepted (or adopted) socket becomes a connection waiting for its
+ * first request. */
+static void conn_start(bd_server_t *s, bd_conn_t *c) {
   uv_timer_init(s->loop, &c->timer);
   c->timer.data = c;
   c->handles = 2;

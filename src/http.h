@@ -87,7 +87,10 @@ struct bd_req {
   /* streamed bodies (BD_ROUTE_STREAM) */
   void (*on_body)(bd_req_t *req, const char *p, size_t n); /* takes every byte */
   void (*on_body_end)(bd_req_t *req);                      /* body complete */
-  void (*on_abort)(bd_req_t *req); /* client went away before the response ended */
+  /* The client went away (or the body was malformed) before the response
+   * ended. The handler must still complete a response (it goes nowhere)
+   * and release its holds: until it does the request is not freed. */
+  void (*on_abort)(bd_req_t *req);
 
   /* response state */
   int status;                    /* status sent (0 until headers go out) */
@@ -138,6 +141,12 @@ int bd_server_listen(bd_server_t *s) BD_MUSTCHECK;
  * and after grace_ms closes whatever is left. `done` runs once every
  * connection handle is closed; the server is then freed. */
 void bd_server_shutdown(bd_server_t *s, uint32_t grace_ms, void (*done)(void *ud), void *ud);
+
+/* Test seam (fuzzing): serves an already connected stream socket (e.g. one
+ * end of a socketpair) as if it had been accepted; the server owns and
+ * closes fd. Counts against no limit. Returns 0 or a negative libuv error
+ * (fd is then closed). */
+int bd_server_adopt_fd(bd_server_t *s, uv_os_sock_t fd) BD_MUSTCHECK;
 
 typedef struct {
   uint64_t accepted;  /* connections accepted */
