@@ -74,10 +74,10 @@ struct bd_conn {
   bool too_many_headers;      /* > BD_MAX_HEADERS: answered with 431 */
   uint32_t head_bytes;        /* request line + header bytes so far */
   int early_status;           /* error decided while parsing (413/431), 0 if none */
+  uint8_t fold_scan;          /* obs-fold scanner state over the head bytes, see scan_head */
   bool bad_method;            /* the path exists with other methods (405) */
   bool parser_hold;           /* a streamed handler runs: the parser holds the request */
   bool header_deadline;       /* the header timer is armed (data does not extend it) */
-  char read_buf[READ_CHUNK];  /* uv alloc_cb hands this out (one read at a time) */
 };
 
 struct bd_server {
@@ -99,6 +99,13 @@ struct bd_server {
   void *done_ud;              /* its argument */
   int64_t date_sec;           /* second of the cached Date header */
   char date[40];              /* cached "Date: ..." value */
+  uint32_t accept_burst;      /* connections accepted since the loop last ran other work */
+  bool accept_deferred;       /* one pending connection waits for on_idle to accept it */
+  /* One read buffer for every connection: libuv calls alloc, read and the
+   * read callback back to back on the loop thread, and on_read copies the
+   * bytes into the connection's input at once. A per-connection buffer
+   * would cost 64 KiB of every idle connection. */
+  char read_buf[READ_CHUNK];
 };
 
 static llhttp_settings_t g_settings;
@@ -613,6 +620,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
 static int on_message_complete(llhttp_t *p) {
   bd_conn_t *c = p->data;
   bd_req_t *r = c->req;
+  c->fold_scan = 0; /* the next message's head is scanned afresh */
   c->state = CS_HANDLING;
   uv_timer_stop(&c->timer);
   c->requests++;
@@ -726,7 +734,7 @@ static void conn_arm_timer(bd_conn_t *c) {
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   bd_conn_t *c = h->data;
-  *buf = uv_buf_init(c->read_buf, sizeof c->read_buf);
+  *buf = uv_buf_init(c->srv->read_buf, sizeof c->srv->read_buf);
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
@@ -812,6 +820,32 @@ static void conn_fail(bd_conn_t *c, int status, const char *code, const char *ms
   bd_resp_error(r, status, code, msg, NULL);
 }
 
+/* obs-fold (a header line starting with SP or HT, RFC 9112 5.2) is passed
+ * through by llhttp as a continuation of the previous value, and
+ * "Transfer-Encoding:\r\n chunked" is taken as chunked: a request-smuggling
+ * shape when a front proxy reads it differently. llhttp's callbacks cannot
+ * tell a fold from a value split across two reads, so the head bytes are
+ * scanned here before llhttp sees them, with a state kept across reads:
+ * 0 inside a line, 1 at a line start, 2 after CR at a line start, 3 the
+ * head is over (body bytes are not scanned). The first line is the request
+ * line; bytes before it are not special. Returns true on a fold. */
+static bool scan_head(bd_conn_t *c, const char *p, size_t n) {
+  uint8_t st = c->fold_scan;
+  for (size_t i = 0; i < n && st != 3; i++) {
+    char ch = p[i];
+    switch (st) {
+    case 0: if (ch == '\n') st = 1; break;
+    case 1:
+      if (ch == ' ' || ch == '\t') return true;
+      st = ch == '\n' ? 3 : ch == '\r' ? 2 : 0;
+      break;
+    case 2: st = ch == '\n' ? 3 : 0; break;
+    }
+  }
+  c->fold_scan = st;
+  return false;
+}
+
 /* Parses buffered input until the parser pauses (a request is complete or
  * the body consumer asked to pause) or the input runs out. */
 static void conn_process(bd_conn_t *c) {
@@ -820,6 +854,12 @@ static void conn_process(bd_conn_t *c) {
     const char *start = c->in.data ? c->in.data + c->in_off : "";
     size_t avail = c->in.len - c->in_off;
     if (c->state == CS_IDLE) conn_arm_timer(c); /* re-armed as headers by message_begin */
+    if ((c->state == CS_IDLE || c->state == CS_HEADERS) && c->fold_scan != 3 && scan_head(c, start, avail)) {
+      bd_log(BD_LOG_INFO, "malformed request on a connection: obsolete line folding");
+      c->in_off = c->in.len;
+      conn_fail(c, 400, "invalid_request", "Malformed HTTP request: obsolete line folding in a header");
+      return;
+    }
     llhttp_errno_t err = llhttp_execute(&c->parser, start, avail);
     if (err == HPE_OK) {
       c->in_off = c->in.len;
@@ -883,8 +923,15 @@ static void conn_schedule(bd_conn_t *c) {
   uv_idle_start(&c->srv->idle, on_idle);
 }
 
+static void on_connection(uv_stream_t *ls, int status);
+
 static void on_idle(uv_idle_t *h) {
   bd_server_t *s = h->data;
+  s->accept_burst = 0;
+  if (s->accept_deferred) {
+    s->accept_deferred = false;
+    on_connection((uv_stream_t *)&s->listener, 0); /* accepting re-arms the listener */
+  }
   /* Take the whole list: work done below may schedule connections again,
    * they are then handled on the next iteration. */
   bd_conn_t *list = s->ready;
@@ -906,9 +953,24 @@ static void on_idle(uv_idle_t *h) {
 static void on_rejected_close(uv_handle_t *h) { free(h->data); }
 static void conn_start(bd_server_t *s, bd_conn_t *c);
 
+/* A burst of connections (a flood, or clients reconnecting at once) is
+ * accepted at most ACCEPT_BURST per loop iteration: libuv would otherwise
+ * accept until the backlog is empty before any established connection is
+ * served. Not calling uv_accept makes libuv stop polling the listener; the
+ * idle callback accepts the pending one on the next iteration. */
+#define ACCEPT_BURST 64
+
 static void on_connection(uv_stream_t *ls, int status) {
   bd_server_t *s = ls->data;
   if (status < 0) return;
+  if (s->shutting_down || !s->listening) return;
+  if (s->accept_burst >= ACCEPT_BURST) {
+    s->accept_deferred = true;
+    uv_idle_start(&s->idle, on_idle);
+    return;
+  }
+  s->accept_burst++;
+  uv_idle_start(&s->idle, on_idle); /* resets the burst count once the loop moves on */
   bd_conn_t *c = bd_calloc(1, sizeof *c);
   c->srv = s;
   uv_tcp_init(s->loop, &c->tcp);
