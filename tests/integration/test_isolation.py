@@ -1,0 +1,307 @@
+"""Tenant isolation matrix, table-driven over every endpoint the running
+binary serves.
+
+Tenants A ("demo") and B ("rival") are seeded; A owns live and test objects
+on the QR surface and a product + product batch on the products surface.
+Every QR endpoint (the table below is checked against /openapi.json, so a new
+/v1 endpoint fails this test until it has a row) is called with: no
+credential, a malformed credential, A's key id with a wrong secret, A's
+read-only key (scope qr:read only), A's test key on A's live objects, A's
+live key on A's test objects, B's live key, and A's own key (the positive
+control: the matrix must be able to fail). Every /rpc function is called with
+no JWT, a JWT signed with another secret, an expired JWT, A's viewer on
+writes, B's owner on A's brand, B's owner on A's rows through B's own
+brand, and A's owner. Every response body is searched for the identifiers of
+the other tenant (and, for test keys, of live objects): none may appear.
+
+Endpoints of surfaces this table does not know yet (the certificate
+surface, minting, the resolver, as they land) get a generic check: without a
+credential and with B's credentials they are never 2xx on A's identifiers
+(unless listed as public), never 5xx, and never show A's identifiers.
+"""
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+import requests
+
+from conftest import JWT_SECRET
+
+
+@pytest.fixture(scope="module")
+def srv(server_factory):
+    return server_factory(env={"BATCHD_RATE_LIMIT": "0"})
+
+
+def seed(run_batchd, srv, tenant):
+    args = ["seed-demo", "--json"] + (["--tenant", tenant] if tenant else [])
+    out = run_batchd(*args, env={"BATCHD_PUBLIC_URL": srv.url})
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def Hq(key):
+    return {"Authorization": "Bearer " + key, "Content-Type": "application/json"} if key is not None else {}
+
+
+def b64(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def jwt(claims, key=JWT_SECRET.encode(), alg="HS256"):
+    head = b64(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = b64(hmac.new(key, ("%s.%s" % (head, body)).encode(), hashlib.sha256).digest()) if alg == "HS256" else ""
+    return "%s.%s.%s" % (head, body, sig)
+
+
+@pytest.fixture(scope="module")
+def world(srv, run_batchd):
+    a = seed(run_batchd, srv, None)
+    b = seed(run_batchd, srv, "rival")
+    ka, kb = a["qr"], b["qr"]
+    w = {"A": a, "B": b}
+
+    def post(path, key, body):
+        r = requests.post(srv.url + path, headers=Hq(key), data=json.dumps(body))
+        assert r.status_code in (201, 202), (path, r.status_code, r.text)
+        return r.json()
+
+    w["a_batch"] = post("/v1/batches", ka["live_key"], {"items": [{"name": "a-item", "target": {"text": "A secret"}}]})
+    w["a_code"] = post("/v1/qr-codes", ka["live_key"], {"name": "a-dyn", "kind": "dynamic",
+                                                         "target": {"destination": "https://a.example/x"}})
+    w["a_static"] = post("/v1/qr-codes", ka["live_key"], {"name": "a-static", "target": {"text": "A static"}})
+    w["a_tpl"] = post("/v1/templates", ka["live_key"], {"name": "a-tpl", "design": {"error_correction": "H"}})
+    w["a_test_code"] = post("/v1/qr-codes", ka["test_key"], {"name": "a-test", "kind": "dynamic",
+                                                              "target": {"destination": "https://a.example/t"}})
+    w["a_test_batch"] = post("/v1/batches", ka["test_key"], {"items": [{"target": {"text": "A test"}}]})
+    w["b_code"] = post("/v1/qr-codes", kb["live_key"], {"name": "b-dyn", "kind": "dynamic",
+                                                         "target": {"destination": "https://b.example/x"}})
+    pa = a["products"]
+    r = requests.post(srv.url + "/rpc/create_product_batch", headers=Hq(pa["jwt"]),
+                      data=json.dumps({"_brand_id": pa["brand_id"], "_product_id": pa["product_id"],
+                                       "_batch_number": "A-LOT-1"}))
+    assert r.status_code in (200, 201), r.text
+    w["a_pbatch"] = r.json()
+    # identifiers of A's live data (nothing of these may reach B or a test key)
+    live_ids = [w["a_batch"]["id"], w["a_code"]["id"], w["a_code"]["short_code"], w["a_static"]["id"],
+                w["a_tpl"]["id"], ka["template_id"], "A secret", "a.example/x", "a-item", "a-dyn"]
+    w["a_live_ids"] = [x for x in live_ids if x]
+    w["a_test_ids"] = [w["a_test_code"]["id"], w["a_test_code"]["short_code"], w["a_test_batch"]["id"], "a-test"]
+    return w
+
+
+def no_leak(r, ids, who):
+    for x in ids:
+        assert x not in r.text, "%s saw %r: %s %s -> %d %s" % (who, x, r.request.method, r.request.url, r.status_code,
+                                                              r.text[:300])
+
+
+# --- the QR surface -------------------------------------------------------------------------
+
+# (method, openapi path, concrete path, body, scope: read | write | analytics, object: True when the path
+# names one of A's live objects)
+def qr_routes(w):
+    code, static, batch = w["a_code"]["id"], w["a_static"]["id"], w["a_batch"]["id"]
+    item = {"items": [{"target": {"text": "x"}}]}
+    return [
+        ("POST", "/v1/batches", "/v1/batches", item, "write", False),
+        ("POST", "/v1/batches", "/v1/batches", dict(item, template_id=w["a_tpl"]["id"]), "write", True),
+        ("GET", "/v1/batches", "/v1/batches", None, "read", False),
+        ("GET", "/v1/batches/{id}", "/v1/batches/" + batch, None, "read", True),
+        ("POST", "/v1/qr-codes", "/v1/qr-codes", {"target": {"text": "x"}}, "write", False),
+        ("GET", "/v1/qr-codes", "/v1/qr-codes", None, "read", False),
+        ("GET", "/v1/qr-codes/{id}", "/v1/qr-codes/" + code, None, "read", True),
+        ("GET", "/v1/qr-codes/{id}", "/v1/qr-codes/" + static, None, "read", True),
+        ("PATCH", "/v1/qr-codes/{id}", "/v1/qr-codes/" + code, {"name": "hijacked"}, "write", True),
+        ("DELETE", "/v1/qr-codes/{id}", "/v1/qr-codes/" + static, None, "write", True),
+        ("GET", "/v1/qr-codes/{id}/download", "/v1/qr-codes/%s/download" % code, None, "read", True),
+        ("GET", "/v1/qr-codes/{id}/analytics", "/v1/qr-codes/%s/analytics" % code, None, "analytics", True),
+        ("POST", "/v1/templates", "/v1/templates", {"name": "t", "design": {}}, "write", False),
+        ("GET", "/v1/templates", "/v1/templates", None, "read", False),
+    ]
+
+
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/s/{code}")}
+
+
+def call(srv, method, path, key, body):
+    return requests.request(method, srv.url + path, headers=Hq(key), timeout=10,
+                            data=json.dumps(body) if body is not None else None)
+
+
+def test_qr_table_covers_every_v1_endpoint(srv, world):
+    spec = requests.get(srv.url + "/openapi.json").json()
+    served = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops
+              if m in ("get", "post", "patch", "delete", "put") and (p.startswith("/v1/") or p.startswith("/s/"))}
+    table = {(m, p) for m, p, *_ in qr_routes(world)} | {x for x in PUBLIC if x[1].startswith("/s/")}
+    assert served - table == set(), "QR endpoints without an isolation row: %s" % sorted(served - table)
+
+
+def test_qr_unauthenticated(srv, world):
+    ka = world["A"]["qr"]
+    kid = ka["live_key"].rsplit("_", 1)[0]
+    for method, _, path, body, _, _ in qr_routes(world):
+        for key in (None, "nope", "qr_live_", kid + "_" + "x" * 32, ka["live_key"][:-1] + ("A" if ka["live_key"][-1] != "A" else "B"),
+                    "Basic " + ka["live_key"]):
+            r = call(srv, method, path, key, body)
+            assert r.status_code == 401, (method, path, key, r.status_code, r.text)
+            assert r.json()["error"]["code"] == "unauthenticated"
+            no_leak(r, world["a_live_ids"], "an unauthenticated caller")
+
+
+def test_qr_scope_missing_is_403(srv, world):
+    ro = world["A"]["qr"]["read_only_key"]
+    for method, _, path, body, scope, _ in qr_routes(world):
+        r = call(srv, method, path, ro, body)
+        if scope == "read":
+            assert r.status_code == 200, (method, path, r.status_code, r.text)
+        else:
+            assert r.status_code == 403, (method, path, r.status_code, r.text)
+            assert r.json()["error"]["code"] == "insufficient_scope"
+    # nothing changed through the read-only key
+    r = call(srv, "GET", "/v1/qr-codes/" + world["a_code"]["id"], world["A"]["qr"]["live_key"], None)
+    assert r.json()["name"] == "a-dyn"
+
+
+def test_qr_other_tenant_and_test_key(srv, world):
+    """B's live key and A's test key on A's live objects: 404 (never 403:
+    that would confirm the id exists); collections show none of it."""
+    ka, kb = world["A"]["qr"], world["B"]["qr"]
+    for who, key, hidden in (("tenant B", kb["live_key"], world["a_live_ids"] + world["a_test_ids"]),
+                             ("A's test key", ka["test_key"], world["a_live_ids"])):
+        for method, _, path, body, _, obj in qr_routes(world):
+            r = call(srv, method, path, key, body)
+            if obj and body is not None and "template_id" in body:
+                assert r.status_code == 400 and r.json()["error"]["param"] == "template_id", (who, r.text)
+            elif obj:
+                assert r.status_code == 404, (who, method, path, r.status_code, r.text)
+                assert r.json()["error"]["code"] == "not_found"
+            else:
+                assert r.status_code in (200, 201, 202), (who, method, path, r.status_code, r.text)
+            no_leak(r, hidden, who)
+        # list endpoints with every filter and a large page
+        for path in ("/v1/qr-codes?limit=100&kind=all", "/v1/batches?limit=100", "/v1/templates"):
+            no_leak(call(srv, "GET", path, key, None), hidden, who)
+    # A's live key on A's test objects: 404 too
+    for path in ("/v1/qr-codes/" + world["a_test_code"]["id"], "/v1/batches/" + world["a_test_batch"]["id"],
+                 "/v1/qr-codes/%s/download" % world["a_test_code"]["id"]):
+        r = call(srv, "GET", path, ka["live_key"], None)
+        assert r.status_code == 404, (path, r.text)
+    no_leak(call(srv, "GET", "/v1/qr-codes?limit=100&kind=all", ka["live_key"], None), world["a_test_ids"], "A live")
+    # B's object is equally invisible to A
+    r = call(srv, "GET", "/v1/qr-codes/" + world["b_code"]["id"], ka["live_key"], None)
+    assert r.status_code == 404
+    # A's PATCH and DELETE through B did nothing
+    r = call(srv, "GET", "/v1/qr-codes/" + world["a_static"]["id"], ka["live_key"], None)
+    assert r.status_code == 200
+    r = call(srv, "GET", "/v1/qr-codes/" + world["a_code"]["id"], ka["live_key"], None)
+    assert r.json()["name"] == "a-dyn"
+
+
+def test_qr_positive_control(srv, world):
+    """The same matrix with A's own live key succeeds, so the 404s above
+    are isolation and not broken paths."""
+    ka = world["A"]["qr"]
+    for method, _, path, body, _, _ in qr_routes(world):
+        r = call(srv, method, path, ka["live_key"], body)
+        assert r.status_code in (200, 201, 202, 204), (method, path, r.status_code, r.text)
+
+
+# --- the products surface (/rpc) ---------------------------------------------------------------
+
+
+def rpc(srv, fn, args, token, prefix="/rpc/"):
+    return requests.post(srv.url + prefix + fn, headers=Hq(token), data=json.dumps(args), timeout=10)
+
+
+def rpc_calls(w, brand, product, pbatch):
+    return [
+        ("create_product", {"_brand_id": brand, "_name": "iso", "_gtin": "4006381333931"}, "write"),
+        ("list_products", {"_brand_id": brand}, "read"),
+        ("create_product_batch", {"_brand_id": brand, "_product_id": product, "_batch_number": "ISO-%d" % time.time_ns()},
+         "write"),
+        ("list_product_batches", {"_brand_id": brand, "_product_id": product}, "read"),
+        ("update_product_batch", {"_brand_id": brand, "_batch_id": pbatch, "_patch": {"quantity": 7}}, "write"),
+    ]
+
+
+def pbatch_id(w):
+    b = w["a_pbatch"]
+    if isinstance(b, list):
+        b = b[0]
+    return b["id"]
+
+
+def test_rpc_matrix(srv, world):
+    pa, pb = world["A"]["products"], world["B"]["products"]
+    now = int(time.time())
+    calls = rpc_calls(world, pa["brand_id"], pa["product_id"], pbatch_id(world))
+    hidden = [pa["brand_id"], pa["product_id"], pbatch_id(world), "A-LOT-1"]
+    bad_tokens = [None, "garbage", jwt({"sub": pa["user_id"], "exp": now + 300}, key=b"another-secret"),
+                  jwt({"sub": pa["user_id"], "exp": now - 300}), jwt({"sub": pa["user_id"], "exp": now + 300}, alg="none"),
+                  jwt({"sub": pa["user_id"]}), jwt({"sub": pa["user_id"], "exp": now + 600, "nbf": now + 300})]
+    for prefix in ("/rpc/", "/rest/v1/rpc/"):
+        for fn, args, kind in calls:
+            for tok in bad_tokens:
+                r = rpc(srv, fn, args, tok, prefix)
+                assert r.status_code == 401, (fn, tok, r.status_code, r.text)
+                assert r.json()["message"] == "Not authenticated"
+                no_leak(r, hidden, "no/invalid JWT")
+            # B's owner on A's brand: 403, nothing of A in the body
+            r = rpc(srv, fn, args, pb["jwt"], prefix)
+            assert r.status_code == 403, (fn, r.status_code, r.text)
+            no_leak(r, hidden, "B's owner")
+            # A's viewer: reads yes, writes 403
+            r = rpc(srv, fn, args, pa["viewer_jwt"], prefix)
+            assert r.status_code == (200 if kind == "read" else 403), (fn, r.status_code, r.text)
+    # B's owner on A's rows through B's own brand: 404, no leak
+    for fn, args, kind in rpc_calls(world, pb["brand_id"], pa["product_id"], pbatch_id(world)):
+        if fn in ("create_product", "list_products"):
+            continue
+        r = rpc(srv, fn, args, pb["jwt"])
+        assert r.status_code == 404, (fn, r.status_code, r.text)
+        no_leak(r, hidden[2:], "B's owner via its brand")
+    # B's own listing shows none of A
+    no_leak(rpc(srv, "list_products", {"_brand_id": pb["brand_id"]}, pb["jwt"]), hidden, "B's listing")
+    # the viewer's and B's attempts changed nothing
+    r = rpc(srv, "list_product_batches", {"_brand_id": pa["brand_id"], "_product_id": pa["product_id"]}, pa["jwt"])
+    assert "ISO-" not in r.text and '"quantity": 7' not in r.text, r.text
+    r = rpc(srv, "list_products", {"_brand_id": pa["brand_id"]}, pa["jwt"])
+    assert '"iso"' not in r.text, r.text
+    # positive control: A's owner can do all of it (create_product with a
+    # GTIN of its own: the seed's exists already)
+    for fn, args, kind in calls:
+        if fn == "create_product":
+            args = dict(args, _gtin="96385074")
+        r = rpc(srv, fn, args, pa["jwt"])
+        assert r.status_code in (200, 201), (fn, r.status_code, r.text)
+
+
+# --- surfaces the table does not know yet ------------------------------------------------------
+
+
+def test_other_surfaces_generic(srv, world):
+    """Whatever else /openapi.json lists (surfaces landing after this table
+    was written): unauthenticated and cross-tenant calls are never 5xx and
+    never show A's identifiers. Listed in the output so the report says what
+    was checked only generically."""
+    spec = requests.get(srv.url + "/openapi.json").json()
+    known = {(m, p) for m, p, *_ in qr_routes(world)} | PUBLIC
+    others = [(m.upper(), p) for p, ops in spec["paths"].items() for m in ops
+              if m in ("get", "post", "patch", "delete", "put") and (m.upper(), p) not in known]
+    hidden = world["a_live_ids"] + world["a_test_ids"] + [world["A"]["products"]["brand_id"]]
+    creds = [None, world["B"]["qr"]["live_key"], world["B"]["products"]["jwt"]]
+    for method, p in others:
+        path = p
+        for name in ("id", "uuid", "batch_id", "code", "gtin", "serial", "lot"):
+            path = path.replace("{%s}" % name, world["a_batch"]["id"])
+        for key in creds:
+            r = requests.request(method, srv.url + path, headers=Hq(key), timeout=10,
+                                 data="{}" if method in ("POST", "PATCH", "PUT") else None)
+            assert r.status_code < 500, (method, p, r.status_code, r.text[:300])
+            no_leak(r, hidden, "generic %s" % (key or "anonymous"))
+    print("endpoints checked only generically: %s" % others)
