@@ -420,7 +420,15 @@ static void conn_dead(bd_pg_conn_t *c, const char *why) {
   c->copy_failed = false;
   bd_buf_free(&c->copybuf);
   c->copy_off = 0;
-  c->drain_cb = NULL;
+  if (c->drain_cb) {
+    /* A COPY producer paused for backpressure must hear that it can go on:
+     * its next bd_pg_copy_put fails and its end reports the loss. Dropping
+     * the callback left a paused upload stalled until its body timeout
+     * (408 instead of 503 when the database went away mid-upload). */
+    void (*cb)(void *) = c->drain_cb;
+    c->drain_cb = NULL;
+    cb(c->drain_ud);
+  }
   op_t *o;
   while ((o = fifo_pop(&c->inflight, &c->inflight_tail))) op_fail(p, o, BD_PG_EUNAVAIL, msg);
   c->ninflight = 0;

@@ -405,11 +405,13 @@ def test_ten_thousand_idle_connections(server_factory, workdir):
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_dropped_mid_upload_persists_nothing(srv, probe, keys, psql, chunked):
-    """Clients that disconnect in the middle of a body: no batch, code or job
-    from the half request, on the QR surface (JSON) and the products surface
-    (/rpc), and the stream hook (hashing as it goes) survives it too."""
+    """Clients that disconnect in the middle of a body: no batch, code,
+    certificate or job from the half request, on the QR surface (JSON), the
+    products surface (/rpc) and the certificate surface's streamed multipart
+    upload (cut at eight places), and the stream hook survives it too."""
     qr_before = psql("SELECT count(*) FROM qr_batches") + "/" + psql("SELECT count(*) FROM bd_jobs")
     pr_before = psql("SELECT count(*) FROM pp_products")
+    biz_before = psql("SELECT (SELECT count(*) FROM biz_batches), (SELECT count(*) FROM biz_certificates)")
     items = [{"name": "n%d" % i, "target": {"text": "dropped %d" % i}} for i in range(500)]
     bodies = [
         ("/v1/batches", {"Authorization": "Bearer " + keys["qr"]["live_key"]}, json.dumps({"items": items}).encode()),
@@ -429,6 +431,36 @@ def test_dropped_mid_upload_persists_nothing(srv, probe, keys, psql, chunked):
                 hdr["Content-Length"] = str(len(body))
                 s.sendall(request_bytes("POST", path, hdr) + body[:cut])
             s.close()
+    # the certificate surface's streamed upload (multipart -> roster -> COPY):
+    # cut inside a part header, the boundary, the CSV, before the closing
+    # delimiter
+    biz = keys["business"]
+    boundary = "HOSTILE" + "x" * 10
+    fields = [("name", "dropped"), ("template_id", biz["template_ids"]["plain"])]
+    mp = b"".join(b"--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n" % (
+        boundary.encode(), k.encode(), v.encode()) for k, v in fields)
+    mp += (b"--%s\r\nContent-Disposition: form-data; name=\"csv_file\"; filename=\"r.csv\"\r\n"
+           b"Content-Type: text/csv\r\n\r\nRecipientsEmail,RecipientsName\r\n" % boundary.encode())
+    mp += b"".join(b"u%d@example.com,User %d\r\n" % (i, i) for i in range(20000))
+    mp += b"\r\n--%s--\r\n" % boundary.encode()
+    cuts = [1, 30, mp.index(b"csv_file") + 5, mp.index(b"RecipientsEmail") + 3, len(mp) // 3, len(mp) * 2 // 3,
+            len(mp) - len(boundary) - 6, len(mp) - 1]
+    for cut in cuts:
+        s = conn(srv)
+        hdr = {"Authorization": "Bearer " + biz["token"], "Content-Type": "multipart/form-data; boundary=" + boundary}
+        if chunked:
+            hdr["Transfer-Encoding"] = "chunked"
+            s.sendall(request_bytes("POST", "/business/batches", hdr) + b"%x\r\n" % len(mp) + mp[:cut])
+        else:
+            hdr["Content-Length"] = str(len(mp))
+            s.sendall(request_bytes("POST", "/business/batches", hdr) + mp[:cut])
+        time.sleep(0.05)
+        s.close()
+    deadline = time.time() + 15
+    while time.time() < deadline and psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND (state LIKE 'idle in transaction%' OR query LIKE 'COPY%' AND state = 'active')") != "0":
+        time.sleep(0.1)
     time.sleep(0.3)
     # a complete chunked request whose terminating chunk never comes is not committed either
     s = conn(srv)
@@ -440,6 +472,13 @@ def test_dropped_mid_upload_persists_nothing(srv, probe, keys, psql, chunked):
     time.sleep(0.3)
     assert psql("SELECT count(*) FROM qr_batches") + "/" + psql("SELECT count(*) FROM bd_jobs") == qr_before
     assert psql("SELECT count(*) FROM pp_products") == pr_before
+    assert psql("SELECT (SELECT count(*) FROM biz_batches), (SELECT count(*) FROM biz_certificates)") == biz_before
+    # and the upload route still works afterwards
+    ok = requests.post(srv.url + "/business/batches", headers={"Authorization": "Bearer " + biz["token"]},
+                       files=[("name", (None, "after")), ("template_id", (None, biz["template_ids"]["plain"])),
+                              ("csv_file", ("r.csv", b"RecipientsEmail,RecipientsName\r\na@example.com,A\r\n",
+                                            "text/csv"))])
+    assert ok.status_code == 201, ok.text
     assert requests.get(srv.url + "/healthz", timeout=2).status_code == 200
     probe.check("dropped uploads")
 
