@@ -95,7 +95,12 @@ def world(srv, run_batchd):
 
 
 def no_leak(r, ids, who):
+    """None of ids in the body, except what the caller itself sent (a 404
+    that names the id asked for, as the /business API does, leaks nothing)."""
+    sent = r.request.url + str(r.request.body or "")
     for x in ids:
+        if x in sent:
+            continue
         assert x not in r.text, "%s saw %r: %s %s -> %d %s" % (who, x, r.request.method, r.request.url, r.status_code,
                                                               r.text[:300])
 
@@ -281,6 +286,106 @@ def test_rpc_matrix(srv, world):
         assert r.status_code in (200, 201), (fn, r.status_code, r.text)
 
 
+# --- the certificate surface (/business) -------------------------------------------------------------
+
+
+def biz_routes(w):
+    bid = w["a_biz_batch"]["id"]
+    tpl = w["A"]["business"]["template_ids"]["plain"]
+    return [
+        ("POST", "/business/batches", "/business/batches", "upload", "batches:create", False),
+        ("POST", "/business/batches", "/business/batches", "upload_a_template", "batches:create", True),
+        ("GET", "/business/batches", "/business/batches", None, "batches:view", False),
+        ("GET", "/business/batches/{batchId}", "/business/batches/" + bid, None, "batches:view", True),
+        ("POST", "/business/batches/{batchId}/approve", "/business/batches/%s/approve" % bid, None,
+         "batches:approve", True),
+        ("GET", "/business/batches/{batchId}/errors.csv", "/business/batches/%s/errors.csv" % bid, None,
+         "batches:view", True),
+        ("GET", "/business/certificate-templates", "/business/certificate-templates", None, "templates:view", False),
+        ("GET", "/business/certificate-templates/{templateId}", "/business/certificate-templates/" + tpl, None,
+         "templates:view", True),
+    ]
+
+
+BIZ_ROSTER = b"RecipientsEmail,RecipientsName\r\nalice.a@a-tenant.example,Alice A-Tenant\r\nbroken,Bob A-Tenant\r\n"
+
+
+def biz_call(srv, method, path, token, body, w, own_template=None):
+    h = {"Authorization": "Bearer " + token} if token is not None else {}
+    if body in ("upload", "upload_a_template"):
+        tpl = w["A"]["business"]["template_ids"]["plain"] if body == "upload_a_template" else own_template
+        files = [("name", (None, "iso")), ("csv_file", ("r.csv", b"RecipientsEmail,RecipientsName\r\nx@y.example,X\r\n",
+                                                          "text/csv"))]
+        if tpl:
+            files.insert(1, ("template_id", (None, tpl)))
+        return requests.post(srv.url + path, headers=h, files=files, timeout=10)
+    return requests.request(method, srv.url + path, headers=h, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def bworld(srv, world):
+    a = world["A"]["business"]
+    r = requests.post(srv.url + "/business/batches", headers={"Authorization": "Bearer " + a["token"]},
+                      files=[("name", (None, "A confidential batch")),
+                             ("template_id", (None, a["template_ids"]["default_signatories"])),
+                             ("csv_file", ("r.csv", BIZ_ROSTER, "text/csv"))])
+    assert r.status_code == 201, r.text
+    world["a_biz_batch"] = r.json()["data"]
+    world["a_biz_ids"] = [world["a_biz_batch"]["id"], a["user_uuid"], "A confidential batch", "alice.a@a-tenant.example",
+                          "A-Tenant"] + list(a["template_ids"].values()) + [x["user_uuid"] for x in a["signatories"]]
+    return world
+
+
+def test_business_table_covers_every_endpoint(srv, bworld):
+    spec = requests.get(srv.url + "/openapi.json").json()
+    served = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops
+              if m in ("get", "post", "patch", "delete", "put") and p.startswith("/business/")}
+    table = {(m, p) for m, p, *_ in biz_routes(bworld)}
+    assert served - table == set(), "/business endpoints without an isolation row: %s" % sorted(served - table)
+
+
+def test_business_matrix(srv, bworld):
+    w = bworld
+    a, b = w["A"]["business"], w["B"]["business"]
+    routes = biz_routes(w)
+    for method, _, path, body, perm, obj in routes:
+        # no credential, malformed, a wrong secret for A's token id
+        for tok in (None, "garbage", a["token"][:-3] + ("xyz" if not a["token"].endswith("xyz") else "abc"),
+                    w["A"]["qr"]["live_key"], w["A"]["products"]["jwt"]):
+            r = biz_call(srv, method, path, tok, body, w)
+            assert r.status_code == 401, (method, path, tok, r.status_code, r.text)
+            assert r.json().get("message"), r.text
+            no_leak(r, w["a_biz_ids"], "unauthenticated")
+        # the view-only token lacks every permission but batches:view
+        r = biz_call(srv, method, path, a["view_only_token"], body, w, a["template_ids"]["plain"])
+        if perm == "batches:view":
+            assert r.status_code == 200, (method, path, r.status_code, r.text)
+        else:
+            assert r.status_code == 403 and r.json()["required_permission"] == perm, (method, path, r.text)
+        # another institution's admin: A's objects do not exist for it
+        r = biz_call(srv, method, path, b["token"], body, w, b["template_ids"]["plain"])
+        if body == "upload_a_template":
+            assert r.status_code == 422 and "template_id" in r.json().get("errors", {}), (path, r.status_code, r.text)
+        elif obj:
+            assert r.status_code == 404, (method, path, r.status_code, r.text)
+        else:
+            assert r.status_code in (200, 201), (method, path, r.status_code, r.text)
+        no_leak(r, w["a_biz_ids"], "institution B")
+    # B's listings with every page
+    for path in ("/business/batches?per_page=100", "/business/certificate-templates?per_page=100"):
+        no_leak(requests.get(srv.url + path, headers={"Authorization": "Bearer " + b["token"]}), w["a_biz_ids"], "B")
+    # positive control: A's admin reaches every one of them (approving takes
+    # one of the batch's signatories: 200, or 422 once it has approved)
+    for method, _, path, body, perm, obj in routes:
+        if path.endswith("/approve"):
+            got = [biz_call(srv, method, path, t, body, w).status_code
+                   for t in [a["token"]] + [x["token"] for x in a["signatories"]]]
+            assert 200 in got or 422 in got, (path, got)
+            continue
+        r = biz_call(srv, method, path, a["token"], body, w, a["template_ids"]["plain"])
+        assert r.status_code in (200, 201), (method, path, r.status_code, r.text)
+
+
 # --- surfaces the table does not know yet ------------------------------------------------------
 
 
@@ -290,14 +395,15 @@ def test_other_surfaces_generic(srv, world):
     never show A's identifiers. Listed in the output so the report says what
     was checked only generically."""
     spec = requests.get(srv.url + "/openapi.json").json()
-    known = {(m, p) for m, p, *_ in qr_routes(world)} | PUBLIC
+    known = {(m, p) for m, p, *_ in qr_routes(world)} | PUBLIC | {
+        (m, p) for m, p, *_ in biz_routes(dict(world, a_biz_batch={"id": "x"}))}
     others = [(m.upper(), p) for p, ops in spec["paths"].items() for m in ops
               if m in ("get", "post", "patch", "delete", "put") and (m.upper(), p) not in known]
     hidden = world["a_live_ids"] + world["a_test_ids"] + [world["A"]["products"]["brand_id"]]
     creds = [None, world["B"]["qr"]["live_key"], world["B"]["products"]["jwt"]]
     for method, p in others:
         path = p
-        for name in ("id", "uuid", "batch_id", "code", "gtin", "serial", "lot"):
+        for name in ("id", "uuid", "batch_id", "batchId", "code", "gtin", "serial", "lot"):
             path = path.replace("{%s}" % name, world["a_batch"]["id"])
         for key in creds:
             r = requests.request(method, srv.url + path, headers=Hq(key), timeout=10,

