@@ -302,10 +302,18 @@ def biz_routes(w):
         ("GET", "/business/batches/{batchId}/errors.csv", "/business/batches/%s/errors.csv" % bid, None,
          "batches:view", True),
         ("GET", "/business/certificate-templates", "/business/certificate-templates", None, "templates:view", False),
+        ("POST", "/business/certificate-templates", "/business/certificate-templates", "template", "templates:manage",
+         False),
+        ("POST", "/business/certificate-templates", "/business/certificate-templates", "template_a_signatories",
+         "templates:manage", True),
         ("GET", "/business/certificate-templates/{templateId}", "/business/certificate-templates/" + tpl, None,
          "templates:view", True),
     ]
 
+
+LAYOUT = {"page": {"width": 842, "height": 595}, "background": {"color": "#ffffff"},
+          "elements": [{"type": "text", "text": "{{RecipientsName}}", "x": 421, "y": 200, "size": 28},
+                       {"type": "signature", "field": "signatory_1", "x": 300, "y": 400, "width": 160, "height": 60}]}
 
 BIZ_ROSTER = b"RecipientsEmail,RecipientsName\r\nalice.a@a-tenant.example,Alice A-Tenant\r\nbroken,Bob A-Tenant\r\n"
 
@@ -319,6 +327,12 @@ def biz_call(srv, method, path, token, body, w, own_template=None):
         if tpl:
             files.insert(1, ("template_id", (None, tpl)))
         return requests.post(srv.url + path, headers=h, files=files, timeout=10)
+    if body in ("template", "template_a_signatories"):
+        t = {"name": "iso template", "layout": LAYOUT}
+        if body == "template_a_signatories":  # A's signatory as a default of the caller's template
+            t["default_signatories"] = [{"signatory_index": 1, "user_uuid": w["A"]["business"]["signatories"][0]["user_uuid"]}]
+        return requests.post(srv.url + path, headers=dict(h, **{"Content-Type": "application/json"}),
+                             data=json.dumps(t), timeout=10)
     return requests.request(method, srv.url + path, headers=h, timeout=10)
 
 
@@ -366,6 +380,8 @@ def test_business_matrix(srv, bworld):
         r = biz_call(srv, method, path, b["token"], body, w, b["template_ids"]["plain"])
         if body == "upload_a_template":
             assert r.status_code == 422 and "template_id" in r.json().get("errors", {}), (path, r.status_code, r.text)
+        elif body == "template_a_signatories":
+            assert r.status_code == 422, (path, r.status_code, r.text)
         elif obj:
             assert r.status_code == 404, (method, path, r.status_code, r.text)
         else:

@@ -16,7 +16,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import subprocess
 import time
 
