@@ -787,8 +787,12 @@ static void conn_fail(bd_conn_t *c, int status, const char *code, const char *ms
   if (!c->req) c->req = req_new(c);
   bd_req_t *r = c->req;
   if (r->request_id[0] == '\0') new_request_id(r->request_id);
-  if (c->state == CS_HEADERS && c->url_len) r->method = (uint8_t)llhttp_get_method(&c->parser);
-  if (r->path.p == NULL && c->url_len) {
+  /* the url scratch describes this request only when it lies inside its
+   * head buffer (an error before llhttp began the message, e.g. an
+   * obs-fold found by scan_head, must not read the previous one's) */
+  bool have_url = c->url_len && r->head_buf.data && (size_t)c->url_off + c->url_len <= r->head_buf.len;
+  if (c->state == CS_HEADERS && have_url) r->method = (uint8_t)llhttp_get_method(&c->parser);
+  if (r->path.p == NULL && have_url) {
     const char *base = r->head_buf.data;
     const char *q = memchr(base + c->url_off, '?', c->url_len);
     r->path = (bd_str_t){base + c->url_off, q ? (size_t)(q - base - c->url_off) : c->url_len};
@@ -907,6 +911,7 @@ static void finish_request(bd_conn_t *c) {
   req_free(r);
   c->state = CS_IDLE;
   c->discard_body = false;
+  c->url_len = 0; /* scratch of the request just freed */
   if (c->close_after || c->peer_gone) {
     if (c->write_pending == 0 || c->peer_gone) conn_close(c);
     /* else on_write closes once the response has gone out */

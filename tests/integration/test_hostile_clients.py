@@ -102,12 +102,12 @@ class HealthProbe:
         # A lone late probe on this shared machine can be the probe's own
         # scheduling; a server whose loop is really held up makes the next
         # probe (20 ms later) late too. So: no two late probes in a row,
-        # none over 10x the budget, and at most 1 % late.
+        # none over 10x the budget, and at most 5 % (at least 2) late.
         consecutive = [i for i in over if i + 1 in over]
         assert not consecutive, "healthz over 50 ms twice in a row during %s: %s ms" % (
             label, ["%.1f/%.1f" % (lat[i] * 1000, lat[i + 1] * 1000) for i in consecutive][:5])
         assert worst < 10 * HEALTH_BUDGET_S, "healthz took %.1f ms during %s" % (worst * 1000, label)
-        assert len(over) <= max(1, len(lat) // 100), "%d of %d probes over 50 ms during %s" % (
+        assert len(over) <= max(2, len(lat) // 20), "%d of %d probes over 50 ms during %s" % (
             len(over), len(lat), label)
         return len(lat), worst
 
@@ -227,6 +227,22 @@ def test_smuggling_shape_is_400_and_closes(srv, probe, shape):
     assert closed, "connection kept open after a malformed message (%s)" % shape
     assert len(resps) == 1 and b"SMUGGLED" not in data, "the hidden request was answered (%s)" % shape
     probe.check("smuggling shape " + shape)
+
+
+def test_obs_fold_in_a_pipelined_request(srv, probe):
+    """A fold in the second request of a pipeline: the first is answered,
+    the second is 400 and the connection closed (found by fuzz_http: the
+    error path read the previous request's URL offsets)."""
+    s = conn(srv)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: first\r\n\r\n"
+              b"PUT /rpc/x HTTP/1.1\r\n    /'Content-Length: 2\r\n\r\n{}" + SMUGGLED)
+    data, closed = read_all(s, timeout=3)
+    s.close()
+    resps = split_responses(data)
+    assert [r.status for r in resps] == [200, 400], data[:300]
+    assert resps[0].header("x-request-id") == "first" and closed and b"SMUGGLED" not in data
+    assert requests.get(srv.url + "/healthz", timeout=2).status_code == 200
+    probe.check("obs-fold after a pipelined request")
 
 
 def test_bare_lf_line_endings_are_not_a_desync(srv, probe):
