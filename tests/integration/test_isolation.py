@@ -130,7 +130,10 @@ def qr_routes(w):
     ]
 
 
-PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/s/{code}")}
+# Public by design: operations, redirects, and the template preview (a
+# capability URL: its id is an unguessable UUID standing for a storage URL).
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/s/{code}"),
+          ("GET", "/business/certificate-templates/{templateId}/screenshot.png")}
 
 
 def call(srv, method, path, key, body):
@@ -308,6 +311,7 @@ def biz_routes(w):
          "templates:manage", True),
         ("GET", "/business/certificate-templates/{templateId}", "/business/certificate-templates/" + tpl, None,
          "templates:view", True),
+
     ]
 
 
@@ -354,8 +358,12 @@ def test_business_table_covers_every_endpoint(srv, bworld):
     spec = requests.get(srv.url + "/openapi.json").json()
     served = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops
               if m in ("get", "post", "patch", "delete", "put") and p.startswith("/business/")}
-    table = {(m, p) for m, p, *_ in biz_routes(bworld)}
+    table = {(m, p) for m, p, *_ in biz_routes(bworld)} | PUBLIC
     assert served - table == set(), "/business endpoints without an isolation row: %s" % sorted(served - table)
+    # the public preview: an unknown id is a plain 404 that names nothing
+    r = requests.get(srv.url + "/business/certificate-templates/9d3a6b04-c4e5-485f-b945-8f1fd66396ce/screenshot.png")
+    assert r.status_code == 404
+    no_leak(r, bworld["a_biz_ids"], "anonymous preview")
 
 
 def test_business_matrix(srv, bworld):
