@@ -133,7 +133,12 @@ def qr_routes(w):
 # Public by design: operations, redirects, and the template preview (a
 # capability URL: its id is an unguessable UUID standing for a storage URL).
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/s/{code}"),
-          ("GET", "/business/certificate-templates/{templateId}/screenshot.png")}
+          ("GET", "/business/certificate-templates/{templateId}/screenshot.png"),
+          ("GET", "/01/{gtin}"), ("GET", "/01/{gtin}/10/{lot}"), ("GET", "/01/{gtin}/21/{serial}"),
+          ("GET", "/01/{gtin}/10/{lot}/21/{serial}"), ("GET", "/.well-known/gs1resolver"), ("GET", "/passports/{id}")}
+# Covered by their own tables: the /rpc functions and the exports.
+RPC_AND_EXPORTS = {("POST", "/rpc/{fn}"), ("POST", "/rest/v1/rpc/{fn}"), ("GET", "/exports/mint-jobs/{id}.csv"),
+                   ("GET", "/exports/mint-jobs/{id}/qr.zip")}
 
 
 def call(srv, method, path, key, body):
@@ -419,7 +424,7 @@ def test_other_surfaces_generic(srv, world):
     never show A's identifiers. Listed in the output so the report says what
     was checked only generically."""
     spec = requests.get(srv.url + "/openapi.json").json()
-    known = {(m, p) for m, p, *_ in qr_routes(world)} | PUBLIC | {
+    known = {(m, p) for m, p, *_ in qr_routes(world)} | PUBLIC | RPC_AND_EXPORTS | {
         (m, p) for m, p, *_ in biz_routes(dict(world, a_biz_batch={"id": "x"}))}
     others = [(m.upper(), p) for p, ops in spec["paths"].items() for m in ops
               if m in ("get", "post", "patch", "delete", "put") and (m.upper(), p) not in known]
@@ -435,3 +440,70 @@ def test_other_surfaces_generic(srv, world):
             assert r.status_code < 500, (method, p, r.status_code, r.text[:300])
             no_leak(r, hidden, "generic %s" % (key or "anonymous"))
     print("endpoints checked only generically: %s" % others)
+
+
+# --- minting, exports, resolver (products surface, second part) ---------------------------------
+
+
+def test_mint_and_exports_matrix(srv, world):
+    """A's mint job and its units: other brands, viewers on writes and
+    callers without a valid JWT get 401/403/404 on every mint function and
+    both exports, and nothing of A's job (serials, links) shows; A's viewer
+    reads it (positive control). The resolver and passports are public by
+    design (what a printed code resolves to)."""
+    pa, pb = world["A"]["products"], world["B"]["products"]
+    r = rpc(srv, "create_product_batch", {"_brand_id": pa["brand_id"], "_product_id": pa["product_id"],
+                                          "_batch_number": "MINTISO", "_quantity": 10}, pa["jwt"])
+    assert r.status_code in (200, 201), r.text
+    batch = r.json()["id"] if isinstance(r.json(), dict) else r.json()[0]["id"]
+    r = rpc(srv, "submit_mint_request", {"_brand_id": pa["brand_id"], "_product_id": pa["product_id"],
+                                         "_batch_id": batch, "_requested_quantity": 3}, pa["jwt"])
+    assert r.status_code in (200, 201), r.text
+    job = r.json()["mint_job_id"]
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        j = rpc(srv, "get_mint_job", {"_brand_id": pa["brand_id"], "_mint_job_id": job}, pa["viewer_jwt"]).json()
+        if j.get("status") in ("COMPLETED", "FAILED"):
+            break
+        time.sleep(0.2)
+    assert j["status"] == "COMPLETED", j
+    units = rpc(srv, "list_mint_units", {"_brand_id": pa["brand_id"], "_mint_job_id": job}, pa["viewer_jwt"])
+    assert units.status_code == 200, units.text
+    serials = [u["serial"] for u in units.json()["data" if "data" in units.json() else "units"]] \
+        if isinstance(units.json(), dict) else [u["serial"] for u in units.json()]
+    assert len(serials) == 3
+    hidden = serials + [batch, "MINTISO"]
+    calls = [
+        ("submit_mint_request", {"_brand_id": pa["brand_id"], "_product_id": pa["product_id"], "_batch_id": batch,
+                                 "_requested_quantity": 1}, "write"),
+        ("get_mint_job", {"_brand_id": pa["brand_id"], "_mint_job_id": job}, "read"),
+        ("list_mint_units", {"_brand_id": pa["brand_id"], "_mint_job_id": job}, "read"),
+    ]
+    now = int(time.time())
+    bad = [None, "garbage", world["A"]["qr"]["live_key"], world["A"]["business"]["token"],
+           jwt({"sub": pa["user_id"], "exp": now + 300}, key=b"another-secret"), jwt({"sub": pa["user_id"], "exp": now - 300})]
+    for fn, args, kind in calls:
+        for tok in bad:
+            r = rpc(srv, fn, args, tok)
+            assert r.status_code == 401, (fn, r.status_code, r.text)
+            no_leak(r, hidden, "no valid JWT")
+        r = rpc(srv, fn, args, pb["jwt"])
+        assert r.status_code == 403, (fn, r.status_code, r.text)
+        no_leak(r, hidden, "B's owner")
+        r = rpc(srv, fn, dict(args, _brand_id=pb["brand_id"]), pb["jwt"])
+        assert r.status_code in (403, 404), (fn, r.status_code, r.text)   # A's ids through B's brand
+        no_leak(r, hidden, "B's owner via its brand")
+        r = rpc(srv, fn, args, pa["viewer_jwt"])
+        assert r.status_code == (200 if kind == "read" else 403), (fn, r.status_code, r.text)
+    for path in ("/exports/mint-jobs/%s.csv" % job, "/exports/mint-jobs/%s/qr.zip" % job):
+        for tok in bad:
+            r = requests.get(srv.url + path, headers=Hq(tok), timeout=10)
+            assert r.status_code == 401, (path, r.status_code, r.text[:200])
+        r = requests.get(srv.url + path, headers=Hq(pb["jwt"]), timeout=10)
+        assert r.status_code == 404, (path, r.status_code, r.text[:200])
+        no_leak(r, hidden, "B on an export")
+        r = requests.get(srv.url + path, headers=Hq(pa["viewer_jwt"]), timeout=30)
+        assert r.status_code == 200, (path, r.status_code, r.text[:200])
+    # the job's units are not in B's own listings either
+    r = rpc(srv, "list_product_batches", {"_brand_id": pb["brand_id"], "_product_id": pb["product_id"]}, pb["jwt"])
+    no_leak(r, hidden, "B's listing")
