@@ -14,8 +14,10 @@ writes, B's owner on A's brand, B's owner on A's rows through B's own
 brand, and A's owner. Every response body is searched for the identifiers of
 the other tenant (and, for test keys, of live objects): none may appear.
 
-Endpoints of surfaces this table does not know yet (the certificate
-surface, minting, the resolver, as they land) get a generic check: without a
+The certificate surface (/business) has its own table (also checked against
+/openapi.json), and minting and the exports of the products surface theirs;
+the resolver (/01/...), passports and the template preview are public by
+design. Endpoints of surfaces no table knows yet get a generic check: without a
 credential and with B's credentials they are never 2xx on A's identifiers
 (unless listed as public), never 5xx, and never show A's identifiers.
 """
