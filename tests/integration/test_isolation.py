@@ -137,7 +137,8 @@ def qr_routes(w):
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/s/{code}"),
           ("GET", "/business/certificate-templates/{templateId}/screenshot.png"),
           ("GET", "/01/{gtin}"), ("GET", "/01/{gtin}/10/{lot}"), ("GET", "/01/{gtin}/21/{serial}"),
-          ("GET", "/01/{gtin}/10/{lot}/21/{serial}"), ("GET", "/.well-known/gs1resolver"), ("GET", "/passports/{id}")}
+          ("GET", "/01/{gtin}/10/{lot}/21/{serial}"), ("GET", "/.well-known/gs1resolver"), ("GET", "/passports/{id}"),
+          ("GET", "/verify/{reference_id}"), ("GET", "/.well-known/batchd-keys.json")}
 # Covered by their own tables: the /rpc functions and the exports.
 RPC_AND_EXPORTS = {("POST", "/rpc/{fn}"), ("POST", "/rest/v1/rpc/{fn}"), ("GET", "/exports/mint-jobs/{id}.csv"),
                    ("GET", "/exports/mint-jobs/{id}/qr.zip")}
@@ -301,6 +302,7 @@ def test_rpc_matrix(srv, world):
 
 def biz_routes(w):
     bid = w["a_biz_batch"]["id"]
+    cid = w.get("a_biz_cert", {}).get("id", "x")
     tpl = w["A"]["business"]["template_ids"]["plain"]
     return [
         ("POST", "/business/batches", "/business/batches", "upload", "batches:create", False),
@@ -318,8 +320,13 @@ def biz_routes(w):
          "templates:manage", True),
         ("GET", "/business/certificate-templates/{templateId}", "/business/certificate-templates/" + tpl, None,
          "templates:view", True),
-
-    ]
+        ("GET", "/business/certificates", "/business/certificates", None, "certificates:view", False),
+    ] + [(m, pat, pat.replace("{id}", cid), None, perm, True) for m, pat, perm in (
+        ("GET", "/business/certificates/{id}", "certificates:view"),
+        ("GET", "/business/certificates/{id}/pdf", "certificates:view"),
+        ("GET", "/business/certificates/{id}/png", "certificates:view"),
+        ("GET", "/business/certificates/{id}/qrcode.svg", "certificates:view"),
+        ("POST", "/business/certificates/{id}/revoke", "certificates:manage"))]
 
 
 LAYOUT = {"page": {"width": 842, "height": 595}, "background": {"color": "#ffffff"},
@@ -356,8 +363,24 @@ def bworld(srv, world):
                              ("csv_file", ("r.csv", BIZ_ROSTER, "text/csv"))])
     assert r.status_code == 201, r.text
     world["a_biz_batch"] = r.json()["data"]
+    # a generated certificate of A's (plain template: processed at once)
+    r = requests.post(srv.url + "/business/batches", headers={"Authorization": "Bearer " + a["token"]},
+                      files=[("name", (None, "A certified batch")), ("template_id", (None, a["template_ids"]["plain"])),
+                             ("csv_file", ("r.csv", BIZ_ROSTER, "text/csv"))])
+    assert r.status_code == 201, r.text
+    certs = []
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        certs = requests.get(srv.url + "/business/certificates?status=generated&batch_id=" + r.json()["data"]["id"],
+                             headers={"Authorization": "Bearer " + a["token"]}).json()["data"]
+        if certs:
+            break
+        time.sleep(0.2)
+    assert certs, "no certificate of A was generated"
+    world["a_biz_cert"] = certs[0]
     world["a_biz_ids"] = [world["a_biz_batch"]["id"], a["user_uuid"], "A confidential batch", "alice.a@a-tenant.example",
-                          "A-Tenant"] + list(a["template_ids"].values()) + [x["user_uuid"] for x in a["signatories"]]
+                          "A-Tenant", certs[0]["id"], certs[0]["reference_id"]] + list(a["template_ids"].values()) + \
+        [x["user_uuid"] for x in a["signatories"]]
     return world
 
 
@@ -403,7 +426,8 @@ def test_business_matrix(srv, bworld):
             assert r.status_code in (200, 201), (method, path, r.status_code, r.text)
         no_leak(r, w["a_biz_ids"], "institution B")
     # B's listings with every page
-    for path in ("/business/batches?per_page=100", "/business/certificate-templates?per_page=100"):
+    for path in ("/business/batches?per_page=100", "/business/certificate-templates?per_page=100",
+                 "/business/certificates?per_page=100"):
         no_leak(requests.get(srv.url + path, headers={"Authorization": "Bearer " + b["token"]}), w["a_biz_ids"], "B")
     # positive control: A's admin reaches every one of them (approving takes
     # one of the batch's signatories: 200, or 422 once it has approved)
