@@ -70,6 +70,14 @@ static uint32_t parse_perms(const char *arr) {
 
 const char *bd_biz_base_url(void) { return bd_app.cfg.public_url ? bd_app.cfg.public_url : ""; }
 
+void bd_biz_send_data(bd_req_t *req, int status, const char *json) {
+  bd_buf_t b = BD_BUF_INIT;
+  bd_buf_puts(&b, "{\"data\":");
+  bd_buf_puts(&b, json);
+  bd_buf_putc(&b, '}');
+  bd_resp_json(req, status, &b);
+}
+
 void bd_biz_not_found(bd_req_t *req, const char *id) {
   char msg[192];
   snprintf(msg, sizeof msg, "The requested ID %.120s was not found.", id ? id : "");
@@ -452,11 +460,7 @@ static void on_tpl_get(void *ud, const bd_pg_result_t *r) {
   } else if (PQntuples(r->res) != 1) {
     bd_biz_not_found(req, c->param);
   } else {
-    bd_buf_t b = BD_BUF_INIT;
-    bd_buf_puts(&b, "{\"data\":");
-    bd_buf_puts(&b, PQgetvalue(r->res, 0, 0));
-    bd_buf_putc(&b, '}');
-    bd_resp_json(req, 200, &b);
+    bd_biz_send_data(req, 200, PQgetvalue(r->res, 0, 0));
   }
   bd_req_release(req);
 }

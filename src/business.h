@@ -51,6 +51,8 @@ void bd_biz_authenticate(bd_req_t *req, const char *permission, bd_biz_cb cb);
 
 /* 404 {"message":"The requested ID <id> was not found.","error":"resource_not_found"} */
 void bd_biz_not_found(bd_req_t *req, const char *id);
+/* {"data": <json>} with `status`; json is a complete JSON value (copied). */
+void bd_biz_send_data(bd_req_t *req, int status, const char *json);
 /* 500 {"message":"An unexpected error occurred. …","error_code":"SERVER_ERROR"} (logged) */
 void bd_biz_server_error(bd_req_t *req, const char *what);
 

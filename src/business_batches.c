@@ -1378,14 +1378,6 @@ static rd_ctx_t *rd_ctx(bd_req_t *req) {
   return c;
 }
 
-static void send_data(bd_req_t *req, int status, const char *json) {
-  bd_buf_t b = BD_BUF_INIT;
-  bd_buf_puts(&b, "{\"data\":");
-  bd_buf_puts(&b, json);
-  bd_buf_putc(&b, '}');
-  bd_resp_json(req, status, &b);
-}
-
 static bd_pg_stmt_t S_GET = BD_PG_STMT("SELECT biz_batch_json(b, $3::bigint, $4) FROM biz_batches "
                                        "b WHERE b.id = $1::uuid AND b.institution_id = $2::bigint");
 
@@ -1397,7 +1389,7 @@ static void on_get(void *ud, const bd_pg_result_t *r) {
   else if (PQntuples(r->res) != 1)
     bd_biz_not_found(req, c->id);
   else
-    send_data(req, 200, PQgetvalue(r->res, 0, 0));
+    bd_biz_send_data(req, 200, PQgetvalue(r->res, 0, 0));
   bd_req_release(req);
 }
 
@@ -1506,7 +1498,7 @@ static void on_approve(void *ud, const bd_pg_result_t *r) {
   } else if (!e) {
     bd_jobs_kick();
     char *d = json_dumps(json_object_get(o, "data"), JSON_COMPACT | JSON_PRESERVE_ORDER);
-    send_data(req, 200, d);
+    bd_biz_send_data(req, 200, d);
     free(d);
   } else if (strcmp(e, "not_found") == 0) {
     bd_biz_not_found(req, c->id);

@@ -433,14 +433,6 @@ static cctx_t *cctx(bd_req_t *req) {
   return c;
 }
 
-static void send_data(bd_req_t *req, int status, const char *json) {
-  bd_buf_t b = BD_BUF_INIT;
-  bd_buf_puts(&b, "{\"data\":");
-  bd_buf_puts(&b, json);
-  bd_buf_putc(&b, '}');
-  bd_resp_json(req, status, &b);
-}
-
 static void inst_str(const bd_biz_caller_t *caller, char out[24]) {
   snprintf(out, 24, "%lld", (long long)caller->institution_id);
 }
@@ -592,7 +584,7 @@ static void on_get(void *ud, const bd_pg_result_t *r) {
   else if (PQntuples(r->res) != 1)
     bd_biz_not_found(req, c->id);
   else
-    send_data(req, 200, PQgetvalue(r->res, 0, 0));
+    bd_biz_send_data(req, 200, PQgetvalue(r->res, 0, 0));
   bd_req_release(req);
 }
 
@@ -703,7 +695,7 @@ static void on_revoked(void *ud, const bd_pg_result_t *r) {
     bd_biz_errors_add(&e, "certificate", "Only generated certificates can be revoked.");
     bd_biz_errors_send(req, &e);
   } else {
-    send_data(req, 200, PQgetvalue(r->res, 0, 1));
+    bd_biz_send_data(req, 200, PQgetvalue(r->res, 0, 1));
   }
   bd_req_release(req);
 }

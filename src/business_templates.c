@@ -283,11 +283,7 @@ static void on_tpl_read(void *ud, const bd_pg_result_t *r) {
   } else if (PQntuples(r->res) != 1) {
     bd_biz_server_error(req, "created template not found");
   } else {
-    bd_buf_t b = BD_BUF_INIT;
-    bd_buf_puts(&b, "{\"data\":");
-    bd_buf_puts(&b, PQgetvalue(r->res, 0, 0));
-    bd_buf_putc(&b, '}');
-    bd_resp_json(req, 201, &b);
+    bd_biz_send_data(req, 201, PQgetvalue(r->res, 0, 0));
   }
   bd_req_release(req);
 }
