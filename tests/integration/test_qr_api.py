@@ -295,7 +295,10 @@ def test_pagination(srv, keys):
 # --- isolation, auth, scopes ----------------------------------------------------------
 
 def test_auth_errors(srv, keys):
-    for h in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Bearer " + keys["live_key"][:-1] + "X"},
+    # A key with its last character changed (to one it is not: the key may end in "X").
+    tampered = keys["live_key"][:-1] + ("X" if keys["live_key"][-1] != "X" else "Y")
+    assert tampered != keys["live_key"]
+    for h in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Bearer " + tampered},
               {"Authorization": "Basic abc"}):
         r = requests.get(srv.url + "/v1/batches", headers=h)
         assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
