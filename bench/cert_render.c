@@ -123,7 +123,7 @@ int main(int argc, char **argv) {
   snprintf(env, sizeof env, "%d", workers + 2);
   setenv("UV_THREADPOOL_SIZE", env, 1);
   uv_loop_t *loop = uv_default_loop();
-  bd_work_init(loop, workers);
+  bd_work_init(loop, workers, 0);
   g_count = count;
   t0 = bd_now_ns();
   for (int i = 0; i < workers; i++) submit_next();

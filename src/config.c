@@ -32,6 +32,8 @@ static const opt_t opts[] = {
   {"BATCHD_SIGNING_KEY_FILE", "signing-key-file", T_STR, O(signing_key_file), "batchd-signing.key", 0, 0,
    "Ed25519 certificate signing key (created if missing)"},
   {"BATCHD_WORKERS", "workers", T_INT, O(workers), "0", 0, 64, "render threads (0 = number of CPUs)"},
+  {"BATCHD_WORKER_NICE", "worker-nice", T_INT, O(worker_nice), "0", 0, 19,
+   "nice value of the render threads (above 0: requests and the database go first)"},
   {"BATCHD_PG_CONNS", "pg-conns", T_INT, O(pg_conns), "4", 1, 256, "PostgreSQL connections"},
   {"BATCHD_PG_PIPELINE", "pg-pipeline", T_INT, O(pg_pipeline), "64", 1, 4096, "queries in flight per connection"},
   {"BATCHD_PG_QUEUE_CAP", "pg-queue-cap", T_INT, O(pg_queue_cap), "4096", 1, 1000000,

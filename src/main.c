@@ -301,7 +301,7 @@ int main(int argc, char **argv) {
 
   bd_app.loop = uv_default_loop();
   bd_log_start(bd_app.loop);
-  bd_work_init(bd_app.loop, workers);
+  bd_work_init(bd_app.loop, workers, (int)bd_app.cfg.worker_nice);
   char host[64] = "host";
   gethostname(host, sizeof host - 1);
   char rnd[9];

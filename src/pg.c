@@ -36,6 +36,8 @@ struct op {
   char *sql;                /* OP_EXEC / OP_COPY_START (owned) */
   int nparams;              /* parameters */
   char **params;            /* owned copies (NULL entries are SQL NULL) */
+  int *lens;                /* binary parameters: byte lengths (NULL: all text) */
+  int *fmts;                /* binary parameters: 1 binary, 0 text (NULL: all text) */
   bd_pg_cb cb;              /* query completion */
   bd_pg_acquire_cb acb;     /* OP_ACQUIRE completion */
   void *ud;                 /* callback argument */
@@ -141,9 +143,34 @@ static op_t *op_new(op_kind_t kind, int n, const char *const *params) {
   return o;
 }
 
+/* Parameters given with lengths and formats (bd_pg_query_bin): binary ones
+ * are copied by length (they may hold NUL bytes). */
+static op_t *op_new_bin(op_kind_t kind, int n, const char *const *params, const int *lens, const int *fmts) {
+  op_t *o = bd_calloc(1, sizeof *o);
+  o->kind = kind;
+  o->nparams = n;
+  if (n > 0) {
+    o->params = bd_calloc((size_t)n, sizeof *o->params);
+    o->lens = bd_calloc((size_t)n, sizeof *o->lens);
+    o->fmts = bd_calloc((size_t)n, sizeof *o->fmts);
+    for (int i = 0; i < n; i++) {
+      o->fmts[i] = fmts[i] ? 1 : 0;
+      if (!params[i]) continue;
+      size_t len = o->fmts[i] ? (size_t)lens[i] : strlen(params[i]);
+      o->params[i] = bd_malloc(len + 1);
+      memcpy(o->params[i], params[i], len);
+      o->params[i][len] = '\0';
+      o->lens[i] = (int)len;
+    }
+  }
+  return o;
+}
+
 static void op_free(op_t *o) {
   for (int i = 0; i < o->nparams; i++) free(o->params[i]);
   free(o->params);
+  free(o->lens);
+  free(o->fmts);
   free(o->sql);
   free(o->errmsg);
   free(o->errdetail);
@@ -539,7 +566,7 @@ static void pinned_results(bd_pg_conn_t *c) {
       snprintf(name, sizeof name, "s%d", o->stmt->id);
       c->prepared[o->stmt->id] = 1;
       o->phase = 1;
-      if (!PQsendQueryPrepared(c->pg, name, o->nparams, (const char *const *)o->params, NULL, NULL, 0)) {
+      if (!PQsendQueryPrepared(c->pg, name, o->nparams, (const char *const *)o->params, o->lens, o->fmts, 0)) {
         conn_dead(c, PQerrorMessage(c->pg));
         return;
       }
@@ -699,7 +726,7 @@ static bool send_shared(bd_pg_conn_t *c, op_t *o) {
     c->prepared[s->id] = 1;
     o->sent_prepare = true;
   }
-  if (!PQsendQueryPrepared(c->pg, name, o->nparams, (const char *const *)o->params, NULL, NULL, 0)) return false;
+  if (!PQsendQueryPrepared(c->pg, name, o->nparams, (const char *const *)o->params, o->lens, o->fmts, 0)) return false;
   if (!PQpipelineSync(c->pg)) return false;
   return true;
 }
@@ -725,7 +752,7 @@ static void conn_send_pending(bd_pg_conn_t *c) {
     o->sent_prepare = !c->prepared[s->id];
     o->phase = o->sent_prepare ? 0 : 1;
     ok = o->sent_prepare ? PQsendPrepare(c->pg, name, s->sql, 0, NULL)
-                         : PQsendQueryPrepared(c->pg, name, o->nparams, (const char *const *)o->params, NULL, NULL, 0);
+                         : PQsendQueryPrepared(c->pg, name, o->nparams, (const char *const *)o->params, o->lens, o->fmts, 0);
     break;
   }
   case OP_EXEC:
@@ -960,6 +987,15 @@ static int enqueue(bd_pg_pool_t *p, op_t *o) {
 int bd_pg_query(bd_pg_pool_t *p, bd_pg_stmt_t *stmt, int nparams, const char *const *params, bd_pg_cb cb,
                 void *ud) {
   op_t *o = op_new(OP_QUERY, nparams, params);
+  o->stmt = stmt;
+  o->cb = cb;
+  o->ud = ud;
+  return enqueue(p, o);
+}
+
+int bd_pg_query_bin(bd_pg_pool_t *p, bd_pg_stmt_t *stmt, int nparams, const char *const *params, const int *lens,
+                    const int *formats, bd_pg_cb cb, void *ud) {
+  op_t *o = op_new_bin(OP_QUERY, nparams, params, lens, formats);
   o->stmt = stmt;
   o->cb = cb;
   o->ud = ud;

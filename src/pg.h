@@ -104,6 +104,14 @@ void bd_pg_pool_stats(const bd_pg_pool_t *p, bd_pg_stats_t *out);
 int bd_pg_query(bd_pg_pool_t *p, bd_pg_stmt_t *stmt, int nparams, const char *const *params,
                 bd_pg_cb cb, void *ud) BD_MUSTCHECK;
 
+/* bd_pg_query with some parameters in binary format: formats[i] != 0 sends
+ * params[i] as lens[i] raw bytes (the statement must give it a type, e.g.
+ * $2::bytea); the others are text as above (lens[i] ignored). The bytes
+ * are copied: big payloads (rendered images) go this way instead of hex
+ * inside JSON, which PostgreSQL would lex byte by byte. */
+int bd_pg_query_bin(bd_pg_pool_t *p, bd_pg_stmt_t *stmt, int nparams, const char *const *params,
+                    const int *lens, const int *formats, bd_pg_cb cb, void *ud) BD_MUSTCHECK;
+
 /* One-off SQL (no preparation, may hold several statements when nparams == 0,
  * e.g. migrations): uses PQsendQuery/PQsendQueryParams on a pinned connection
  * internally. Same contract as bd_pg_query. */

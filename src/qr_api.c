@@ -38,7 +38,7 @@
 
 #define KEY_CACHE_SIZE 4096       /* direct-mapped entries */
 #define KEY_CACHE_TTL_MS 30000    /* a revoked key stops working within this */
-#define RENDER_CHUNK 128          /* codes rendered per job step */
+#define RENDER_CHUNK 128          /* codes rendered per job step (also in S_PENDING) */
 #define DEFAULT_PNG_SIZE 1024     /* the stored default rendering */
 
 /* --- request context ----------------------------------------------------- */
@@ -636,26 +636,39 @@ typedef struct render_s render_t;
 
 typedef struct {
   bd_job_t *job;       /* the qr.batch job */
-  int outstanding;     /* renders of the current chunk not yet back */
-  json_t *results;     /* [{id, png, sha256, error}] of the current chunk */
+  int outstanding;     /* render groups of the current chunk not yet back */
+  size_t nresults;     /* entries in results */
+  bd_buf_t results;    /* JSON [{id, off, len, sha256} | {id, error}] of the current chunk */
+  bd_buf_t pngs;       /* the chunk's PNGs back to back (off/len index it), sent as one binary bytea */
 } batch_run_t;
 
+/* Codes are rendered in groups: one work item renders RENDER_GROUP codes
+ * one after the other, so the loop thread hands out and collects a chunk in
+ * a few hops instead of one wake-up per code (each is a futex wake and an
+ * async send), and the design, usually the same for the whole batch, is
+ * parsed once per group on the worker. */
+#define RENDER_GROUP 8
+
+typedef struct {
+  char id[40];   /* code id */
+  char *payload; /* what to encode */
+  char *design;  /* its design JSON text */
+  bd_buf_t png;  /* output */
+  char sha[65];  /* its SHA-256 */
+  char err[256]; /* render error, "" if fine */
+} render_item_t;
+
 struct render_s {
-  bd_work_t w;               /* work item */
-  batch_run_t *run;          /* owner */
-  char id[40];               /* code id */
-  char *payload;             /* what to encode */
-  bd_qr_design_t *design;    /* parsed design (owned) */
-  bd_buf_t png;              /* output */
-  char *hex;                 /* the PNG in hex (bytea input), made on the worker */
-  char sha[65];              /* its SHA-256 */
-  char err[256];             /* render error, "" if fine */
+  bd_work_t w;                            /* work item */
+  batch_run_t *run;                       /* owner */
+  int n;                                  /* codes in the group */
+  render_item_t items[RENDER_GROUP];      /* the codes */
 };
 
 static bd_pg_stmt_t S_PENDING = BD_PG_STMT(
     "SELECT id, payload, design::text FROM qr_codes WHERE batch_id = $1 AND render_status = 'pending'"
-    " ORDER BY batch_idx LIMIT " "128");
-static bd_pg_stmt_t S_RECORD = BD_PG_STMT("SELECT qr_record_renders($1, $2::jsonb)");
+    " ORDER BY batch_idx LIMIT 128"); /* RENDER_CHUNK (SQL text: a literal) */
+static bd_pg_stmt_t S_RECORD = BD_PG_STMT("SELECT qr_record_renders($1, $2::jsonb, $3::bytea)");
 static bd_pg_stmt_t S_FINISH_EMPTY = BD_PG_STMT(
     "UPDATE qr_batches SET status = CASE WHEN completed_count = 0 THEN 'failed' ELSE 'completed' END,"
     " completed_at = coalesce(completed_at, now()), updated_at = now()"
@@ -663,25 +676,31 @@ static bd_pg_stmt_t S_FINISH_EMPTY = BD_PG_STMT(
 
 static void batch_step(batch_run_t *run);
 
+static void run_free(batch_run_t *run) {
+  bd_buf_free(&run->results);
+  bd_buf_free(&run->pngs);
+  free(run);
+}
+
 static void batch_end(batch_run_t *run, const char *error) {
   bd_job_t *job = run->job;
-  json_decref(run->results);
-  free(run);
+  run_free(run);
   if (error) bd_job_retry(job, error, 1000);
   else bd_job_done(job);
 }
 
 static void on_recorded(void *ud, const bd_pg_result_t *r) {
   batch_run_t *run = ud;
-  json_decref(run->results);
-  run->results = NULL;
+  bd_buf_reset(&run->results);
+  bd_buf_reset(&run->pngs);
+  run->nresults = 0;
   if (r->err) {
     batch_end(run, r->message);
     return;
   }
   if (bd_job_stopping(run->job)) {
     bd_job_t *job = run->job;
-    free(run);
+    run_free(run);
     bd_job_yield(job);
     return;
   }
@@ -690,49 +709,70 @@ static void on_recorded(void *ud, const bd_pg_result_t *r) {
 
 static void render_work(bd_work_t *w) {
   render_t *rd = w->data;
-  if (bd_qr_render(rd->payload, rd->design, BD_QR_PNG, DEFAULT_PNG_SIZE, &rd->png, rd->err, sizeof rd->err) != 0) {
-    if (!rd->err[0]) snprintf(rd->err, sizeof rd->err, "rendering failed");
-    return;
+  bd_qr_design_t *design = NULL;
+  const char *design_text = NULL;
+  for (int i = 0; i < rd->n; i++) {
+    render_item_t *it = &rd->items[i];
+    if (!design || strcmp(design_text, it->design) != 0) {
+      bd_qr_design_free(design);
+      json_t *d = json_loads(it->design, 0, NULL);
+      char err[256];
+      const char *param;
+      design = bd_qr_design_parse(d, err, sizeof err, &param);
+      json_decref(d);
+      /* stored designs were validated on the way in; be safe anyway */
+      if (!design) design = bd_qr_design_parse(NULL, err, sizeof err, &param);
+      design_text = it->design;
+    }
+    if (bd_qr_render(it->payload, design, BD_QR_PNG, DEFAULT_PNG_SIZE, &it->png, it->err, sizeof it->err) != 0) {
+      if (!it->err[0]) snprintf(it->err, sizeof it->err, "rendering failed");
+      continue;
+    }
+    /* hashing belongs here too: the loop thread only assembles */
+    bd_sha256_hex(it->sha, it->png.data, it->png.len);
   }
-  /* hashing and hex-encoding belong here too: the loop thread only assembles */
-  bd_sha256_hex(rd->sha, rd->png.data, rd->png.len);
-  rd->hex = bd_malloc(rd->png.len * 2 + 1);
-  bd_hex_encode(rd->hex, rd->png.data, rd->png.len);
+  bd_qr_design_free(design);
 }
 
 static void render_after(bd_work_t *w, int status) {
   render_t *rd = w->data;
   batch_run_t *run = rd->run;
-  if (status == 0) {
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_string(rd->id));
-    if (rd->err[0]) {
-      json_object_set_new(o, "error", json_string(rd->err));
-    } else {
-      json_object_set_new(o, "png", json_stringn_nocheck(rd->hex, rd->png.len * 2));
-      json_object_set_new(o, "sha256", json_string_nocheck(rd->sha));
+  for (int i = 0; i < rd->n; i++) {
+    render_item_t *it = &rd->items[i];
+    if (status == 0) {
+      bd_buf_putc(&run->results, run->nresults++ ? ',' : '[');
+      bd_jw_t jw;
+      bd_jw_init(&jw, &run->results);
+      bd_jw_obj(&jw);
+      bd_jw_kstr(&jw, "id", it->id);
+      if (it->err[0]) {
+        bd_jw_kstr(&jw, "error", it->err);
+      } else {
+        bd_jw_kint(&jw, "off", (int64_t)run->pngs.len);
+        bd_jw_kint(&jw, "len", (int64_t)it->png.len);
+        bd_jw_kstr(&jw, "sha256", it->sha);
+        bd_buf_append(&run->pngs, it->png.data, it->png.len);
+      }
+      bd_jw_obj_end(&jw);
     }
-    json_array_append_new(run->results, o);
+    free(it->payload);
+    free(it->design);
+    bd_buf_free(&it->png);
   }
-  free(rd->payload);
-  free(rd->hex);
-  bd_qr_design_free(rd->design);
-  bd_buf_free(&rd->png);
   free(rd);
   if (--run->outstanding > 0) return;
-  if (json_array_size(run->results) == 0) {
+  if (run->nresults == 0) {
     /* cancelled (shutdown): give the job back */
     bd_job_t *job = run->job;
-    json_decref(run->results);
-    free(run);
+    run_free(run);
     bd_job_yield(job);
     return;
   }
-  char *text = json_dumps(run->results, JSON_COMPACT);
-  const char *p[] = {run->job->ref, text};
-  int rc = bd_pg_query(bd_app.pg, &S_RECORD, 2, p, on_recorded, run);
-  free(text);
-  if (rc != 0) batch_end(run, "database queue full");
+  bd_buf_putc(&run->results, ']');
+  const char *p[] = {run->job->ref, run->results.data, run->pngs.data ? run->pngs.data : ""};
+  const int lens[] = {0, 0, (int)run->pngs.len}, fmts[] = {0, 0, 1};
+  if (bd_pg_query_bin(bd_app.pg, &S_RECORD, 3, p, lens, fmts, on_recorded, run) != 0)
+    batch_end(run, "database queue full");
 }
 
 static void on_finished_empty(void *ud, const bd_pg_result_t *r) {
@@ -754,21 +794,19 @@ static void on_pending(void *ud, const bd_pg_result_t *r) {
       batch_end(run, "database queue full");
     return;
   }
-  run->results = json_array();
-  run->outstanding = n;
-  for (int i = 0; i < n; i++) {
+  bd_buf_reset(&run->results);
+  bd_buf_reset(&run->pngs);
+  run->nresults = 0;
+  run->outstanding = (n + RENDER_GROUP - 1) / RENDER_GROUP;
+  for (int i = 0; i < n; i += RENDER_GROUP) {
     render_t *rd = bd_calloc(1, sizeof *rd);
     rd->run = run;
-    snprintf(rd->id, sizeof rd->id, "%s", PQgetvalue(r->res, i, 0));
-    rd->payload = bd_strdup(PQgetvalue(r->res, i, 1));
-    json_t *d = json_loads(PQgetvalue(r->res, i, 2), 0, NULL);
-    char err[256];
-    const char *param;
-    rd->design = bd_qr_design_parse(d, err, sizeof err, &param);
-    json_decref(d);
-    if (!rd->design) {
-      /* stored designs were validated on the way in; be safe anyway */
-      rd->design = bd_qr_design_parse(NULL, err, sizeof err, &param);
+    rd->n = BD_MIN(RENDER_GROUP, n - i);
+    for (int k = 0; k < rd->n; k++) {
+      render_item_t *it = &rd->items[k];
+      snprintf(it->id, sizeof it->id, "%s", PQgetvalue(r->res, i + k, 0));
+      it->payload = bd_strdup(PQgetvalue(r->res, i + k, 1));
+      it->design = bd_strdup(PQgetvalue(r->res, i + k, 2));
     }
     rd->w.work = render_work;
     rd->w.after = render_after;

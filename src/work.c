@@ -2,9 +2,13 @@
 #include "work.h"
 
 #include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static uv_loop_t *g_loop;       /* loop the `after` callbacks run on */
 static int g_limit;             /* items handed to the pool at once */
+static int g_nice;              /* the pool threads' nice value */
 static int g_running;           /* handed to the pool */
 static bd_work_t *g_head, *g_tail; /* waiting FIFO */
 static size_t g_waiting;        /* FIFO length */
@@ -21,6 +25,8 @@ static void on_work(uv_work_t *req) {
   if (!scheduled) {
     struct sched_param sp = {0};
     sched_setscheduler(0, SCHED_BATCH, &sp); /* 0: the calling thread on Linux */
+    /* BATCHD_WORKER_NICE: on Linux a nice value is per thread */
+    if (g_nice > 0) (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), g_nice);
     scheduled = true;
   }
   bd_work_t *w = BD_CONTAINER_OF(req, bd_work_t, req);
@@ -48,8 +54,9 @@ static void pump(void) {
   }
 }
 
-void bd_work_init(uv_loop_t *loop, int limit) {
+void bd_work_init(uv_loop_t *loop, int limit, int nice) {
   g_loop = loop;
+  g_nice = nice;
   g_limit = limit > 0 ? limit : 1;
 }
 

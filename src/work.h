@@ -25,7 +25,8 @@ struct bd_work {
   bd_work_t *next;         /* FIFO link while waiting */
 };
 
-void bd_work_init(uv_loop_t *loop, int limit);
+/* nice: the pool threads' nice value once they run our work (0: unchanged). */
+void bd_work_init(uv_loop_t *loop, int limit, int nice);
 void bd_work_submit(bd_work_t *w);
 /* Items waiting + running. */
 size_t bd_work_queued(void);

@@ -417,7 +417,12 @@ def test_batch_survives_sigkill(server_factory, keys, psql):
     """SIGKILL in the middle of a 1000-item batch: the next process finishes it, each code rendered once."""
     a = server_factory(env={"BATCHD_RATE_LIMIT": "0", "BATCHD_JOB_LEASE_MS": "1500", "BATCHD_WORKERS": "1"})
     items = [{"target": {"text": "kill test %d" % i}} for i in range(1000)]
-    r = requests.post(a.url + "/v1/batches", headers=H(keys["live_key"]), data=json.dumps({"items": items}))
+    # a designed code renders through cairo (milliseconds each, not the plain
+    # fast path's fraction of one): the batch takes seconds on one worker, so
+    # the kill lands mid-batch however fast the machine is
+    design = {"shapes": {"body": "dots", "eye_frame": "rounded"}, "colors": {"foreground": "#1a2a4a"}}
+    r = requests.post(a.url + "/v1/batches", headers=H(keys["live_key"]),
+                      data=json.dumps({"items": items, "design": design}))
     assert r.status_code == 202
     bid = r.json()["id"]
     deadline = time.time() + 30
@@ -515,3 +520,24 @@ def test_list_codes_filters_sort_and_pages(srv, keys, run_batchd):
     assert sorted(page_all(folder_id="f1")) == ["alpha", "bravo"]
     for bad in ({"kind": "x"}, {"sort": "color"}, {"order": "up"}):
         assert requests.get(srv.url + "/v1/qr-codes", headers=H(k), params=bad).status_code == 400
+
+
+def thread_nices(pid):
+    """{tid: nice} of a process's threads (field 19 of /proc/<pid>/task/<tid>/stat)."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            out[int(tid)] = int(f.read().rsplit(")", 1)[1].split()[16])
+    return out
+
+
+def test_worker_nice(server_factory, keys):
+    """BATCHD_WORKER_NICE lowers the render threads' priority, not the loop thread's."""
+    srv = server_factory(env={"BATCHD_RATE_LIMIT": "0", "BATCHD_WORKER_NICE": "7", "BATCHD_WORKERS": "2"})
+    r = requests.post(srv.url + "/v1/batches", headers=H(keys["live_key"]),
+                      data=json.dumps({"items": [{"target": {"text": "nice %d" % i}} for i in range(300)]}))
+    assert r.status_code == 202
+    wait_batch(srv, keys["live_key"], r.json()["id"], timeout=60)
+    nices = thread_nices(srv.proc.pid)
+    assert nices[srv.proc.pid] == 0, nices          # the loop thread
+    assert list(nices.values()).count(7) >= 1, nices  # the threads that rendered

@@ -288,6 +288,27 @@ static void test_simple(void) {
   CHECK_STR(s.sqlstate, "22012");
   CHECK(strstr(s.msg, "division by zero") != NULL);
 
+  /* binary parameters: raw bytes with NULs, beside text ones, twice (the
+   * second time prepared) */
+  static bd_pg_stmt_t st_bin =
+      BD_PG_STMT("SELECT length($2::bytea), encode($2::bytea, 'hex'), $1::text, $3::bytea IS NULL");
+  for (int round = 0; round < 2; round++) {
+    const char raw[] = {'a', 0, (char)0xff, 0, 'z'};
+    const char *bp[] = {"text", raw, NULL};
+    const int lens[] = {0, (int)sizeof raw, 0}, fmts[] = {0, 1, 1};
+    int done = 0;
+    memset(&s, 0, sizeof s);
+    s.done = &done;
+    CHECK_INT(API(bd_pg_query_bin(p, &st_bin, 3, bp, lens, fmts, slot_cb, &s)), 0);
+    CHECK(run_until(&loop, &done, 1, 10000));
+    s.done = NULL;
+    CHECK_INT(s.err, BD_PG_OK);
+    CHECK_STR(s.v[0], "5");
+    CHECK_STR(s.v[1], "6100ff007a");
+    CHECK_STR(s.v[2], "text");
+    CHECK_STR(s.v[3], "t");
+  }
+
   bd_pg_stats_t stt;
   bd_pg_pool_stats(p, &stt);
   CHECK_INT(stt.nconns, 2);
