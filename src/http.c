@@ -535,6 +535,7 @@ static int on_headers_complete(llhttp_t *p) {
   }
   r->nheaders = c->nh;
   r->method = (uint8_t)llhttp_get_method(p);
+  r->method_known = true;
   r->head = r->method == HTTP_HEAD;
   r->keep_alive = llhttp_should_keep_alive(p);
   r->surface = bd_route_surface(r->path);
@@ -791,7 +792,11 @@ static void conn_fail(bd_conn_t *c, int status, const char *code, const char *ms
    * head buffer (an error before llhttp began the message, e.g. an
    * obs-fold found by scan_head, must not read the previous one's) */
   bool have_url = c->url_len && r->head_buf.data && (size_t)c->url_off + c->url_len <= r->head_buf.len;
-  if (c->state == CS_HEADERS && have_url) r->method = (uint8_t)llhttp_get_method(&c->parser);
+  if (c->state == CS_HEADERS && have_url) {
+    /* llhttp has parsed the method once it reports URL bytes */
+    r->method = (uint8_t)llhttp_get_method(&c->parser);
+    r->method_known = true;
+  }
   if (r->path.p == NULL && have_url) {
     const char *base = r->head_buf.data;
     const char *q = memchr(base + c->url_off, '?', c->url_len);

@@ -67,7 +67,8 @@ typedef struct {
 
 struct bd_req {
   bd_conn_t *conn;               /* owning connection (NULL once it is gone) */
-  uint8_t method;                /* llhttp_method_t */
+  uint8_t method;                /* llhttp_method_t (valid when method_known) */
+  bool method_known;             /* the request line's method was parsed */
   bool head;                     /* HEAD: the response body is not sent */
   bd_surface_t surface;          /* error format */
   const bd_route_t *route;       /* matched route, NULL for 404/405 */

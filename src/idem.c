@@ -42,11 +42,14 @@ typedef struct {
   int status;           /* response being stored */
   char *ctype;          /* its content type */
   bd_buf_t body;        /* its body */
+  bool forgetting;      /* finish() is freeing the key (a 5xx), not storing */
+  char *owner;          /* the row's owner for that (streamed requests), or NULL */
 } idem_t;
 
 static void idem_free(idem_t *m) {
   free(m->cred);
   free(m->key);
+  free(m->owner);
   free(m->ctype);
   bd_buf_free(&m->body);
   free(m);
@@ -64,12 +67,111 @@ static bool key_ok(bd_str_t k) {
   return true;
 }
 
+/* --- keys to free later --------------------------------------------------------- */
+/*
+ * A 5xx frees its key so that the client's retry runs again. When that
+ * DELETE fails too (the usual cause of the 5xx: the database is away), the
+ * key would stay in flight until its lock expires (LOCK_S) and every retry
+ * meanwhile would get 409. Such keys are kept here and the DELETE is
+ * retried every FORGET_RETRY_MS until it works or the lock has expired on
+ * its own; a process that exits first leaves them to the expiry.
+ */
+#define FORGET_RETRY_MS 500
+
+typedef struct forget_s forget_t;
+struct forget_s {
+  forget_t *next;
+  char *cred, *key, *owner; /* owner: NULL or the streamed request's row owner */
+  uint64_t until_ms;        /* the lock has expired by then: nothing left to free */
+};
+static forget_t *g_forgets;      /* waiting */
+static forget_t *g_forget_busy;  /* being tried */
+static uv_timer_t g_forget_timer;
+static bool g_forget_timer_init;
+
+static void forget_free(forget_t *f) {
+  free(f->cred);
+  free(f->key);
+  free(f->owner);
+  free(f);
+}
+
+static void forget_try(uv_timer_t *t);
+
+static void forget_arm(void) {
+  if (!g_forget_timer_init) {
+    uv_timer_init(bd_app.loop, &g_forget_timer);
+    uv_unref((uv_handle_t *)&g_forget_timer); /* never keeps the process alive */
+    g_forget_timer_init = true;
+  }
+  if (!uv_is_closing((uv_handle_t *)&g_forget_timer) && !uv_is_active((uv_handle_t *)&g_forget_timer))
+    uv_timer_start(&g_forget_timer, forget_try, FORGET_RETRY_MS, 0);
+}
+
+static void on_forget_retried(void *ud, const bd_pg_result_t *r) {
+  forget_t *f = ud;
+  g_forget_busy = NULL;
+  if (r->err == BD_PG_OK || bd_now_ms() >= f->until_ms) {
+    if (r->err == BD_PG_OK) bd_info("idempotency: freed a key for %s after the database came back", f->cred);
+    forget_free(f);
+  } else {
+    f->next = g_forgets;
+    g_forgets = f;
+  }
+  if (g_forgets) forget_arm();
+}
+
+static bd_pg_stmt_t S_FORGET_OWNED;
+
+static void forget_try(uv_timer_t *t) {
+  (void)t;
+  if (g_forget_busy || !g_forgets) return;
+  forget_t *f = g_forgets;
+  g_forgets = f->next;
+  if (bd_now_ms() >= f->until_ms) {
+    forget_free(f);
+    if (g_forgets) forget_arm();
+    return;
+  }
+  g_forget_busy = f;
+  const char *p[] = {f->cred, f->key, f->owner};
+  if (bd_pg_query(bd_app.pg, f->owner ? &S_FORGET_OWNED : &S_FORGET, f->owner ? 3 : 2, p, on_forget_retried, f) != 0) {
+    bd_pg_result_t fake = {BD_PG_EUNAVAIL, NULL, "", "queue full"};
+    on_forget_retried(f, &fake);
+  }
+}
+
+static void forget_later(const idem_t *m) {
+  forget_t *f = bd_calloc(1, sizeof *f);
+  f->cred = bd_strdup(m->cred);
+  f->key = bd_strdup(m->key);
+  f->owner = m->owner ? bd_strdup(m->owner) : NULL;
+  f->until_ms = bd_now_ms() + LOCK_S * 1000;
+  f->next = g_forgets;
+  g_forgets = f;
+  forget_arm();
+}
+
+void bd_idem_shutdown(void) {
+  while (g_forgets) {
+    forget_t *f = g_forgets;
+    g_forgets = f->next;
+    forget_free(f);
+  }
+  if (g_forget_timer_init && !uv_is_closing((uv_handle_t *)&g_forget_timer))
+    uv_close((uv_handle_t *)&g_forget_timer, NULL);
+}
+
 /* The stored response is now durable (or could not be stored): send it. */
 static void on_stored(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
   idem_t *m = req->mw;
-  if (r->err != BD_PG_OK)
+  if (r->err != BD_PG_OK && m->forgetting) {
+    bd_warn("idempotency: could not free a key for %s (%s): retrying in the background", m->cred, r->message);
+    forget_later(m);
+  } else if (r->err != BD_PG_OK) {
     bd_warn("idempotency: could not store the response of key for %s: %s", m->cred, r->message);
+  }
   req->mw = NULL;
   bd_resp_send(req, m->status, m->ctype, m->body.data ? m->body.data : "", m->body.len);
   idem_free(m);
@@ -104,6 +206,8 @@ static void finish(bd_req_t *req, idem_t *m, const char *owner, bool forget, int
   m->ctype = bd_strdup(ctype ? ctype : "application/octet-stream");
   bd_buf_append(&m->body, body, len);
   int rc;
+  m->forgetting = forget;
+  if (owner && !m->owner) m->owner = bd_strdup(owner);
   if (forget) {
     /* not a result: free the key so a retry runs again */
     const char *p[] = {m->cred, m->key, owner};

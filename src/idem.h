@@ -20,6 +20,11 @@
  * the caller (keys are scoped per credential). The body must be buffered. */
 void bd_idem_wrap(bd_req_t *req, const char *cred, bd_handler_fn next);
 
+/* At shutdown (the database pool closed): drops the keys still waiting to
+ * be freed after an outage (their locks expire on their own) and closes
+ * the retry timer. */
+void bd_idem_shutdown(void);
+
 /* Streamed bodies (BD_ROUTE_STREAM). The same protocol, in steps, because
  * the body hash is known only at the end of the body:
  *

@@ -7,6 +7,7 @@
  * runs out of handles and main checks uv_loop_close() == 0.
  */
 #include "app.h"
+#include "idem.h"
 #include "jobs.h"
 #include "json.h"
 #include "log.h"
@@ -59,7 +60,8 @@ static void on_lag(uv_timer_t *t) {
 
 static void on_request_done(bd_req_t *req, uint64_t dur_ns) {
   const char *route = req->route ? (req->route->name ? req->route->name : req->route->pattern) : "unmatched";
-  const char *method = llhttp_method_name((llhttp_method_t)req->method);
+  /* a request refused before its method was read (garbage, a timeout) */
+  const char *method = req->method_known ? llhttp_method_name((llhttp_method_t)req->method) : "-";
   bd_metrics_request(route, method, req->status, dur_ns);
   if (!bd_app.cfg.access_log) return;
   char ts[32];
@@ -87,6 +89,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
 }
 
 static void on_pool_closed(void *ud) {
+  bd_idem_shutdown();
   bd_log_stop();
   /* signal handles, timers: close what is left so the loop can end */
   uv_walk(bd_app.loop, close_walk, NULL);

@@ -5,6 +5,7 @@
  * and a real PostgreSQL before, and independently of, the API surfaces:
  *   POST /_test/writes        authenticated by X-Test-Credential, rate
  *                             limited, idempotent; inserts a row
+ *                             (?sleep_ms=N: after N ms in the database)
  *   GET  /_test/db            one database read
  *   GET  /_test/slow?ms=N     answers after N ms (shutdown drain)
  *   POST /_test/stream        a streamed body: hashed as it arrives, reading
@@ -53,10 +54,20 @@ static void on_written(void *ud, const bd_pg_result_t *r) {
   bd_req_release(req);
 }
 
+/* ?sleep_ms=N: the insert waits N ms in the database first (a database that
+ * goes away while a request holds an idempotency key) */
+static bd_pg_stmt_t S_WRITE_SLOW = BD_PG_STMT(
+    "WITH s AS (SELECT pg_sleep($3::float8 / 1000)) INSERT INTO bd_test_writes(credential, body)"
+    " SELECT $1, $2 FROM s RETURNING id");
+
 static void do_write(bd_req_t *req) {
-  const char *p[] = {req->cred_id, req->body.data ? req->body.data : ""};
+  bd_buf_t ms = BD_BUF_INIT;
+  char msbuf[16] = "";
+  if (bd_req_query(req, "sleep_ms", &ms) && ms.len && ms.len < sizeof msbuf) memcpy(msbuf, ms.data, ms.len);
+  bd_buf_free(&ms);
+  const char *p[] = {req->cred_id, req->body.data ? req->body.data : "", msbuf};
   bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_WRITE, 2, p, on_written, req) != 0) {
+  if (bd_pg_query(bd_app.pg, msbuf[0] ? &S_WRITE_SLOW : &S_WRITE, msbuf[0] ? 3 : 2, p, on_written, req) != 0) {
     bd_app_unavailable(req);
     bd_req_release(req);
   }

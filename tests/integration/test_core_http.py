@@ -292,3 +292,25 @@ def test_access_log_line_per_request(srv):
     assert len(mine) == 1
     assert mine[0]["status"] == 200 and mine[0]["route"] == "/healthz" and mine[0]["method"] == "GET"
     assert "duration_ms" in mine[0]
+
+
+def test_access_log_method_of_unparsed_requests(srv):
+    """A request refused before its method was read is logged with method "-"
+    (not as the first entry of llhttp's method table, DELETE); one refused
+    after it keeps its method."""
+    before = len(srv.log_text().splitlines())
+    s = connect(srv)
+    s.sendall(b"\x16\x03\x01\x02\x00garbage\r\n\r\n")  # a TLS hello on the plain port
+    (r,) = recv_responses(s, 1)
+    assert r.status == 400
+    s.close()
+    s = connect(srv)
+    s.sendall(b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+    (r,) = recv_responses(s, 1)
+    assert r.status == 400
+    s.close()
+    time.sleep(0.2)
+    lines = [json.loads(l) for l in srv.log_text().splitlines()[before:] if l.startswith("{")]
+    reqs = [l for l in lines if l.get("msg") == "request" and l.get("status") == 400]
+    assert [l["method"] for l in reqs] == ["-", "POST"], reqs
+    assert "DELETE" not in [l["method"] for l in lines if l.get("msg") == "request"]

@@ -160,6 +160,49 @@ def test_database_stopped_and_restarted_under_load(private_pg, server_factory):
     assert requests.get(srv.url + "/readyz", timeout=5).status_code == 200
 
 
+def test_idempotency_key_freed_after_an_outage(private_pg, server_factory):
+    """The database goes away while a request holds its Idempotency-Key: the
+    request gets a 503, and once the database is back the key is free again
+    within a few seconds (not 409 until its one-minute lock expires)."""
+    pg = private_pg()
+    srv = server_factory(database_url=pg.url, env={
+        "BATCHD_TEST_HOOKS": "1", "BATCHD_RATE_LIMIT": "0", "BATCHD_PG_QUEUE_TIMEOUT_MS": "500"})
+    key = "outage-" + uuid.uuid4().hex
+    h = {"X-Test-Credential": "olga", "Content-Type": "application/json", "Idempotency-Key": key}
+    box = {}
+
+    def slow_write():
+        box["r"] = requests.post(srv.url + "/_test/writes?sleep_ms=3000", data='{"n": 1}', headers=h, timeout=20)
+
+    t = threading.Thread(target=slow_write)
+    t.start()
+    deadline = time.time() + 10  # the key is taken and the insert is sleeping in the database
+    while time.time() < deadline and "pg_sleep" not in subprocess.run(
+            ["psql", "-X", pg.url, "-Atc", "SELECT query FROM pg_stat_activity WHERE state = 'active'"],
+            capture_output=True, text=True).stdout:
+        time.sleep(0.05)
+    pg.stop()
+    t.join()
+    assert box["r"].status_code == 503, box["r"].text
+    pg.start()
+    # the retry with the same key runs (201) within seconds of the database coming back
+    t_back, got = time.time(), None
+    while time.time() < t_back + 15:
+        r = post_write(srv, "olga", '{"n": 1}', key=key)
+        if r.status_code == 201:
+            got = r
+            break
+        assert r.status_code in (409, 503), r.text  # still in flight, or not reconnected yet
+        time.sleep(0.2)
+    assert got is not None, "the key stayed in flight after the outage"
+    assert time.time() - t_back < 10
+    assert "freed a key" in srv.log_text()
+    # and it is now done: a repeat replays the stored answer
+    again = post_write(srv, "olga", '{"n": 1}', key=key)
+    assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == got.json()
+
+
 # --- shutdown ---------------------------------------------------------------
 
 
