@@ -7,6 +7,8 @@ pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
 pkg_check_modules(QRENCODE REQUIRED IMPORTED_TARGET libqrencode)
 pkg_check_modules(CAIRO REQUIRED IMPORTED_TARGET cairo cairo-png cairo-svg cairo-pdf)
 pkg_check_modules(PANGO REQUIRED IMPORTED_TARGET pangocairo)
+# fontconfig directly: only FcFini, so that sanitizer builds exit with its caches freed
+pkg_check_modules(FONTCONFIG REQUIRED IMPORTED_TARGET fontconfig)
 pkg_check_modules(PNG REQUIRED IMPORTED_TARGET libpng)
 pkg_check_modules(ZLIB REQUIRED IMPORTED_TARGET zlib)
 pkg_check_modules(JPEG REQUIRED IMPORTED_TARGET libjpeg)
@@ -34,6 +36,6 @@ find_package(Threads REQUIRED)
 add_library(bd_deps INTERFACE)
 target_include_directories(bd_deps SYSTEM INTERFACE ${CSV_INCLUDE_DIR})
 target_link_libraries(bd_deps INTERFACE llhttp PkgConfig::UV PkgConfig::PQ PkgConfig::JANSSON
-  PkgConfig::SODIUM PkgConfig::QRENCODE PkgConfig::CAIRO PkgConfig::PANGO PkgConfig::PNG PkgConfig::ZLIB
+  PkgConfig::SODIUM PkgConfig::QRENCODE PkgConfig::CAIRO PkgConfig::PANGO PkgConfig::FONTCONFIG PkgConfig::PNG PkgConfig::ZLIB
   PkgConfig::JPEG PkgConfig::RSVG PkgConfig::CURL
   ${CSV_LIBRARY} Threads::Threads m)

@@ -197,4 +197,8 @@ void bd_cert_output_free(bd_cert_output_t *out);
 bool bd_cert_layout_text(const bd_cert_layout_t *l, size_t index, const bd_cert_input_t *in,
                          bd_buf_t *out);
 
+/* At exit, when no thread renders any more: releases every thread's font
+ * map (and, in sanitizer builds, fontconfig's and cairo's caches). */
+void bd_cert_render_shutdown(void);
+
 #endif

@@ -7,6 +7,7 @@
  * runs out of handles and main checks uv_loop_close() == 0.
  */
 #include "app.h"
+#include "cert_render.h"
 #include "idem.h"
 #include "jobs.h"
 #include "json.h"
@@ -345,6 +346,7 @@ int main(int argc, char **argv) {
 
   uv_run(bd_app.loop, UV_RUN_DEFAULT);
   int close_rc = uv_loop_close(bd_app.loop);
+  bd_cert_render_shutdown(); /* the loop has ended: no render is running */
   bd_log_flush();
   if (close_rc != 0) {
     fprintf(stderr, "batchd: event loop did not close cleanly (%s)\n", uv_strerror(close_rc));

@@ -649,5 +649,6 @@ int main(void) {
   RUN(test_render_deterministic);
   RUN(test_render_errors);
   RUN(test_render_threads);
+  bd_cert_render_shutdown();
   UNIT_DONE();
 }
