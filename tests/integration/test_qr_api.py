@@ -13,6 +13,8 @@ import time
 import pytest
 import requests
 
+from conftest import create_database, drop_database, psql_run
+
 
 def zbar(png_bytes):
     """Decodes a PNG with zbarimg; returns the payload text."""
@@ -38,6 +40,21 @@ def keys(run_batchd, srv):
     out = run_batchd("seed-demo", "--json", env={"BATCHD_PUBLIC_URL": srv.url})
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)["qr"]
+
+
+@pytest.fixture
+def own_db(pg_url):
+    """A database of its own, so that no other server of this module claims the test's render job."""
+    name, url = create_database(pg_url, "qr_own")
+    yield url
+    drop_database(pg_url, name)
+
+
+def own_server(server_factory, run_batchd, url, env):
+    srv = server_factory(env=env, database_url=url)
+    out = run_batchd("seed-demo", "--json", env={"BATCHD_PUBLIC_URL": srv.url}, database_url=url)
+    assert out.returncode == 0, out.stderr
+    return srv, json.loads(out.stdout)["qr"]
 
 
 @pytest.fixture(scope="module")
@@ -413,9 +430,13 @@ def test_scans_flushed_on_clean_shutdown(server_factory, keys, psql):
     assert psql("SELECT scan_count FROM qr_codes WHERE id = '%s'" % code["id"]) == "7"
 
 
-def test_batch_survives_sigkill(server_factory, keys, psql):
+def test_batch_survives_sigkill(server_factory, run_batchd, own_db):
     """SIGKILL in the middle of a 1000-item batch: the next process finishes it, each code rendered once."""
-    a = server_factory(env={"BATCHD_RATE_LIMIT": "0", "BATCHD_JOB_LEASE_MS": "1500", "BATCHD_WORKERS": "1"})
+    a, keys = own_server(server_factory, run_batchd, own_db,
+                         {"BATCHD_RATE_LIMIT": "0", "BATCHD_JOB_LEASE_MS": "1500", "BATCHD_WORKERS": "1"})
+
+    def psql(sql):
+        return psql_run(own_db, sql)
     items = [{"target": {"text": "kill test %d" % i}} for i in range(1000)]
     # a designed code renders through cairo (milliseconds each, not the plain
     # fast path's fraction of one): the batch takes seconds on one worker, so
@@ -431,7 +452,8 @@ def test_batch_survives_sigkill(server_factory, keys, psql):
     a.kill()
     partial = int(psql("SELECT completed_count FROM qr_batches WHERE id = '%s'" % bid))
     assert 0 < partial < 1000, partial
-    b = server_factory(env={"BATCHD_RATE_LIMIT": "0", "BATCHD_JOB_LEASE_MS": "1500", "BATCHD_JOB_POLL_MS": "200"})
+    b = server_factory(env={"BATCHD_RATE_LIMIT": "0", "BATCHD_JOB_LEASE_MS": "1500", "BATCHD_JOB_POLL_MS": "200"},
+                       database_url=own_db)
     done = wait_batch(b, keys["live_key"], bid, timeout=90)
     assert done["status"] == "completed" and done["completed_count"] == 1000 and done["error_count"] == 0
     assert psql("SELECT count(*) FROM qr_images i JOIN qr_codes c ON c.id = i.code_id WHERE c.batch_id = '%s'"
@@ -531,9 +553,10 @@ def thread_nices(pid):
     return out
 
 
-def test_worker_nice(server_factory, keys):
+def test_worker_nice(server_factory, run_batchd, own_db):
     """BATCHD_WORKER_NICE lowers the render threads' priority, not the loop thread's."""
-    srv = server_factory(env={"BATCHD_RATE_LIMIT": "0", "BATCHD_WORKER_NICE": "7", "BATCHD_WORKERS": "2"})
+    srv, keys = own_server(server_factory, run_batchd, own_db,
+                           {"BATCHD_RATE_LIMIT": "0", "BATCHD_WORKER_NICE": "7", "BATCHD_WORKERS": "2"})
     r = requests.post(srv.url + "/v1/batches", headers=H(keys["live_key"]),
                       data=json.dumps({"items": [{"target": {"text": "nice %d" % i}} for i in range(300)]}))
     assert r.status_code == 202
