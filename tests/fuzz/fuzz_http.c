@@ -145,8 +145,11 @@ static const bd_route_t routes[] = {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   signal(SIGPIPE, SIG_IGN); /* as batchd does: a peer gone mid-write is EPIPE */
   uv_loop_init(&g_loop);
+  /* referenced: while requests wait in the queue the idle handle keeps the
+   * loop alive, as a database callback or a timer would in batchd (an
+   * unreferenced one was never run once the connection had closed, and the
+   * queued request was never answered: a harness bug the fuzzer found) */
   uv_idle_init(&g_loop, &g_idle);
-  uv_unref((uv_handle_t *)&g_idle);
   bd_server_config_t cfg = {
       .listen = "127.0.0.1:0",
       .max_header_bytes = 2048,
