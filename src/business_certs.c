@@ -299,6 +299,7 @@ static void on_claimed(void *ud, const bd_pg_result_t *r) {
     it->w.work = item_work;
     it->w.after = item_after;
     it->w.data = it;
+    it->w.background = true;
     bd_work_submit(&it->w);
   }
 }
@@ -387,6 +388,7 @@ static void on_ctx(void *ud, const bd_pg_result_t *r) {
   run->prep.work = prep_work;
   run->prep.after = prep_after;
   run->prep.data = run;
+  run->prep.background = true;
   bd_work_submit(&run->prep);
 }
 

@@ -811,6 +811,7 @@ static void on_pending(void *ud, const bd_pg_result_t *r) {
     rd->w.work = render_work;
     rd->w.after = render_after;
     rd->w.data = rd;
+    rd->w.background = true;
     bd_work_submit(&rd->w);
   }
 }

@@ -82,3 +82,27 @@ void bd_work_cancel_all(void) {
     w = next;
   }
 }
+
+void bd_work_cancel_background(void) {
+  bd_work_t *cancelled = NULL, **ct = &cancelled;
+  bd_work_t **pp = &g_head;
+  g_tail = NULL;
+  while (*pp) {
+    bd_work_t *w = *pp;
+    if (w->background) {
+      *pp = w->next;
+      g_waiting--;
+      w->next = NULL;
+      *ct = w;
+      ct = &w->next;
+    } else {
+      g_tail = w;
+      pp = &w->next;
+    }
+  }
+  while (cancelled) { /* after the list is consistent: an `after` may submit */
+    bd_work_t *next = cancelled->next;
+    cancelled->after(cancelled, UV_ECANCELED);
+    cancelled = next;
+  }
+}

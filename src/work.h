@@ -22,6 +22,7 @@ struct bd_work {
   bd_work_fn work;         /* runs on a pool thread */
   bd_work_after_fn after;  /* runs on the loop thread */
   void *data;              /* the item's own state */
+  bool background;         /* a job's work (renders): cancelled as soon as shutdown begins */
   bd_work_t *next;         /* FIFO link while waiting */
 };
 
@@ -33,5 +34,9 @@ size_t bd_work_queued(void);
 size_t bd_work_running(void);
 /* Fails every waiting item with UV_ECANCELED (their `after` runs). */
 void bd_work_cancel_all(void);
+/* The same for the waiting background items only (shutdown begins: a job
+ * stops after the renders already running instead of its whole chunk;
+ * requests still being answered keep their work). */
+void bd_work_cancel_background(void);
 
 #endif
