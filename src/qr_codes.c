@@ -105,17 +105,45 @@ bool qr_item_parse(json_t *it, const bd_qr_design_t *d, qr_item_t *o, bd_buf_t *
   return true;
 }
 
+static int append_cb(const char *buffer, size_t size, void *data) {
+  bd_buf_append(data, buffer, size);
+  return 0;
+}
+
+void qr_item_code_write(bd_buf_t *out, const qr_item_t *it, const char *payload, long idx) {
+  /* written directly, not built as a jansson tree and dumped: a 1000-item
+   * batch writes 1000 of these on the loop thread */
+  bd_jw_t w;
+  bd_jw_init(&w, out);
+  bd_jw_obj(&w);
+  bd_jw_kstr(&w, "id", it->id);
+  bd_jw_kstr(&w, "kind", it->kind);
+  bd_jw_kstr(&w, "type", it->type);
+  if (it->name) bd_jw_kstr(&w, "name", it->name);
+  if (idx >= 0) bd_jw_kint(&w, "idx", idx);
+  bd_jw_kstr(&w, "payload", payload);
+  if (it->short_code[0]) bd_jw_kstr(&w, "short_code", it->short_code);
+  if (it->folder_id) bd_jw_kstr(&w, "folder_id", it->folder_id);
+  bd_jw_key(&w, "target");
+  if (it->target) {
+    bd_jw_raw(&w, "");
+    json_dump_callback(it->target, append_cb, out, JSON_COMPACT | JSON_ENCODE_ANY);
+  } else {
+    bd_jw_null(&w);
+  }
+  if (it->tags) {
+    bd_jw_key(&w, "tags");
+    bd_jw_raw(&w, "");
+    json_dump_callback(it->tags, append_cb, out, JSON_COMPACT);
+  }
+  bd_jw_obj_end(&w);
+}
+
 json_t *qr_item_code_json(const qr_item_t *it, const char *payload) {
-  json_t *o = json_object();
-  json_object_set_new(o, "id", json_string(it->id));
-  json_object_set_new(o, "kind", json_string(it->kind));
-  json_object_set_new(o, "type", json_string(it->type));
-  if (it->name) json_object_set_new(o, "name", json_string(it->name));
-  json_object_set(o, "target", it->target);
-  json_object_set_new(o, "payload", json_string(payload));
-  if (it->short_code[0]) json_object_set_new(o, "short_code", json_string(it->short_code));
-  if (it->folder_id) json_object_set_new(o, "folder_id", json_string(it->folder_id));
-  if (it->tags) json_object_set(o, "tags", it->tags);
+  bd_buf_t b = BD_BUF_INIT;
+  qr_item_code_write(&b, it, payload, -1);
+  json_t *o = json_loadb(b.data, b.len, 0, NULL);
+  bd_buf_free(&b);
   return o;
 }
 
