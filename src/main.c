@@ -122,11 +122,12 @@ static void begin_shutdown(void) {
   bd_info("shutdown: stopping (grace %lld ms)", (long long)bd_app.cfg.shutdown_grace_ms);
   uv_timer_stop(&g_migrate_retry);
   g_pending_stop = 2;
-  /* renders waiting behind the running ones are given back to the jobs,
-   * which stop after the running ones (the next owner renders the rest) */
-  bd_work_cancel_background();
   bd_server_shutdown(bd_app.server, (uint32_t)bd_app.cfg.shutdown_grace_ms, stop_step_done, NULL);
   bd_jobs_stop((uint32_t)bd_app.cfg.shutdown_grace_ms, stop_step_done, NULL);
+  /* renders waiting behind the running ones are given back to the jobs
+   * (now stopping), which end after the running ones: the next owner
+   * renders the rest */
+  bd_work_cancel_background();
 }
 
 static void on_signal(uv_signal_t *h, int signum) { begin_shutdown(); }
