@@ -78,6 +78,7 @@ struct bd_conn {
   bool bad_method;            /* the path exists with other methods (405) */
   bool parser_hold;           /* a streamed handler runs: the parser holds the request */
   bool header_deadline;       /* the header timer is armed (data does not extend it) */
+  bool headers_done;          /* on_headers_complete ran: header callbacks now are trailers */
 };
 
 struct bd_server {
@@ -462,6 +463,7 @@ static int on_message_begin(llhttp_t *p) {
   c->discard_body = false;
   c->bad_method = false;
   c->header_deadline = false;
+  c->headers_done = false;
   conn_arm_timer(c);
   return 0;
 }
@@ -487,6 +489,10 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   bd_conn_t *c = p->data;
   if (head_limit(c, n)) return HPE_USER;
+  /* Trailer fields of a chunked body are counted against the head limit
+   * and dropped: nothing reads them, and appending them would move
+   * head_buf under the path and headers the handler already holds. */
+  if (c->headers_done) return 0;
   if (c->in_value || c->nh == 0) {
     /* a new header begins */
     if (c->nh >= BD_MAX_HEADERS) {
@@ -505,6 +511,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   bd_conn_t *c = p->data;
   if (head_limit(c, n)) return HPE_USER;
+  if (c->headers_done) return 0; /* a trailer (see on_header_field) */
   hoff_t *h = &c->hoff[c->nh - 1];
   if (!c->in_value) {
     h->voff = (uint32_t)c->req->head_buf.len;
@@ -524,6 +531,7 @@ static int on_headers_complete(llhttp_t *p) {
   bd_req_t *r = c->req;
   bd_server_t *s = c->srv;
   /* materialise slices now that head_buf no longer moves */
+  c->headers_done = true;
   const char *base = r->head_buf.data ? r->head_buf.data : "";
   bd_str_t url = {base + c->url_off, c->url_len};
   const char *q = memchr(url.p, '?', url.len);

@@ -155,13 +155,21 @@ void bd_job_yield(bd_job_t *job) {
 
 bool bd_job_stopping(const bd_job_t *job) { return J.stopping || job->lease_lost; }
 
+/* The renewal carries the job's id, not the job: the job may have finished
+ * and been freed while the renewal was in flight (then its lease row is
+ * gone or done and the renewal matched nothing: not a lost lease). */
+static bd_job_t *running_job(int64_t id) {
+  for (bd_job_t *j = J.running; j; j = j->next)
+    if (j->id == id) return j;
+  return NULL;
+}
+
 static void on_renewed(void *ud, const bd_pg_result_t *r) {
-  bd_job_t *job = ud;
-  if (r->err == BD_PG_OK && PQntuples(r->res) == 0) {
+  bd_job_t *job = running_job((int64_t)(intptr_t)ud);
+  if (job && !job->finishing && r->err == BD_PG_OK && PQntuples(r->res) == 0) {
     bd_warn("job %lld: lease lost to another process", (long long)job->id);
     job->lease_lost = true;
   }
-  /* the timer may be closing already (job finished meanwhile): harmless */
 }
 
 static void on_renew_timer(uv_timer_t *t) {
@@ -171,8 +179,8 @@ static void on_renew_timer(uv_timer_t *t) {
   snprintf(id, sizeof id, "%lld", (long long)job->id);
   snprintf(ms, sizeof ms, "%u", J.cfg.lease_ms);
   const char *p[] = {id, J.instance, ms};
-  /* the callback must not touch a freed job: hold nothing, look it up */
-  if (bd_pg_query(J.pg, &S_RENEW, 3, p, on_renewed, job) != 0) {
+  /* the callback must not touch a freed job: it gets the id and looks it up */
+  if (bd_pg_query(J.pg, &S_RENEW, 3, p, on_renewed, (void *)(intptr_t)job->id) != 0) {
     /* queue full: the next tick tries again, well within the lease */
   }
 }

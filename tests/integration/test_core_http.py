@@ -89,6 +89,29 @@ def test_chunked_request_body(srv, psql):
     s.close()
 
 
+def test_chunked_body_with_trailers(srv, psql):
+    """Trailer fields after a chunked body are read and ignored: the request's
+    headers (X-Test-Credential, read when the body ends) stay intact, on a
+    buffered route and on a streamed one, and the connection goes on."""
+    s = connect(srv)
+    body = b'{"trailers":"ignored"}'
+    trailers = b"".join(b"X-Trailer-%d: %s\r\n" % (i, b"t" * 100) for i in range(8))  # moves any buffer they land in
+    msg = (b"POST /_test/writes HTTP/1.1\r\nHost: x\r\nX-Test-Credential: trailing\r\nTransfer-Encoding: chunked\r\n"
+           b"\r\n%x\r\n%s\r\n0\r\n%s\r\n" % (len(body), body, trailers))
+    stream = b"s" * 3000
+    msg += (b"POST /_test/stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"%x\r\n%s\r\n0\r\n%s\r\n" % (len(stream), stream, trailers))
+    msg += b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    s.sendall(msg)
+    r1, r2, r3 = recv_responses(s, 3)
+    assert r1.status == 201, r1.body
+    row_id = json.loads(r1.body)["id"]
+    assert psql("SELECT credential, body FROM bd_test_writes WHERE id = %d" % row_id) == "trailing|" + body.decode()
+    assert r2.status == 200, r2.body
+    assert r3.status == 200
+    s.close()
+
+
 def test_expect_100_continue(srv):
     s = connect(srv)
     body = b'{"x":1}'
