@@ -446,6 +446,24 @@ class PrivatePg:
         self._testpg("stop")
 
 
+def seed_demo(run_batchd, srv, surface, tenant=None, database_url=None):
+    """`batchd seed-demo --json` (of `tenant`, or the default one) with links
+    to srv; returns that surface's section ("qr", "products", "business")."""
+    args = ["seed-demo"] + (["--tenant", tenant] if tenant else []) + ["--json"]
+    out = run_batchd(*args, env={"BATCHD_PUBLIC_URL": srv.url}, database_url=database_url)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)[surface]
+
+
+@pytest.fixture
+def own_database(pg_url, request):
+    """A database of the test's own (dropped after it), so that no other
+    server of the module claims the test's jobs."""
+    name, url = create_database(pg_url, request.node.name[:20])
+    yield url
+    drop_database(pg_url, name)
+
+
 @pytest.fixture(scope="module")
 def private_pg(workdir):
     made = []

@@ -16,7 +16,7 @@ import nacl.signing
 import pytest
 import requests
 
-from conftest import create_database, drop_database, psql_run
+from conftest import psql_run
 
 HEADER = "RecipientsEmail,RecipientsName,IssueDate,Course\r\n"
 
@@ -389,23 +389,15 @@ def test_other_institution_is_404(srv, demo, rival, done_batch):
 
 # --- crash in the middle of a batch ------------------------------------------------------------------
 
-@pytest.fixture
-def kill_db(pg_url):
-    """A database of its own, so no other server of this module claims the job."""
-    name, url = create_database(pg_url, "certs_kill")
-    yield url
-    drop_database(pg_url, name)
-
-
-def test_sigkill_mid_render_then_takeover(server_factory, run_batchd, kill_db):
+def test_sigkill_mid_render_then_takeover(server_factory, run_batchd, own_database):
     env = {"BATCHD_RATE_LIMIT": "0", "BATCHD_WORKERS": "2", "BATCHD_JOB_LEASE_MS": "1500", "BATCHD_JOB_POLL_MS": "200"}
-    a = server_factory(env=env, database_url=kill_db)
+    a = server_factory(env=env, database_url=own_database)
     out = run_batchd("seed-demo", "--tenant", "kill", "--json", env={"BATCHD_PUBLIC_URL": a.url},
-                     database_url=kill_db)
+                     database_url=own_database)
     assert out.returncode == 0, out.stderr
     demo = json.loads(out.stdout)["business"]
     def psql(sql):
-        return psql_run(kill_db, sql)
+        return psql_run(own_database, sql)
     demo["tpl_plain"] = add_template(psql, demo["institution_id"], "Kill plain", LAYOUT_PLAIN, [])
     n = 120
     rows = ["k%d@example.com,Kill Test %d,01-03-2025,Math\r\n" % (i, i) for i in range(n)]
@@ -420,7 +412,7 @@ def test_sigkill_mid_render_then_takeover(server_factory, run_batchd, kill_db):
     a.kill()  # SIGKILL: the job's lease is left to expire
     mid = int(psql("SELECT processed_certificates FROM biz_batches WHERE id = '%s'" % b["id"]).strip())
     assert mid < n, "the batch finished before the kill: make it bigger"
-    bsrv = server_factory(env=env, database_url=kill_db)
+    bsrv = server_factory(env=env, database_url=own_database)
     fin = wait_batch(bsrv.url, demo["token"], b["id"], timeout=180)
     assert fin["status"] == "completed"
     assert (fin["processed_certificates"], fin["failed_certificates"]) == (n, 0)

@@ -3,7 +3,6 @@ neutralisation) and the ZIP of SVG QR codes, one of which is decoded with
 zbarimg and resolved through the resolver; auth as /rpc."""
 import csv
 import io
-import json
 import os
 import re
 import struct
@@ -16,6 +15,7 @@ import zlib
 import pytest
 import requests
 
+from conftest import seed_demo
 from mintlib import all_units, new_batch, ok, pgrst, submit, wait_job
 
 
@@ -26,15 +26,12 @@ def srv(server_factory):
 
 @pytest.fixture(scope="module")
 def demo(run_batchd, srv):
-    out = run_batchd("seed-demo", "--json", env={"BATCHD_PUBLIC_URL": srv.url})
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)["products"]
+    return seed_demo(run_batchd, srv, "products")
 
 
 @pytest.fixture(scope="module")
 def other(run_batchd, srv):
-    out = run_batchd("seed-demo", "--tenant", "rival", "--json", env={"BATCHD_PUBLIC_URL": srv.url})
-    return json.loads(out.stdout)["products"]
+    return seed_demo(run_batchd, srv, "products", tenant="rival")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from conftest import create_database, drop_database, psql_run
+from conftest import psql_run, seed_demo
 
 
 def zbar(png_bytes):
@@ -37,31 +37,17 @@ def srv(server_factory):
 
 @pytest.fixture(scope="module")
 def keys(run_batchd, srv):
-    out = run_batchd("seed-demo", "--json", env={"BATCHD_PUBLIC_URL": srv.url})
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)["qr"]
-
-
-@pytest.fixture
-def own_db(pg_url):
-    """A database of its own, so that no other server of this module claims the test's render job."""
-    name, url = create_database(pg_url, "qr_own")
-    yield url
-    drop_database(pg_url, name)
+    return seed_demo(run_batchd, srv, "qr")
 
 
 def own_server(server_factory, run_batchd, url, env):
     srv = server_factory(env=env, database_url=url)
-    out = run_batchd("seed-demo", "--json", env={"BATCHD_PUBLIC_URL": srv.url}, database_url=url)
-    assert out.returncode == 0, out.stderr
-    return srv, json.loads(out.stdout)["qr"]
+    return srv, seed_demo(run_batchd, srv, "qr", database_url=url)
 
 
 @pytest.fixture(scope="module")
 def other_tenant(run_batchd, srv):
-    out = run_batchd("seed-demo", "--tenant", "other", "--json", env={"BATCHD_PUBLIC_URL": srv.url})
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)["qr"]
+    return seed_demo(run_batchd, srv, "qr", tenant="other")
 
 
 def H(key):
@@ -430,13 +416,13 @@ def test_scans_flushed_on_clean_shutdown(server_factory, keys, psql):
     assert psql("SELECT scan_count FROM qr_codes WHERE id = '%s'" % code["id"]) == "7"
 
 
-def test_batch_survives_sigkill(server_factory, run_batchd, own_db):
+def test_batch_survives_sigkill(server_factory, run_batchd, own_database):
     """SIGKILL in the middle of a 1000-item batch: the next process finishes it, each code rendered once."""
-    a, keys = own_server(server_factory, run_batchd, own_db,
+    a, keys = own_server(server_factory, run_batchd, own_database,
                          {"BATCHD_RATE_LIMIT": "0", "BATCHD_JOB_LEASE_MS": "1500", "BATCHD_WORKERS": "1"})
 
     def psql(sql):
-        return psql_run(own_db, sql)
+        return psql_run(own_database, sql)
     items = [{"target": {"text": "kill test %d" % i}} for i in range(1000)]
     # a designed code renders through cairo (milliseconds each, not the plain
     # fast path's fraction of one): the batch takes seconds on one worker, so
@@ -453,7 +439,7 @@ def test_batch_survives_sigkill(server_factory, run_batchd, own_db):
     partial = int(psql("SELECT completed_count FROM qr_batches WHERE id = '%s'" % bid))
     assert 0 < partial < 1000, partial
     b = server_factory(env={"BATCHD_RATE_LIMIT": "0", "BATCHD_JOB_LEASE_MS": "1500", "BATCHD_JOB_POLL_MS": "200"},
-                       database_url=own_db)
+                       database_url=own_database)
     done = wait_batch(b, keys["live_key"], bid, timeout=90)
     assert done["status"] == "completed" and done["completed_count"] == 1000 and done["error_count"] == 0
     assert psql("SELECT count(*) FROM qr_images i JOIN qr_codes c ON c.id = i.code_id WHERE c.batch_id = '%s'"
@@ -553,9 +539,9 @@ def thread_nices(pid):
     return out
 
 
-def test_worker_nice(server_factory, run_batchd, own_db):
+def test_worker_nice(server_factory, run_batchd, own_database):
     """BATCHD_WORKER_NICE lowers the render threads' priority, not the loop thread's."""
-    srv, keys = own_server(server_factory, run_batchd, own_db,
+    srv, keys = own_server(server_factory, run_batchd, own_database,
                            {"BATCHD_RATE_LIMIT": "0", "BATCHD_WORKER_NICE": "7", "BATCHD_WORKERS": "2"})
     r = requests.post(srv.url + "/v1/batches", headers=H(keys["live_key"]),
                       data=json.dumps({"items": [{"target": {"text": "nice %d" % i}} for i in range(300)]}))

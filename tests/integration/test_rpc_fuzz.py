@@ -17,6 +17,7 @@ import random
 import pytest
 import requests
 
+from conftest import seed_demo
 from mintlib import new_batch, ok, rpc
 
 SEED = int(os.environ.get("BATCHD_RPC_FUZZ_SEED", "20261201"))
@@ -84,9 +85,7 @@ def srv(server_factory):
 
 @pytest.fixture(scope="module")
 def demo(run_batchd, srv):
-    out = run_batchd("seed-demo", "--json", env={"BATCHD_PUBLIC_URL": srv.url})
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)["products"]
+    return seed_demo(run_batchd, srv, "products")
 
 
 def valid_args(srv, demo):

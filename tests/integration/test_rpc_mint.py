@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from conftest import seed_demo
 from mintlib import all_units, new_batch, ok, pgrst, rpc, submit, wait_job
 
 CROCKFORD = re.compile(r"^[0-9A-HJKMNP-TV-Z]{12}$")
@@ -22,15 +23,12 @@ def srv(server_factory):
 
 @pytest.fixture(scope="module")
 def demo(run_batchd, srv):
-    out = run_batchd("seed-demo", "--json", env={"BATCHD_PUBLIC_URL": srv.url})
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)["products"]
+    return seed_demo(run_batchd, srv, "products")
 
 
 @pytest.fixture(scope="module")
 def other(run_batchd, srv):
-    out = run_batchd("seed-demo", "--tenant", "rival", "--json", env={"BATCHD_PUBLIC_URL": srv.url})
-    return json.loads(out.stdout)["products"]
+    return seed_demo(run_batchd, srv, "products", tenant="rival")
 
 
 def test_serial_mint_end_to_end(srv, demo, psql):
