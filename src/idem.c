@@ -242,6 +242,20 @@ static void reply_reused(bd_req_t *req) {
                 "This Idempotency-Key was already used with a different request body", "Idempotency-Key");
 }
 
+/* Takes the key (S_BEGIN) with `hash` as the row's body hash (a streamed
+ * request's owner placeholder); cb gets the answer, also a refusal of a full
+ * queue, with the request held. */
+static void send_begin(bd_req_t *req, const char *cred, const char *key, const char *hash, bd_pg_cb cb) {
+  char ttl[24];
+  snprintf(ttl, sizeof ttl, "%lld", (long long)bd_app.cfg.idempotency_ttl_s);
+  const char *p[] = {cred, key, hash, ttl};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_BEGIN, 4, p, cb, req) != 0) {
+    bd_pg_result_t fake = {BD_PG_EUNAVAIL, NULL, "", "queue full"};
+    cb(req, &fake);
+  }
+}
+
 static void on_begin(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
   idem_t *m = req->mw;
@@ -301,14 +315,7 @@ void bd_idem_wrap(bd_req_t *req, const char *cred, bd_handler_fn next) {
   bd_sha256_hex(m->hash, h.data, h.len);
   bd_buf_free(&h);
   req->mw = m;
-  char ttl[24];
-  snprintf(ttl, sizeof ttl, "%lld", (long long)bd_app.cfg.idempotency_ttl_s);
-  const char *p[] = {m->cred, m->key, m->hash, ttl};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_BEGIN, 4, p, on_begin, req) != 0) {
-    bd_pg_result_t fake = {BD_PG_EUNAVAIL, NULL, "", "queue full"};
-    on_begin(req, &fake);
-  }
+  send_begin(req, m->cred, m->key, m->hash, on_begin);
 }
 
 /* --- streamed bodies ------------------------------------------------------------- */
@@ -419,14 +426,7 @@ int bd_idem_stream_begin(bd_req_t *req, const char *cred, bd_idem_stream_cb cb, 
   crypto_hash_sha256_update(&s->sha, (const unsigned char *)"\n", 1);
   *out = s;
   req->mw = s;
-  char ttl[24];
-  snprintf(ttl, sizeof ttl, "%lld", (long long)bd_app.cfg.idempotency_ttl_s);
-  const char *p[] = {s->cred, s->key, s->owner, ttl};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_BEGIN, 4, p, on_stream_begin, req) != 0) {
-    bd_pg_result_t fake = {BD_PG_EUNAVAIL, NULL, "", "queue full"};
-    on_stream_begin(req, &fake);
-  }
+  send_begin(req, s->cred, s->key, s->owner, on_stream_begin);
   return 1;
 }
 
