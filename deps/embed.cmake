@@ -6,6 +6,8 @@ set(n 0)
 foreach(f ${FILES})
   get_filename_component(name ${f} NAME_WE)
   string(REGEX MATCH "^[0-9]+" ver ${name})
+  # a decimal C constant: 008 would be a bad octal one (and 010 a good one, 8)
+  string(REGEX REPLACE "^0+([0-9])" "\\1" ver "${ver}")
   file(READ ${f} text HEX)
   string(REGEX REPLACE "([0-9a-f][0-9a-f])" "\\\\x\\1" text "${text}")
   # split the escaped string into lines of bounded length
