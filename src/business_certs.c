@@ -98,8 +98,8 @@ static bd_pg_stmt_t S_KEY = BD_PG_STMT(
     "INSERT INTO biz_signing_keys (key_id, public_key) VALUES ($1, $2) ON CONFLICT DO NOTHING");
 static bd_pg_stmt_t S_CTX = BD_PG_STMT("SELECT biz_cert_job_context($1::uuid)");
 static bd_pg_stmt_t S_CLAIM =
-    BD_PG_STMT("SELECT * FROM biz_cert_claim($1::uuid, $2::int, $3::int)");
-static bd_pg_stmt_t S_RECORD = BD_PG_STMT("SELECT biz_cert_record($1::uuid, $2::jsonb)");
+    BD_PG_STMT_BG("SELECT * FROM biz_cert_claim($1::uuid, $2::int, $3::int)");
+static bd_pg_stmt_t S_RECORD = BD_PG_STMT_BG("SELECT biz_cert_record($1::uuid, $2::jsonb)");
 static bd_pg_stmt_t S_FINISH = BD_PG_STMT("SELECT biz_cert_finish($1::uuid)");
 static bd_pg_stmt_t S_FAIL_ALL = BD_PG_STMT("SELECT biz_cert_fail_all($1::uuid, $2)");
 

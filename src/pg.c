@@ -53,6 +53,10 @@ struct op {
   bd_pg_conn_t *conn;       /* for deferred acquire */
 };
 
+static inline bool op_is_bg(const op_t *o) {
+  return o->kind == OP_QUERY && o->stmt && o->stmt->background;
+}
+
 typedef enum { C_DOWN, C_CONNECTING, C_READY, C_PINNED, C_CLOSED } conn_state_t;
 
 struct bd_pg_conn {
@@ -70,6 +74,7 @@ struct bd_pg_conn {
   op_t *inflight;           /* sent, awaiting results (FIFO) */
   op_t *inflight_tail;      /* tail of inflight */
   int ninflight;            /* length of inflight */
+  int nbg;                  /* of which background statements (shared only) */
   op_t *pending;            /* pinned: ops not yet sent (FIFO) */
   op_t *pending_tail;       /* tail of pending */
   uint8_t *prepared;        /* prepared[stmt id] on this connection */
@@ -459,6 +464,7 @@ static void conn_dead(bd_pg_conn_t *c, const char *why) {
   op_t *o;
   while ((o = fifo_pop(&c->inflight, &c->inflight_tail))) op_fail(p, o, BD_PG_EUNAVAIL, msg);
   c->ninflight = 0;
+  c->nbg = 0;
   while ((o = fifo_pop(&c->pending, &c->pending_tail))) op_fail(p, o, BD_PG_EUNAVAIL, msg);
   if (c->copy_end) {
     op_fail(p, c->copy_end, BD_PG_EUNAVAIL, msg);
@@ -518,6 +524,7 @@ static void pipeline_results(bd_pg_conn_t *c) {
       PQclear(r);
       fifo_pop(&c->inflight, &c->inflight_tail);
       c->ninflight--;
+      if (op_is_bg(o)) c->nbg--;
       p->stats.inflight--;
       op_finish(p, o);
       continue;
@@ -774,12 +781,32 @@ static void conn_send_pending(bd_pg_conn_t *c) {
   conn_flush(c);
 }
 
-static bd_pg_conn_t *pick_shared(bd_pg_pool_t *p) {
+/* A background op in a request's pipeline costs it about this many
+ * request queries (a job's write runs for tens of milliseconds, a
+ * request's query for well under one). */
+#define BG_WEIGHT 8
+
+/* The shared connection for an op (NULL: none can take it now); see
+ * bd_pg_stmt_t for the background rule. */
+static bd_pg_conn_t *pick_shared(bd_pg_pool_t *p, bool bg) {
+  int up = 0, clear = 0; /* shared connections up, and of those without background work */
+  for (int i = 0; i < p->cfg.nconns; i++) {
+    bd_pg_conn_t *c = &p->conns[i];
+    if (c->state != C_READY || c->pin_pending) continue;
+    up++;
+    if (c->nbg == 0) clear++;
+  }
   bd_pg_conn_t *best = NULL;
+  int best_score = 0;
   for (int i = 0; i < p->cfg.nconns; i++) {
     bd_pg_conn_t *c = &p->conns[i];
     if (c->state != C_READY || c->pin_pending || c->ninflight >= p->cfg.max_inflight) continue;
-    if (!best || c->ninflight < best->ninflight) best = c;
+    if (bg && up >= 2 && c->nbg == 0 && clear <= 1) continue; /* the last one kept for requests */
+    int score = c->ninflight + (bg ? 0 : BG_WEIGHT * c->nbg);
+    if (!best || score < best_score) {
+      best = c;
+      best_score = score;
+    }
   }
   return best;
 }
@@ -825,6 +852,7 @@ static void dispatch(bd_pg_pool_t *p) {
     if (c->state == C_READY && c->pin_pending && c->ninflight == 0 && c->pin_op) hand_over(c);
   }
   op_t **pp = &p->queue, *prev = NULL;
+  bool bg_held = false; /* a background op is waiting: the ones after it wait too */
   while (*pp) {
     op_t *o = *pp;
     if (o->kind == OP_ACQUIRE) {
@@ -848,11 +876,21 @@ static void dispatch(bd_pg_pool_t *p) {
       if (best->ninflight == 0) hand_over(best);
       continue;
     }
-    bd_pg_conn_t *c = pick_shared(p);
-    if (!c) break; /* nothing can take a query now: keep FIFO order */
+    bool bg = op_is_bg(o);
+    bd_pg_conn_t *c = bg && bg_held ? NULL : pick_shared(p, bg);
+    if (!c) {
+      if (!bg) break; /* nothing can take a query now: keep FIFO order */
+      /* a background op waits for a connection of its own; requests'
+       * queries behind it may still go (background ones keep their order) */
+      bg_held = true;
+      prev = o;
+      pp = &o->next;
+      continue;
+    }
     queue_unlink(p, pp, prev);
     fifo_push(&c->inflight, &c->inflight_tail, o);
     c->ninflight++;
+    if (bg) c->nbg++;
     p->stats.inflight++;
     if (!send_shared(c, o)) {
       conn_dead(c, PQerrorMessage(c->pg)); /* fails o with the rest, re-dispatches */

@@ -55,12 +55,21 @@ typedef struct {
 } bd_pg_config_t;
 
 /* A statement, declared once (usually `static`) and prepared lazily on each
- * connection the first time it runs there. */
+ * connection the first time it runs there.
+ *
+ * A background statement (BD_PG_STMT_BG: the long writes of render jobs)
+ * is kept off the last shared connection that has no background work
+ * while two or more shared connections are up, and requests' statements
+ * prefer connections without background work: a request's query does not
+ * wait in a pipeline behind a job's 50 ms write. With a single shared
+ * connection up, both kinds share it (progress before priority). */
 typedef struct bd_pg_stmt {
-  const char *sql; /* the SQL text with $1..$n placeholders */
-  int id;          /* assigned by the pool on first use; 0 = not yet */
+  const char *sql;  /* the SQL text with $1..$n placeholders */
+  int id;           /* assigned by the pool on first use; 0 = not yet */
+  bool background;  /* a job's statement, not a request's */
 } bd_pg_stmt_t;
-#define BD_PG_STMT(sql_) {(sql_), 0}
+#define BD_PG_STMT(sql_) {(sql_), 0, false}
+#define BD_PG_STMT_BG(sql_) {(sql_), 0, true}
 
 typedef struct {
   int err;              /* BD_PG_OK or one of the BD_PG_E* codes */

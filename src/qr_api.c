@@ -684,10 +684,10 @@ struct render_s {
   render_item_t items[RENDER_GROUP];      /* the codes */
 };
 
-static bd_pg_stmt_t S_PENDING = BD_PG_STMT(
+static bd_pg_stmt_t S_PENDING = BD_PG_STMT_BG(
     "SELECT id, payload, design::text FROM qr_codes WHERE batch_id = $1 AND render_status = 'pending'"
     " ORDER BY batch_idx LIMIT 128"); /* RENDER_CHUNK (SQL text: a literal) */
-static bd_pg_stmt_t S_RECORD = BD_PG_STMT("SELECT qr_record_renders($1, $2::jsonb, $3::bytea)");
+static bd_pg_stmt_t S_RECORD = BD_PG_STMT_BG("SELECT qr_record_renders($1, $2::jsonb, $3::bytea)");
 static bd_pg_stmt_t S_FINISH_EMPTY = BD_PG_STMT(
     "UPDATE qr_batches SET status = CASE WHEN completed_count = 0 THEN 'failed' ELSE 'completed' END,"
     " completed_at = coalesce(completed_at, now()), updated_at = now()"

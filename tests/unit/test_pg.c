@@ -1207,6 +1207,74 @@ static void test_close(void) {
   finish_loop(&loop);
 }
 
+/* Background statements (a render job's writes) stay off the last shared
+ * connection without background work, and a request's query goes there
+ * instead of waiting in a pipeline behind them; with one connection up the
+ * two kinds share it. */
+static bd_pg_stmt_t st_bg_sleep = BD_PG_STMT_BG("SELECT pg_backend_pid(), pg_sleep(0.4)");
+static bd_pg_stmt_t st_pid = BD_PG_STMT("SELECT pg_backend_pid()");
+
+typedef struct {
+  slot_t s;
+  uint64_t done_ms; /* when its callback ran */
+} timed_t;
+static void timed_cb(void *ud, const bd_pg_result_t *r) {
+  timed_t *t = ud;
+  t->done_ms = bd_now_ms();
+  slot_cb(&t->s, r);
+}
+
+static void background_lane(int nconns) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  bd_pg_config_t cfg = base_cfg("bd_test_bg");
+  cfg.nconns = nconns;
+  bd_pg_pool_t *p = bd_pg_pool_new(&loop, &cfg);
+  CHECK(wait_connected(&loop, p, nconns, 10000));
+  enum { NBG = 6 };
+  static timed_t bg[NBG], fg;
+  int done = 0;
+  memset(bg, 0, sizeof bg);
+  memset(&fg, 0, sizeof fg);
+  for (int i = 0; i < NBG; i++) {
+    bg[i].s.done = &done;
+    CHECK_INT(API(bd_pg_query(p, &st_bg_sleep, 0, NULL, timed_cb, &bg[i])), 0);
+  }
+  fg.s.done = &done;
+  uint64_t t0 = bd_now_ms();
+  CHECK_INT(API(bd_pg_query(p, &st_pid, 0, NULL, timed_cb, &fg)), 0);
+  CHECK(run_until(&loop, &done, NBG + 1, 20000));
+  CHECK_INT(fg.s.err, BD_PG_OK);
+  for (int i = 0; i < NBG; i++) {
+    CHECK_INT(bg[i].s.calls, 1);
+    CHECK_INT(bg[i].s.err, BD_PG_OK);
+  }
+  if (nconns >= 2) {
+    /* the request's query did not wait behind a 0.4 s background one, and
+     * ran on a connection that had none */
+    CHECK(fg.done_ms - t0 < 300);
+    for (int i = 0; i < NBG; i++) CHECK(strcmp(fg.s.v[0], bg[i].s.v[0]) != 0);
+    /* the background ones used the other connections (nconns - 1 of them) */
+    int pids = 0;
+    for (int i = 0; i < NBG; i++) {
+      bool seen = false;
+      for (int k = 0; k < i; k++) seen |= !strcmp(bg[k].s.v[0], bg[i].s.v[0]);
+      if (!seen) pids++;
+    }
+    CHECK_INT(pids, nconns - 1);
+  } else {
+    CHECK(!strcmp(fg.s.v[0], bg[0].s.v[0])); /* one connection: shared, both done */
+  }
+  close_pool(&loop, p);
+  CHECK_INT(g_sync_calls, 0);
+  finish_loop(&loop);
+}
+
+static void test_background_lane(void) {
+  background_lane(3);
+  background_lane(1);
+}
+
 /* PG_TEST_ONLY=name runs one test (e.g. PG_TEST_ONLY=test_copy). */
 #define RUN_SEL(fn)                                                                                          \
   do {                                                                                                       \
@@ -1229,5 +1297,6 @@ int main(void) {
   RUN_SEL(test_connect_timeout);
   RUN_SEL(test_listen);
   RUN_SEL(test_close);
+  RUN_SEL(test_background_lane);
   UNIT_DONE();
 }
