@@ -14,6 +14,7 @@ typedef struct {
   bd_job_run_fn run;    /* handler */
   int concurrency;      /* max running here */
   int running;          /* running now */
+  bool want;            /* a claim for this kind is due (notified, polled, capacity freed) */
 } kind_t;
 
 static struct {
@@ -26,7 +27,6 @@ static struct {
   uv_timer_t poll;          /* periodic claim */
   bool started;             /* poll timer initialised */
   bool claiming;            /* a claim query is in flight */
-  bool again;               /* claim once more when the current one returns */
   bool stopping;            /* no more claims */
   bd_job_t *running;        /* jobs owned by this process */
   int nrunning;             /* length of running */
@@ -71,7 +71,7 @@ static kind_t *find_kind(const char *k) {
 
 void bd_jobs_register(const char *kind, bd_job_run_fn run, int concurrency) {
   if (J.nkinds >= MAX_KINDS) abort();
-  J.kinds[J.nkinds++] = (kind_t){kind, run, concurrency > 0 ? concurrency : 1, 0};
+  J.kinds[J.nkinds++] = (kind_t){kind, run, concurrency > 0 ? concurrency : 1, 0, false};
 }
 
 static void maybe_stopped(void) {
@@ -102,11 +102,14 @@ static void job_free(bd_job_t *job) {
     }
   J.nrunning--;
   kind_t *k = find_kind(job->kind);
-  if (k) k->running--;
+  if (k) {
+    k->running--;
+    k->want = true; /* capacity freed: more of its kind may be queued */
+  }
   uv_timer_stop(&job->renew);
   uv_close((uv_handle_t *)&job->renew, on_renew_closed);
   maybe_stopped();
-  if (!J.stopping) claim(); /* capacity freed */
+  if (!J.stopping) claim();
 }
 
 static void on_finish_written(void *ud, const bd_pg_result_t *r) {
@@ -187,11 +190,13 @@ static void on_renew_timer(uv_timer_t *t) {
 
 typedef struct {
   kind_t *kind; /* which kind this claim was for */
+  int limit;    /* how many it asked for */
 } claim_ctx_t;
 
 static void on_claimed(void *ud, const bd_pg_result_t *r) {
   claim_ctx_t *cc = ud;
   kind_t *k = cc->kind;
+  int limit = cc->limit;
   free(cc);
   J.claiming = false;
   if (r->err != BD_PG_OK) {
@@ -219,34 +224,34 @@ static void on_claimed(void *ud, const bd_pg_result_t *r) {
     bd_metrics_inc("batchd_jobs_claimed_total", "Jobs claimed by this process.", 1);
     k->run(job);
   }
-  if (J.again || n > 0) {
-    J.again = false;
-    claim();
-  }
+  if (n >= limit) k->want = true; /* it got all it asked for: there may be more */
+  claim();
 }
 
-/* Claims for the first kind with free capacity; chains to the others via
- * on_claimed → claim(). One claim query in flight at a time. */
+/* One claim query in flight at a time, for the next kind (round robin, so
+ * none starves) whose claim is due and that has free capacity; its answer
+ * chains to the next kind due (on_claimed -> claim), until none is. A kind
+ * whose claim is due but that is at capacity stays due: the end of one of
+ * its jobs claims for it. */
 static void claim(void) {
-  if (!J.started || J.stopping) return;
-  if (J.claiming) {
-    J.again = true;
-    return;
-  }
-  static int rr; /* round robin over kinds so none starves */
+  if (!J.started || J.stopping || J.claiming) return;
+  static int rr;
   for (int t = 0; t < J.nkinds; t++) {
     kind_t *k = &J.kinds[(rr + t) % J.nkinds];
     int free_slots = k->concurrency - k->running;
-    if (free_slots <= 0) continue;
+    if (!k->want || free_slots <= 0) continue;
     rr = (rr + t + 1) % J.nkinds;
+    k->want = false;
     char lease[24], lim[24];
     snprintf(lease, sizeof lease, "%u", J.cfg.lease_ms);
     snprintf(lim, sizeof lim, "%d", free_slots);
     const char *p[] = {J.instance, lease, k->kind, lim};
     claim_ctx_t *cc = bd_malloc(sizeof *cc);
     cc->kind = k;
+    cc->limit = free_slots;
     if (bd_pg_query(J.pg, &S_CLAIM, 4, p, on_claimed, cc) != 0) {
       free(cc);
+      k->want = true; /* queue full: still due, the next tick sends it */
       return;
     }
     J.claiming = true;
@@ -254,13 +259,30 @@ static void claim(void) {
   }
 }
 
-static void on_poll(uv_timer_t *t) {
-  /* each tick offers every kind a chance */
-  for (int i = 0; i < J.nkinds; i++) claim();
+static void want_all(void) {
+  for (int i = 0; i < J.nkinds; i++) J.kinds[i].want = true;
 }
 
-static void on_notify(void *ud, const char *channel, const char *payload) { claim(); }
-static void on_listen_reconnect(void *ud) { claim(); }
+static void on_poll(uv_timer_t *t) {
+  want_all(); /* each tick offers every kind a claim */
+  claim();
+}
+
+/* The producers notify with the job's kind as the payload: a claim for that
+ * kind is due (not for whichever kind the round robin is at: a claim for
+ * another kind would find nothing and leave the job to the next poll). Any
+ * other payload makes every kind's claim due. */
+static void on_notify(void *ud, const char *channel, const char *payload) {
+  kind_t *k = payload ? find_kind(payload) : NULL;
+  if (k) k->want = true;
+  else want_all();
+  claim();
+}
+
+static void on_listen_reconnect(void *ud) {
+  want_all(); /* notifications may have been missed */
+  claim();
+}
 
 void bd_jobs_start(uv_loop_t *loop, bd_pg_pool_t *pg, const bd_jobs_config_t *cfg) {
   J.loop = loop;
@@ -275,8 +297,10 @@ void bd_jobs_start(uv_loop_t *loop, bd_pg_pool_t *pg, const bd_jobs_config_t *cf
   bd_pg_listen(pg, "bd_jobs", on_notify, on_listen_reconnect, NULL);
 }
 
-void bd_jobs_kick(void) { claim(); }
-
+void bd_jobs_kick(void) {
+  want_all();
+  claim();
+}
 static void on_grace(uv_timer_t *t) {
   /* Handlers yield between chunks, so this only happens when one chunk
    * takes longer than the grace period (a render stuck in a worker thread
