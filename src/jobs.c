@@ -301,6 +301,53 @@ void bd_jobs_kick(void) {
   want_all();
   claim();
 }
+
+/* A background statement: a NOTIFY holds PostgreSQL's cluster-wide notify
+ * lock through its commit's WAL flush, which can take long when other
+ * transactions' WAL is being written; requests' queries must not wait
+ * behind it in a pipeline. */
+static bd_pg_stmt_t S_NOTIFY = BD_PG_STMT_BG("SELECT pg_notify('bd_jobs', $1)");
+
+static struct {
+  bool inflight;   /* one NOTIFY at a time */
+  unsigned due;    /* kinds to tell the others about (bit per kind index) */
+} N;
+
+static void send_notify(void);
+
+static void on_notified(void *ud, const bd_pg_result_t *r) {
+  (void)ud;
+  (void)r; /* lost (database away): the others' polls find the job */
+  N.inflight = false;
+  send_notify();
+}
+
+/* Coalesced: what became due while one was in flight goes in the next one
+ * (the kind's name, or '' for every kind when several are due). */
+static void send_notify(void) {
+  if (N.inflight || !N.due || !J.started || J.stopping) return;
+  int only = -1;
+  for (int i = 0; i < J.nkinds; i++)
+    if (N.due & (1u << i)) only = only == -1 ? i : -2;
+  const char *p[] = {only >= 0 ? J.kinds[only].kind : ""};
+  N.due = 0;
+  if (bd_pg_query(J.pg, &S_NOTIFY, 1, p, on_notified, NULL) != 0) return; /* queue full: the polls find it */
+  N.inflight = true;
+}
+
+void bd_jobs_notify(const char *kind) {
+  kind_t *k = find_kind(kind);
+  if (k) {
+    k->want = true;
+    N.due |= 1u << (k - J.kinds);
+  } else {
+    want_all();
+    N.due = (1u << J.nkinds) - 1;
+  }
+  claim();
+  send_notify();
+}
+
 static void on_grace(uv_timer_t *t) {
   /* Handlers yield between chunks, so this only happens when one chunk
    * takes longer than the grace period (a render stuck in a worker thread

@@ -53,6 +53,12 @@ void bd_jobs_start(uv_loop_t *loop, bd_pg_pool_t *pg, const bd_jobs_config_t *cf
 void bd_jobs_stop(uint32_t grace_ms, void (*done)(void *ud), void *ud);
 /* Wakes the claimer now (e.g. after this process enqueued a job). */
 void bd_jobs_kick(void);
+/* After a job of `kind` was enqueued and committed: claims for that kind
+ * here now, and tells the other processes with a NOTIFY of its own (a
+ * statement apart from the enqueuing transaction: a NOTIFY inside it holds
+ * PostgreSQL's cluster-wide notify lock through that transaction's commit,
+ * so concurrent enqueuers waited for each other's WAL flush). */
+void bd_jobs_notify(const char *kind);
 
 bool bd_job_stopping(const bd_job_t *job);
 void bd_job_done(bd_job_t *job);

@@ -339,7 +339,7 @@ static bd_pg_stmt_t S_CREATE_BATCH = BD_PG_STMT("SELECT qr_create_batch($1::json
 static void on_batch_created(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
   qr_send_json_row(req, r, 202, "batch");
-  if (!r->err) bd_jobs_kick();
+  if (!r->err) bd_jobs_notify("qr.batch");
   bd_req_release(req);
 }
 
