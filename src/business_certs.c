@@ -78,16 +78,30 @@ typedef struct {
   const char *batch_name; /* borrowed from ctx */
   int64_t inst_id;        /* institution */
   bd_work_t prep;         /* the preparation work item */
-  int outstanding;        /* render items of the chunk not back yet */
-  bd_buf_t results;       /* JSON array text of the chunk's results */
-  size_t nresults;        /* results in it */
-  bool cancelled;         /* an item of the chunk came back cancelled */
   long long last_row;     /* claim cursor: highest row_no claimed by this run */
+  /* Up to two chunks render at once, and a rendered chunk is recorded while
+   * the next ones render: the render threads do not wait for the database
+   * between chunks. */
+  int rendering;          /* chunks claimed and not all rendered */
+  int recording;          /* chunks whose record is in flight */
+  bool claiming;          /* a claim is in flight */
+  bool exhausted;         /* a claim found nothing more */
+  bool cancelled;         /* an item came back not rendered (stopping) */
+  char *error;            /* the first failure (owned): the run ends with it */
 } crun_t;
+
+/* One claimed chunk while it renders. */
+typedef struct {
+  crun_t *run;     /* owner */
+  int outstanding; /* render items not back yet */
+  bd_buf_t results;/* JSON array text of the results */
+  size_t nresults; /* results in it */
+} cchunk_t;
 
 typedef struct {
   bd_work_t w;                                    /* work item */
-  crun_t *run;                                    /* owner (outlives the item) */
+  cchunk_t *chunk;                                /* owner (outlives the item) */
+  crun_t *run;                                    /* the chunk's run */
   char id[40];                                    /* certificate id */
   char *ref, *email, *name, *issue_date, *custom; /* row values (owned) */
   bd_buf_t out; /* the result object as JSON text (made on the worker) */
@@ -110,7 +124,7 @@ static void run_free(crun_t *run) {
   free(run->sigs);
   json_decref(run->record_sigs);
   json_decref(run->ctx);
-  bd_buf_free(&run->results);
+  free(run->error);
   free(run);
 }
 
@@ -147,16 +161,33 @@ static void finish(crun_t *run) {
     run_end(run, "database queue full");
 }
 
+static void run_fail(crun_t *run, const char *error) {
+  if (!run->error) run->error = bd_strdup(error);
+}
+
+/* Ends the run once nothing of it is in flight: with its first error, or
+ * given back (stopping, or an item was not rendered), or finished when a
+ * claim found nothing more. */
+static void maybe_end(crun_t *run) {
+  if (run->claiming || run->rendering > 0 || run->recording > 0) return;
+  if (run->error) {
+    char *e = run->error;
+    run->error = NULL;
+    run_end(run, e);
+    free(e);
+  } else if (run->cancelled || bd_job_stopping(run->job)) {
+    run_yield(run);
+  } else if (run->exhausted) {
+    finish(run);
+  } else {
+    step(run); /* not reached: step keeps a claim or a chunk in flight */
+  }
+}
+
 static void on_recorded(void *ud, const bd_pg_result_t *r) {
   crun_t *run = ud;
-  if (r->err) {
-    run_end(run, r->message);
-    return;
-  }
-  if (run->cancelled || bd_job_stopping(run->job)) {
-    run_yield(run);
-    return;
-  }
+  run->recording--;
+  if (r->err) run_fail(run, r->message);
   step(run);
 }
 
@@ -239,10 +270,11 @@ static void item_work(bd_work_t *w) {
 
 static void item_after(bd_work_t *w, int status) {
   citem_t *it = w->data;
+  cchunk_t *ch = it->chunk;
   crun_t *run = it->run;
   if (status == 0 && !it->skipped) {
-    bd_buf_putc(&run->results, run->nresults++ ? ',' : '[');
-    bd_buf_append(&run->results, it->out.data, it->out.len);
+    bd_buf_putc(&ch->results, ch->nresults++ ? ',' : '[');
+    bd_buf_append(&ch->results, it->out.data, it->out.len);
   } else {
     run->cancelled = true; /* stays 'processing': the next owner renders it */
   }
@@ -253,18 +285,27 @@ static void item_after(bd_work_t *w, int status) {
   free(it->issue_date);
   free(it->custom);
   free(it);
-  if (--run->outstanding > 0) return;
-  if (run->nresults == 0) {
-    run_yield(run);
+  if (--ch->outstanding > 0) return;
+  run->rendering--;
+  if (ch->nresults == 0) { /* nothing rendered (stopping): nothing to record */
+    bd_buf_free(&ch->results);
+    free(ch);
+    maybe_end(run);
     return;
   }
-  bd_buf_putc(&run->results, ']');
-  const char *p[] = {run->batch_id, run->results.data};
+  bd_buf_putc(&ch->results, ']');
+  const char *p[] = {run->batch_id, ch->results.data};
   int rc = bd_pg_query(bd_app.pg, &S_RECORD, 2, p, on_recorded, run);
   /* the query copied its parameters: the chunk's text can go */
-  bd_buf_free(&run->results);
-  run->nresults = 0;
-  if (rc != 0) run_end(run, "database queue full");
+  bd_buf_free(&ch->results);
+  free(ch);
+  if (rc != 0) {
+    run_fail(run, "database queue full");
+    maybe_end(run);
+    return;
+  }
+  run->recording++;
+  step(run); /* a chunk may render in its place */
 }
 
 static char *dup_or_null(const PGresult *r, int row, int col) {
@@ -274,19 +315,25 @@ static char *dup_or_null(const PGresult *r, int row, int col) {
 
 static void on_claimed(void *ud, const bd_pg_result_t *r) {
   crun_t *run = ud;
+  run->claiming = false;
   if (r->err) {
-    run_end(run, r->message);
+    run_fail(run, r->message);
+    maybe_end(run);
     return;
   }
   int n = PQntuples(r->res);
   if (n == 0) {
-    finish(run);
+    run->exhausted = true;
+    maybe_end(run);
     return;
   }
-  run->outstanding = n;
-  run->cancelled = false;
+  cchunk_t *ch = bd_calloc(1, sizeof *ch);
+  ch->run = run;
+  ch->outstanding = n;
+  run->rendering++;
   for (int i = 0; i < n; i++) {
     citem_t *it = bd_calloc(1, sizeof *it);
+    it->chunk = ch;
     it->run = run;
     snprintf(it->id, sizeof it->id, "%s", PQgetvalue(r->res, i, 0));
     it->ref = dup_or_null(r->res, i, 1);
@@ -302,19 +349,27 @@ static void on_claimed(void *ud, const bd_pg_result_t *r) {
     it->w.background = true;
     bd_work_submit(&it->w);
   }
+  step(run); /* claim the next chunk while this one renders */
 }
 
+/* Keeps two chunks rendering while there is work and no reason to stop
+ * (one claim at a time); else ends the run once what is in flight is back. */
 static void step(crun_t *run) {
-  if (bd_job_stopping(run->job)) {
-    run_yield(run);
+  if (run->claiming || run->rendering >= 2 || run->exhausted || run->error || run->cancelled ||
+      bd_job_stopping(run->job)) {
+    maybe_end(run);
     return;
   }
   char n[16], after[24];
   snprintf(n, sizeof n, "%d", g_chunk);
   snprintf(after, sizeof after, "%lld", run->last_row);
   const char *p[] = {run->batch_id, n, after};
-  if (bd_pg_query(bd_app.pg, &S_CLAIM, 3, p, on_claimed, run) != 0)
-    run_end(run, "database queue full");
+  if (bd_pg_query(bd_app.pg, &S_CLAIM, 3, p, on_claimed, run) != 0) {
+    run_fail(run, "database queue full");
+    maybe_end(run);
+    return;
+  }
+  run->claiming = true;
 }
 
 /* Pool thread: parse the layout, decode the signature images. */
