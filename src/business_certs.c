@@ -83,7 +83,10 @@ typedef struct {
    * the next ones render: the render threads do not wait for the database
    * between chunks. */
   int rendering;          /* chunks claimed and not all rendered */
-  int recording;          /* chunks whose record is in flight */
+  int recording;          /* chunks whose record is in flight (at most one) */
+  struct cchunk *parked;  /* rendered chunks waiting for that record to end (FIFO) */
+  struct cchunk *parked_tail;
+  int nparked;            /* its length (with rendering, at most two chunks are held) */
   bool claiming;          /* a claim is in flight */
   bool exhausted;         /* a claim found nothing more */
   bool cancelled;         /* an item came back not rendered (stopping) */
@@ -91,7 +94,8 @@ typedef struct {
 } crun_t;
 
 /* One claimed chunk while it renders. */
-typedef struct {
+typedef struct cchunk {
+  struct cchunk *next; /* parked: the next one */
   crun_t *run;     /* owner */
   int outstanding; /* render items not back yet */
   bd_buf_t results;/* JSON array text of the results */
@@ -169,7 +173,7 @@ static void run_fail(crun_t *run, const char *error) {
  * given back (stopping, or an item was not rendered), or finished when a
  * claim found nothing more. */
 static void maybe_end(crun_t *run) {
-  if (run->claiming || run->rendering > 0 || run->recording > 0) return;
+  if (run->claiming || run->rendering > 0 || run->recording > 0 || run->parked) return;
   if (run->error) {
     char *e = run->error;
     run->error = NULL;
@@ -184,10 +188,33 @@ static void maybe_end(crun_t *run) {
   }
 }
 
+static void record(crun_t *run, struct cchunk *ch);
+
+/* Parked chunks not to be recorded (the run is failing): their
+ * certificates stay 'processing' and the next owner renders them. */
+static void drop_parked(crun_t *run) {
+  while (run->parked) {
+    struct cchunk *ch = run->parked;
+    run->parked = ch->next;
+    bd_buf_free(&ch->results);
+    free(ch);
+  }
+  run->parked_tail = NULL;
+  run->nparked = 0;
+}
+
 static void on_recorded(void *ud, const bd_pg_result_t *r) {
   crun_t *run = ud;
   run->recording--;
   if (r->err) run_fail(run, r->message);
+  if (run->parked) {
+    struct cchunk *ch = run->parked;
+    run->parked = ch->next;
+    if (!run->parked) run->parked_tail = NULL;
+    run->nparked--;
+    record(run, ch); /* recorded even after a failure: its certificates are rendered */
+    return;
+  }
   step(run);
 }
 
@@ -294,6 +321,22 @@ static void item_after(bd_work_t *w, int status) {
     return;
   }
   bd_buf_putc(&ch->results, ']');
+  if (run->recording > 0) {
+    /* one record at a time: several megabytes of parameters queued on one
+     * connection cost the loop thread libpq's buffer copies */
+    /* sent when that record is back (maybe_end waits for it) */
+    ch->next = NULL;
+    if (run->parked_tail) run->parked_tail->next = ch;
+    else run->parked = ch;
+    run->parked_tail = ch;
+    run->nparked++;
+    step(run);
+    return;
+  }
+  record(run, ch);
+}
+
+static void record(crun_t *run, struct cchunk *ch) {
   const char *p[] = {run->batch_id, ch->results.data};
   int rc = bd_pg_query(bd_app.pg, &S_RECORD, 2, p, on_recorded, run);
   /* the query copied its parameters: the chunk's text can go */
@@ -301,6 +344,7 @@ static void item_after(bd_work_t *w, int status) {
   free(ch);
   if (rc != 0) {
     run_fail(run, "database queue full");
+    drop_parked(run);
     maybe_end(run);
     return;
   }
@@ -355,7 +399,7 @@ static void on_claimed(void *ud, const bd_pg_result_t *r) {
 /* Keeps two chunks rendering while there is work and no reason to stop
  * (one claim at a time); else ends the run once what is in flight is back. */
 static void step(crun_t *run) {
-  if (run->claiming || run->rendering >= 2 || run->exhausted || run->error || run->cancelled ||
+  if (run->claiming || run->rendering + run->nparked >= 2 || run->exhausted || run->error || run->cancelled ||
       bd_job_stopping(run->job)) {
     maybe_end(run);
     return;
