@@ -188,13 +188,13 @@ static void maybe_end(crun_t *run) {
   }
 }
 
-static void record(crun_t *run, struct cchunk *ch);
+static void record(crun_t *run, cchunk_t *ch);
 
 /* Parked chunks not to be recorded (the run is failing): their
  * certificates stay 'processing' and the next owner renders them. */
 static void drop_parked(crun_t *run) {
   while (run->parked) {
-    struct cchunk *ch = run->parked;
+    cchunk_t *ch = run->parked;
     run->parked = ch->next;
     bd_buf_free(&ch->results);
     free(ch);
@@ -208,7 +208,7 @@ static void on_recorded(void *ud, const bd_pg_result_t *r) {
   run->recording--;
   if (r->err) run_fail(run, r->message);
   if (run->parked) {
-    struct cchunk *ch = run->parked;
+    cchunk_t *ch = run->parked;
     run->parked = ch->next;
     if (!run->parked) run->parked_tail = NULL;
     run->nparked--;
@@ -323,8 +323,8 @@ static void item_after(bd_work_t *w, int status) {
   bd_buf_putc(&ch->results, ']');
   if (run->recording > 0) {
     /* one record at a time: several megabytes of parameters queued on one
-     * connection cost the loop thread libpq's buffer copies */
-    /* sent when that record is back (maybe_end waits for it) */
+     * connection cost the loop thread libpq's buffer copies; this one is
+     * sent when that record is back (maybe_end waits for it) */
     ch->next = NULL;
     if (run->parked_tail) run->parked_tail->next = ch;
     else run->parked = ch;
@@ -336,7 +336,7 @@ static void item_after(bd_work_t *w, int status) {
   record(run, ch);
 }
 
-static void record(crun_t *run, struct cchunk *ch) {
+static void record(crun_t *run, cchunk_t *ch) {
   const char *p[] = {run->batch_id, ch->results.data};
   int rc = bd_pg_query(bd_app.pg, &S_RECORD, 2, p, on_recorded, run);
   /* the query copied its parameters: the chunk's text can go */

@@ -263,6 +263,15 @@ static void want_all(void) {
   for (int i = 0; i < J.nkinds; i++) J.kinds[i].want = true;
 }
 
+/* A claim for `kind` is due; an unknown kind (or NULL) makes every kind's
+ * due. Returns the kind, or NULL for every kind. */
+static kind_t *want_kind(const char *kind) {
+  kind_t *k = kind ? find_kind(kind) : NULL;
+  if (k) k->want = true;
+  else want_all();
+  return k;
+}
+
 static void on_poll(uv_timer_t *t) {
   want_all(); /* each tick offers every kind a claim */
   claim();
@@ -273,9 +282,7 @@ static void on_poll(uv_timer_t *t) {
  * another kind would find nothing and leave the job to the next poll). Any
  * other payload makes every kind's claim due. */
 static void on_notify(void *ud, const char *channel, const char *payload) {
-  kind_t *k = payload ? find_kind(payload) : NULL;
-  if (k) k->want = true;
-  else want_all();
+  want_kind(payload);
   claim();
 }
 
@@ -336,14 +343,8 @@ static void send_notify(void) {
 }
 
 void bd_jobs_notify(const char *kind) {
-  kind_t *k = find_kind(kind);
-  if (k) {
-    k->want = true;
-    N.due |= 1u << (k - J.kinds);
-  } else {
-    want_all();
-    N.due = (1u << J.nkinds) - 1;
-  }
+  kind_t *k = want_kind(kind);
+  N.due |= k ? 1u << (k - J.kinds) : (1u << J.nkinds) - 1;
   claim();
   send_notify();
 }
