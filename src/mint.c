@@ -2,8 +2,9 @@
  * (src/sql/005_mint.sql) with COPY.
  *
  * The request reserved a contiguous id range for the job's units. The job
- * cuts it into chunks of BATCHD_MINT_CHUNK_UNITS units (fixed for the job
- * at its first start) and writes each chunk as one COPY, so one
+ * cuts it into chunks of BATCHD_MINT_CHUNK_UNITS units, fewer when that
+ * would leave a writer idle (fixed for the job at its first start, see
+ * S_START) and writes each chunk as one COPY, so one
  * transaction. BATCHD_MINT_WRITERS writers ("lanes"), each on its own
  * pinned connection, take the next chunk not yet written: PostgreSQL's
  * COPY runs on one core per connection, so two writers use both cores of
@@ -66,9 +67,15 @@ struct mint_run_s {
   bool yield;                        /* give the job back (another owner wrote) */
 };
 
+/* The chunk size given at the first start (pp_mint_start keeps a
+ * taken-over job's own): BATCHD_MINT_CHUNK_UNITS ($2), but small enough
+ * that every writer ($3) gets a chunk, down to MINT_SPLIT_MIN units ($4).
+ * A 100k-unit job is then two chunks on two cores, not one chunk on one. */
+#define MINT_SPLIT_MIN 5000
 static bd_pg_stmt_t S_START = BD_PG_STMT(
     "SELECT status, gtin, identity_mode, provided, first_unit_id, quantity, chunk_units, missing::text"
-    " FROM pp_mint_start($1, $2)");
+    " FROM pp_mint_start($1, (SELECT least($2::int, greatest($4::int, (j.requested_quantity + $3::int - 1) / $3::int))"
+    "                         FROM pp_mint_jobs j WHERE j.id = $1::uuid))");
 static bd_pg_stmt_t S_FINISH = BD_PG_STMT("SELECT pp_mint_finish($1, $2)");
 static bd_pg_stmt_t S_PROVIDED = BD_PG_STMT(
     "SELECT array_to_string(serials[$2::int:$3::int], chr(10)) FROM pp_mint_jobs WHERE id = $1");
@@ -359,10 +366,12 @@ static void on_started(void *ud, const bd_pg_result_t *r) {
 static void run_mint_job(bd_job_t *job) {
   mint_run_t *m = bd_calloc(1, sizeof *m);
   m->job = job;
-  char chunk[24];
+  char chunk[24], writers[24], split[24];
   snprintf(chunk, sizeof chunk, "%lld", (long long)bd_app.cfg.mint_chunk_units);
-  const char *p[] = {job->ref, chunk};
-  if (bd_pg_query(bd_app.pg, &S_START, 2, p, on_started, m) != 0) {
+  snprintf(writers, sizeof writers, "%d", (int)BD_MIN(bd_app.cfg.mint_writers, MINT_MAX_LANES));
+  snprintf(split, sizeof split, "%d", MINT_SPLIT_MIN);
+  const char *p[] = {job->ref, chunk, writers, split};
+  if (bd_pg_query(bd_app.pg, &S_START, 4, p, on_started, m) != 0) {
     run_free(m);
     bd_job_retry(job, "database queue full", 1000);
   }
