@@ -256,6 +256,11 @@ def lag_window_max(before, after):
 # --- two runs ----------------------------------------------------------------------
 
 
+# figures without a baseline that agree when this close, whatever their
+# relative spread: a page or two of resident memory
+ABS_TOLERANCE = {"MiB": 1.0}
+
+
 def compare_runs(rows_a, rows_b, tol=0.15):
     """Per scenario present and measured in both: the two ratios (or the two
     'ours' figures for rows without a baseline) and whether they agree:
@@ -271,7 +276,9 @@ def compare_runs(rows_a, rows_b, tol=0.15):
         if a is None or b is None:
             continue
         lo, hi = min(a, b), max(a, b)
-        if lo <= 0:
+        if what == "ours" and hi - lo <= ABS_TOLERANCE.get(ra.get("unit"), 0):
+            spread = 0.0  # e.g. a memory growth of 0 and of 0.09 MiB: both none
+        elif lo <= 0:
             spread = 0.0 if hi == lo else math.inf
         else:
             spread = hi / lo - 1

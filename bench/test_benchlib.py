@@ -217,6 +217,15 @@ class Compare(unittest.TestCase):
         self.assertTrue(c["mint 1M"][5])  # 10 % apart
         self.assertAlmostEqual(c["mint 1M"][4], 0.1)
 
+    def test_memory_growth_near_zero_agrees(self):
+        a = [{"scenario": "csv-rss 1M", "unit": "MiB", "ratio": None, "ours": 0.0},
+             {"scenario": "csv-rss 100k", "unit": "MiB", "ratio": None, "ours": 10.0}]
+        b = [{"scenario": "csv-rss 1M", "unit": "MiB", "ratio": None, "ours": 0.0859},
+             {"scenario": "csv-rss 100k", "unit": "MiB", "ratio": None, "ours": 14.0}]
+        c = {r[0]: r for r in bl.compare_runs(a, b, tol=0.15)}
+        self.assertTrue(c["csv-rss 1M"][5])  # 0.09 MiB apart: both no growth
+        self.assertFalse(c["csv-rss 100k"][5])  # 4 MiB and 40 % apart
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=1)
