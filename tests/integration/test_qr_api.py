@@ -3,6 +3,7 @@ type decoded with zbarimg, designs, errors in QRKit's format, live/test and
 tenant isolation, scopes, pagination, PATCH of a dynamic destination,
 redirects and scan counting, and a batch surviving SIGKILL."""
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -235,6 +236,36 @@ def test_batch_lifecycle_with_item_errors(srv, keys, psql):
     assert zbar(download(srv, keys["live_key"], ok["qr_code_id"]).content) == "item 10"
     assert psql("SELECT count(*) FROM qr_images i JOIN qr_codes c ON c.id = i.code_id WHERE c.batch_id = '%s'"
                 % b["id"]) == "23"
+
+
+def test_rendered_images_are_a_cache_rebuilt_on_download(srv, keys, psql):
+    # qr_images is UNLOGGED (009): after a crash of PostgreSQL it is empty,
+    # and a download renders and stores the same image again
+    assert psql("SELECT relpersistence FROM pg_class WHERE relname = 'qr_images'") == "u"
+    assert psql("SELECT relpersistence FROM pg_class WHERE relname = 'qr_codes'") == "p"
+    items = [{"name": "c%d" % i, "target": {"text": "cached %d" % i}} for i in range(4)]
+    r = requests.post(srv.url + "/v1/batches", headers=H(keys["live_key"]), data=json.dumps({"items": items}))
+    assert r.status_code == 202, r.text
+    done = wait_batch(srv, keys["live_key"], r.json()["id"])
+    assert done["status"] == "completed" and done["completed_count"] == 4
+    code_id = done["items"][2]["qr_code_id"]
+    stored = psql("SELECT encode(sha256(png), 'hex') || ' ' || sha256 FROM qr_images WHERE code_id = '%s'" % code_id)
+    first = download(srv, keys["live_key"], code_id)
+    assert first.status_code == 200 and first.headers["Content-Type"] == "image/png"
+    assert stored.split() == [hashlib.sha256(first.content).hexdigest()] * 2  # served what the job stored
+    # what a crash leaves: the codes and their statuses, no images
+    psql("DELETE FROM qr_images WHERE code_id IN (SELECT id FROM qr_codes WHERE batch_id = '%s')" % done["id"])
+    again = download(srv, keys["live_key"], code_id)
+    assert again.status_code == 200 and again.content == first.content  # rendered again, byte for byte
+    assert zbar(again.content) == "cached 2"
+    assert wait_batch(srv, keys["live_key"], done["id"])["status"] == "completed"
+    # and kept for the next download
+    deadline = time.time() + 5
+    while psql("SELECT count(*) FROM qr_images WHERE code_id = '%s'" % code_id) != "1":
+        assert time.time() < deadline, "the re-rendered image was not stored"
+        time.sleep(0.05)
+    assert psql("SELECT sha256 FROM qr_images WHERE code_id = '%s'" % code_id) == hashlib.sha256(
+        again.content).hexdigest()
 
 
 @pytest.mark.parametrize("body,param", [

@@ -175,7 +175,7 @@ static char *payload_of(const char *target_json, bd_qr_type_t *type, char *err, 
 static void check_payload(const char *target_json, bd_qr_type_t want_type, const char *want) {
   char err[256];
   const char *param;
-  bd_qr_type_t ty;
+  bd_qr_type_t ty = (bd_qr_type_t)-1; /* set on success only */
   char *p = payload_of(target_json, &ty, err, sizeof err, &param);
   if (!p) fprintf(stderr, "  %s: error %s (%s)\n", target_json, err, param ? param : "-");
   CHECK_STR(p, want);
