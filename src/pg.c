@@ -1443,3 +1443,69 @@ void bd_pg_pool_close(bd_pg_pool_t *p, void (*done)(void *ud), void *ud) {
   uv_timer_stop(&p->sweep);
   pool_maybe_closed(p);
 }
+
+/* --- binary arrays ------------------------------------------------------------- */
+
+/* array_recv's layout: ndim, has-null flag, element type, then per
+ * dimension its length and lower bound; then each element as a length
+ * (-1: NULL) and its bytes; all integers 32-bit big-endian. */
+#define ARRAY_HEADER 20
+
+static void put_be32(char *p, uint32_t v) {
+  p[0] = (char)(v >> 24);
+  p[1] = (char)(v >> 16);
+  p[2] = (char)(v >> 8);
+  p[3] = (char)v;
+}
+
+void bd_pg_array_init(bd_pg_array_t *a, uint32_t elem_oid) {
+  bd_buf_init(&a->buf);
+  a->n = 0;
+  a->oid = elem_oid;
+  a->has_null = false;
+  char h[ARRAY_HEADER] = {0};
+  bd_buf_append(&a->buf, h, sizeof h);
+}
+
+void bd_pg_array_add(bd_pg_array_t *a, const void *p, size_t len) {
+  char l[4];
+  a->n++;
+  if (!p) {
+    a->has_null = true;
+    put_be32(l, UINT32_MAX); /* -1 */
+    bd_buf_append(&a->buf, l, 4);
+    return;
+  }
+  bool jsonb = a->oid == BD_PG_OID_JSONB;
+  put_be32(l, (uint32_t)(len + (jsonb ? 1 : 0)));
+  bd_buf_append(&a->buf, l, 4);
+  if (jsonb) bd_buf_putc(&a->buf, 1); /* jsonb's binary format version */
+  bd_buf_append(&a->buf, p, len);
+}
+
+void bd_pg_array_add_i32(bd_pg_array_t *a, int32_t v) {
+  char e[8];
+  put_be32(e, 4);
+  put_be32(e + 4, (uint32_t)v);
+  a->n++;
+  bd_buf_append(&a->buf, e, sizeof e);
+}
+
+void bd_pg_array_finish(bd_pg_array_t *a) {
+  char *h = a->buf.data;
+  if (a->n == 0) {
+    /* an empty array has no dimensions: ndim 0, flags, element type */
+    put_be32(h, 0);
+    put_be32(h + 4, 0);
+    put_be32(h + 8, a->oid);
+    a->buf.len = 12;
+    return;
+  }
+  put_be32(h, 1);
+  put_be32(h + 4, a->has_null ? 1 : 0);
+  put_be32(h + 8, a->oid);
+  put_be32(h + 12, a->n);
+  put_be32(h + 16, 1); /* lower bound */
+}
+
+void bd_pg_array_free(bd_pg_array_t *a) { bd_buf_free(&a->buf); }

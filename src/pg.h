@@ -28,6 +28,7 @@
 #ifndef BD_PG_H
 #define BD_PG_H
 
+#include "buf.h"
 #include "common.h"
 #include <libpq-fe.h>
 #include <uv.h>
@@ -176,6 +177,33 @@ void bd_pg_listen(bd_pg_pool_t *p, const char *channel, bd_pg_notify_cb cb,
  * by NOTIFY actually being kept right (before the LISTEN took effect, or
  * while the connection is down, notifications are lost). */
 bool bd_pg_listening(const bd_pg_pool_t *p);
+
+/* Binary-format one-dimensional arrays, for bd_pg_query_bin parameters
+ * ($n::text[], $n::int4[], $n::jsonb[]): PostgreSQL reads them element by
+ * element by length, where a text-format array or a JSON document is lexed
+ * character by character. */
+#define BD_PG_OID_INT4 23
+#define BD_PG_OID_TEXT 25
+#define BD_PG_OID_JSONB 3802
+
+typedef struct {
+  bd_buf_t buf;      /* header (patched by finish) and elements */
+  uint32_t n;        /* elements added */
+  uint32_t oid;      /* element type */
+  bool has_null;     /* a NULL was added */
+} bd_pg_array_t;
+
+void bd_pg_array_init(bd_pg_array_t *a, uint32_t elem_oid);
+/* Appends an element of len bytes (p NULL: SQL NULL). For jsonb elements
+ * give the JSON text: the format's version byte is added here. */
+void bd_pg_array_add(bd_pg_array_t *a, const void *p, size_t len);
+static inline void bd_pg_array_add_str(bd_pg_array_t *a, const char *s) {
+  bd_pg_array_add(a, s, s ? strlen(s) : 0);
+}
+void bd_pg_array_add_i32(bd_pg_array_t *a, int32_t v);
+/* Completes the header; the array is a.buf.data, a.buf.len bytes long. */
+void bd_pg_array_finish(bd_pg_array_t *a);
+void bd_pg_array_free(bd_pg_array_t *a);
 
 /* Helpers for reading results (text format). */
 static inline const char *bd_pg_val(const PGresult *r, int row, int col) {

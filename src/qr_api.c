@@ -9,7 +9,7 @@
  *
  * Batches: POST validates the envelope (400, nothing stored) and each item
  * (an invalid item becomes an item with `error`), then one call to
- * qr_create_batch() stores batch, codes, items and the job atomically before
+ * qr_intake_batch() stores batch, codes, items and the job atomically before
  * the 202. The "qr.batch" job renders the codes' default PNG on the work
  * queue in chunks and records each chunk with qr_record_renders(), which is
  * idempotent per code, so a batch whose process dies is finished exactly
@@ -334,7 +334,9 @@ bool qr_logo_step(bd_req_t *req, bd_handler_fn next) {
 
 /* --- POST /v1/batches ------------------------------------------------------ */
 
-static bd_pg_stmt_t S_CREATE_BATCH = BD_PG_STMT("SELECT qr_create_batch($1::jsonb)::text");
+static bd_pg_stmt_t S_CREATE_BATCH = BD_PG_STMT(
+    "SELECT qr_intake_batch($1::jsonb, $2::text[], $3::int4[], $4::text[], $5::text[], $6::text[],"
+    " $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::text[])::text");
 
 static void on_batch_created(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
@@ -343,17 +345,64 @@ static void on_batch_created(void *ud, const bd_pg_result_t *r) {
   bd_req_release(req);
 }
 
-/* Validates items and stores the batch (design already resolved). The
- * document for qr_create_batch() is written directly (bd_jw), not built as
- * a jansson tree: at 1000 items that tree was most of the loop thread's
- * time for the request. */
+/* The codes' columns, one binary array each (qr_intake_batch). */
+enum { A_ID, A_IDX, A_KIND, A_TYPE, A_NAME, A_TARGET, A_PAYLOAD, A_SHORT, A_FOLDER, A_TAGS, A_N };
+
+static int dump_to_buf(const char *p, size_t n, void *ud) {
+  bd_buf_append(ud, p, n);
+  return 0;
+}
+
+/* tags as a text[] literal: {"a","b"}, each element quoted, " and \ escaped */
+static void tags_literal(bd_buf_t *out, json_t *tags) {
+  size_t i;
+  json_t *t;
+  bd_buf_putc(out, '{');
+  json_array_foreach(tags, i, t) {
+    if (i) bd_buf_putc(out, ',');
+    bd_buf_putc(out, '"');
+    for (const char *q = json_string_value(t); q && *q; q++) {
+      if (*q == '"' || *q == '\\') bd_buf_putc(out, '\\');
+      bd_buf_putc(out, *q);
+    }
+    bd_buf_putc(out, '"');
+  }
+  bd_buf_putc(out, '}');
+}
+
+static void code_to_arrays(bd_pg_array_t *a, const qr_item_t *it, const char *payload, long idx,
+                           bd_buf_t *scratch) {
+  bd_pg_array_add_str(&a[A_ID], it->id);
+  bd_pg_array_add_i32(&a[A_IDX], (int32_t)idx);
+  bd_pg_array_add_str(&a[A_KIND], it->kind);
+  bd_pg_array_add_str(&a[A_TYPE], it->type);
+  bd_pg_array_add_str(&a[A_NAME], it->name);
+  bd_buf_reset(scratch);
+  if (it->target) json_dump_callback(it->target, dump_to_buf, scratch, JSON_COMPACT | JSON_ENCODE_ANY);
+  else bd_buf_puts(scratch, "null");
+  bd_pg_array_add(&a[A_TARGET], scratch->data, scratch->len);
+  bd_pg_array_add_str(&a[A_PAYLOAD], payload);
+  bd_pg_array_add_str(&a[A_SHORT], it->short_code[0] ? it->short_code : NULL);
+  bd_pg_array_add_str(&a[A_FOLDER], it->folder_id);
+  if (it->tags) {
+    bd_buf_reset(scratch);
+    tags_literal(scratch, it->tags);
+    bd_pg_array_add(&a[A_TAGS], scratch->data, scratch->len);
+  } else {
+    bd_pg_array_add(&a[A_TAGS], NULL, 0);
+  }
+}
+
+/* Validates items and stores the batch (design already resolved): the
+ * batch's fields and failed items as a small JSON document, its codes as
+ * one binary array per column (see src/sql/010_qr_intake_arrays.sql). */
 static void create_batch_store(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
   json_t *items = json_object_get(c->body, "items");
+  size_t nitems = json_array_size(items);
   char batch_id[32] = "batch_";
   bd_rand_base62(batch_id + 6, 16);
-  bd_buf_t doc = BD_BUF_INIT, failed = BD_BUF_INIT;
-  bd_buf_reserve(&doc, 512 * json_array_size(items) + 1024);
+  bd_buf_t doc = BD_BUF_INIT, failed = BD_BUF_INIT, scratch = BD_BUF_INIT;
   bd_jw_t w;
   bd_jw_init(&w, &doc);
   bd_jw_obj(&w);
@@ -368,18 +417,24 @@ static void create_batch_store(bd_req_t *req) {
   free(design_text);
   json_t *tpl = json_object_get(c->body, "template_id");
   if (json_is_string(tpl)) bd_jw_kstr(&w, "template_id", json_string_value(tpl));
-  bd_jw_kint(&w, "total", (int64_t)json_array_size(items));
-  bd_jw_key(&w, "codes");
-  bd_jw_raw(&w, "[");
-  size_t i, ncodes = 0, nfailed = 0;
+  bd_jw_kint(&w, "total", (int64_t)nitems);
+  static const uint32_t oids[A_N] = {BD_PG_OID_TEXT, BD_PG_OID_INT4, BD_PG_OID_TEXT, BD_PG_OID_TEXT,
+                                     BD_PG_OID_TEXT, BD_PG_OID_JSONB, BD_PG_OID_TEXT, BD_PG_OID_TEXT,
+                                     BD_PG_OID_TEXT, BD_PG_OID_TEXT};
+  bd_pg_array_t a[A_N];
+  for (int k = 0; k < A_N; k++) bd_pg_array_init(&a[k], oids[k]);
+  /* the long ones, sized once (ids, targets, payloads) */
+  bd_buf_reserve(&a[A_ID].buf, nitems * 32);
+  bd_buf_reserve(&a[A_TARGET].buf, nitems * 128);
+  bd_buf_reserve(&a[A_PAYLOAD].buf, nitems * 64);
+  size_t i, nfailed = 0;
   json_t *it;
   bd_buf_t payload = BD_BUF_INIT;
   json_array_foreach(items, i, it) {
     char err[256] = "";
     qr_item_t item;
     if (qr_item_parse(it, c->design, &item, &payload, err, sizeof err)) {
-      if (ncodes++) bd_buf_putc(&doc, ',');
-      qr_item_code_write(&doc, &item, payload.data, (long)i);
+      code_to_arrays(a, &item, payload.data, (long)i, &scratch);
     } else {
       /* only failed items are stored as items: valid ones are their codes */
       bd_buf_putc(&failed, nfailed++ ? ',' : '[');
@@ -396,7 +451,7 @@ static void create_batch_store(bd_req_t *req) {
     bd_buf_reset(&payload);
   }
   bd_buf_free(&payload);
-  bd_buf_putc(&doc, ']');
+  bd_buf_free(&scratch);
   bd_jw_key(&w, "items");
   bd_jw_raw(&w, nfailed ? "" : "[]");
   if (nfailed) {
@@ -405,10 +460,18 @@ static void create_batch_store(bd_req_t *req) {
   }
   bd_buf_free(&failed);
   bd_jw_obj_end(&w);
-  const char *p[] = {doc.data};
+  const char *p[1 + A_N] = {doc.data};
+  int lens[1 + A_N] = {0}, fmts[1 + A_N] = {0};
+  for (int k = 0; k < A_N; k++) {
+    bd_pg_array_finish(&a[k]);
+    p[1 + k] = a[k].buf.data;
+    lens[1 + k] = (int)a[k].buf.len;
+    fmts[1 + k] = 1;
+  }
   bd_req_hold(req);
-  int rc = bd_pg_query(bd_app.pg, &S_CREATE_BATCH, 1, p, on_batch_created, req);
+  int rc = bd_pg_query_bin(bd_app.pg, &S_CREATE_BATCH, 1 + A_N, p, lens, fmts, on_batch_created, req);
   bd_buf_free(&doc);
+  for (int k = 0; k < A_N; k++) bd_pg_array_free(&a[k]);
   if (rc != 0) {
     bd_app_unavailable(req);
     bd_req_release(req);

@@ -46,8 +46,9 @@ typedef struct {
  * dynamic code: its short URL). false: err holds the reason. */
 bool qr_item_parse(json_t *it, const bd_qr_design_t *d, qr_item_t *out, bd_buf_t *payload, char *err,
                    size_t errsz);
-/* The code row for qr_create_batch(), appended to out as a JSON object (with
- * "idx" when idx >= 0), or as a jansson object. */
+/* The code row of a single create, appended to out as a JSON object (with
+ * "idx" when idx >= 0), or as a jansson object. (A batch's codes go to
+ * qr_intake_batch() as arrays: qr_api.c.) */
 void qr_item_code_write(bd_buf_t *out, const qr_item_t *it, const char *payload, long idx);
 json_t *qr_item_code_json(const qr_item_t *it, const char *payload);
 

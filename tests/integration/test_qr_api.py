@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
 
 import pytest
 import requests
@@ -236,6 +237,63 @@ def test_batch_lifecycle_with_item_errors(srv, keys, psql):
     assert zbar(download(srv, keys["live_key"], ok["qr_code_id"]).content) == "item 10"
     assert psql("SELECT count(*) FROM qr_images i JOIN qr_codes c ON c.id = i.code_id WHERE c.batch_id = '%s'"
                 % b["id"]) == "23"
+
+
+AWKWARD_ITEMS = [
+    {"name": 'quote " back\\slash\ttab\nnewline', "target": {"text": 'a\\b\t"c"\n\u00e9\u2713'},
+     "tags": ['q"uote', "back\\slash", "com,ma", "{brace}", "sp ace", "\u00fcml"], "folder_id": "f\"1\\"},
+    {"target": {"destination": "https://example.com/x?a=1", "utm": {"source": "s\\rc", "medium": "m"}}},
+    {"name": "", "target": {"email": "ana@example.com", "subject": 'back\\slash "q"'}, "tags": []},
+    {"name": "wifi", "target": {"ssid": "Caf\u00e9;Net", "password": "p\\w;or:d,1", "hidden": True}, "tags": ["NULL"]},
+    {"name": "NULL", "target": {"phone": "+15551234567"}, "folder_id": "\\N"},
+]
+SAME_FIELDS = ("kind", "type", "name", "target", "design", "folder_id", "tags", "is_active", "scan_count")
+
+
+def test_batch_codes_equal_single_creates(srv, keys, psql):
+    # the batch path (binary arrays, 010) and the single create (JSON) must
+    # store the same code for the same item, whatever its strings hold
+    k = keys["live_key"]
+    design = {"colors": {"foreground": "#102030"}, "error_correction": "Q"}
+    items = AWKWARD_ITEMS + [{"name": "bad", "target": {"email": "nope"}}]
+    r = requests.post(srv.url + "/v1/batches", headers=H(k), data=json.dumps({"items": items, "design": design}))
+    assert r.status_code == 202, r.text
+    done = wait_batch(srv, k, r.json()["id"])
+    assert done["status"] == "completed" and done["completed_count"] == len(AWKWARD_ITEMS), done["items"]
+    assert done["error_count"] == 1 and done["items"][-1]["error"] == "target.email is not a valid e-mail address"
+    for i, item in enumerate(AWKWARD_ITEMS):
+        from_batch = requests.get(srv.url + "/v1/qr-codes/" + done["items"][i]["qr_code_id"], headers=H(k)).json()
+        single = create_code(srv, k, dict(item, design=design))
+        assert single.status_code == 201, single.text
+        single = single.json()
+        assert {f: from_batch[f] for f in SAME_FIELDS} == {f: single[f] for f in SAME_FIELDS}, i
+        assert from_batch["batch_id"] == done["id"]
+        assert done["items"][i]["name"] == (from_batch["name"] or None)  # an item without a name: null
+        assert (from_batch["short_code"] is None) == (single["short_code"] is None)
+    assert psql("SELECT string_agg(batch_idx::text, ',' ORDER BY batch_idx) FROM qr_codes WHERE batch_id = '%s'"
+                % done["id"]) == "0,1,2,3,4"
+    # the dynamic one decodes to its short URL, and it redirects with its UTM tags
+    dyn = requests.get(srv.url + "/v1/qr-codes/" + done["items"][1]["qr_code_id"], headers=H(k)).json()
+    assert zbar(download(srv, k, dyn["id"]).content) == dyn["short_url"]
+    red = requests.get(dyn["short_url"], allow_redirects=False)
+    assert red.status_code == 302
+    loc = urllib.parse.urlsplit(red.headers["Location"])
+    assert loc.netloc == "example.com" and loc.path == "/x"
+    assert sorted(urllib.parse.parse_qsl(loc.query)) == [("a", "1"), ("utm_medium", "m"), ("utm_source", "s\\rc")]
+
+
+def test_batch_of_only_invalid_items_fails_at_once(srv, keys, psql):
+    k = keys["live_key"]
+    items = [{"name": "x%d" % i, "target": {"email": "nope"}} for i in range(3)]
+    r = requests.post(srv.url + "/v1/batches", headers=H(k), data=json.dumps({"items": items}))
+    assert r.status_code == 202, r.text
+    b = r.json()
+    assert b["status"] == "failed" and b["total_count"] == 3 and b["error_count"] == 3
+    assert b["completed_at"] is not None
+    assert psql("SELECT count(*) FROM qr_codes WHERE batch_id = '%s'" % b["id"]) == "0"
+    assert psql("SELECT count(*) FROM bd_jobs WHERE ref = '%s'" % b["id"]) == "0"
+    got = requests.get(srv.url + "/v1/batches/" + b["id"], headers=H(k)).json()
+    assert [i["name"] for i in got["items"]] == ["x0", "x1", "x2"] and all(i["error"] for i in got["items"])
 
 
 def test_rendered_images_are_a_cache_rebuilt_on_download(srv, keys, psql):
