@@ -1499,6 +1499,7 @@ void bd_pg_array_finish(bd_pg_array_t *a) {
     put_be32(h + 4, 0);
     put_be32(h + 8, a->oid);
     a->buf.len = 12;
+    h[12] = '\0'; /* the buffer's terminator */
     return;
   }
   put_be32(h, 1);

@@ -348,28 +348,6 @@ static void on_batch_created(void *ud, const bd_pg_result_t *r) {
 /* The codes' columns, one binary array each (qr_intake_batch). */
 enum { A_ID, A_IDX, A_KIND, A_TYPE, A_NAME, A_TARGET, A_PAYLOAD, A_SHORT, A_FOLDER, A_TAGS, A_N };
 
-static int dump_to_buf(const char *p, size_t n, void *ud) {
-  bd_buf_append(ud, p, n);
-  return 0;
-}
-
-/* tags as a text[] literal: {"a","b"}, each element quoted, " and \ escaped */
-static void tags_literal(bd_buf_t *out, json_t *tags) {
-  size_t i;
-  json_t *t;
-  bd_buf_putc(out, '{');
-  json_array_foreach(tags, i, t) {
-    if (i) bd_buf_putc(out, ',');
-    bd_buf_putc(out, '"');
-    for (const char *q = json_string_value(t); q && *q; q++) {
-      if (*q == '"' || *q == '\\') bd_buf_putc(out, '\\');
-      bd_buf_putc(out, *q);
-    }
-    bd_buf_putc(out, '"');
-  }
-  bd_buf_putc(out, '}');
-}
-
 static void code_to_arrays(bd_pg_array_t *a, const qr_item_t *it, const char *payload, long idx,
                            bd_buf_t *scratch) {
   bd_pg_array_add_str(&a[A_ID], it->id);
@@ -378,7 +356,7 @@ static void code_to_arrays(bd_pg_array_t *a, const qr_item_t *it, const char *pa
   bd_pg_array_add_str(&a[A_TYPE], it->type);
   bd_pg_array_add_str(&a[A_NAME], it->name);
   bd_buf_reset(scratch);
-  if (it->target) json_dump_callback(it->target, dump_to_buf, scratch, JSON_COMPACT | JSON_ENCODE_ANY);
+  if (it->target) qr_json_append(scratch, it->target, JSON_COMPACT | JSON_ENCODE_ANY);
   else bd_buf_puts(scratch, "null");
   bd_pg_array_add(&a[A_TARGET], scratch->data, scratch->len);
   bd_pg_array_add_str(&a[A_PAYLOAD], payload);
@@ -386,7 +364,7 @@ static void code_to_arrays(bd_pg_array_t *a, const qr_item_t *it, const char *pa
   bd_pg_array_add_str(&a[A_FOLDER], it->folder_id);
   if (it->tags) {
     bd_buf_reset(scratch);
-    tags_literal(scratch, it->tags);
+    qr_tags_literal(scratch, it->tags);
     bd_pg_array_add(&a[A_TAGS], scratch->data, scratch->len);
   } else {
     bd_pg_array_add(&a[A_TAGS], NULL, 0);

@@ -46,11 +46,14 @@ typedef struct {
  * dynamic code: its short URL). false: err holds the reason. */
 bool qr_item_parse(json_t *it, const bd_qr_design_t *d, qr_item_t *out, bd_buf_t *payload, char *err,
                    size_t errsz);
-/* The code row of a single create, appended to out as a JSON object (with
- * "idx" when idx >= 0), or as a jansson object. (A batch's codes go to
- * qr_intake_batch() as arrays: qr_api.c.) */
-void qr_item_code_write(bd_buf_t *out, const qr_item_t *it, const char *payload, long idx);
+/* The code row of a single create as a jansson object (a batch's codes go
+ * to qr_intake_batch() as arrays: qr_api.c). */
 json_t *qr_item_code_json(const qr_item_t *it, const char *payload);
+/* Appends j dumped with jansson's flags. */
+void qr_json_append(bd_buf_t *out, const json_t *j, size_t flags);
+/* Appends tags (validated: an array of strings) as a PostgreSQL text[]
+ * literal, every element quoted. */
+void qr_tags_literal(bd_buf_t *out, json_t *tags);
 
 void qr_ctx_free(bd_req_t *req);
 void qr_error(bd_req_t *req, int status, const char *code, const char *message, const char *param);

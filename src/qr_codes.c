@@ -110,9 +110,27 @@ static int append_cb(const char *buffer, size_t size, void *data) {
   return 0;
 }
 
-void qr_item_code_write(bd_buf_t *out, const qr_item_t *it, const char *payload, long idx) {
-  /* written directly, not built as a jansson tree and dumped: a 1000-item
-   * batch writes 1000 of these on the loop thread */
+void qr_json_append(bd_buf_t *out, const json_t *j, size_t flags) {
+  json_dump_callback(j, append_cb, out, flags);
+}
+
+void qr_tags_literal(bd_buf_t *out, json_t *tags) {
+  bd_buf_putc(out, '{');
+  size_t i;
+  json_t *t;
+  json_array_foreach(tags, i, t) {
+    if (i) bd_buf_putc(out, ',');
+    bd_buf_putc(out, '"');
+    for (const char *s = json_string_value(t); *s; s++) {
+      if (*s == '"' || *s == '\\') bd_buf_putc(out, '\\');
+      bd_buf_putc(out, *s);
+    }
+    bd_buf_putc(out, '"');
+  }
+  bd_buf_putc(out, '}');
+}
+
+static void item_code_write(bd_buf_t *out, const qr_item_t *it, const char *payload) {
   bd_jw_t w;
   bd_jw_init(&w, out);
   bd_jw_obj(&w);
@@ -120,28 +138,27 @@ void qr_item_code_write(bd_buf_t *out, const qr_item_t *it, const char *payload,
   bd_jw_kstr(&w, "kind", it->kind);
   bd_jw_kstr(&w, "type", it->type);
   if (it->name) bd_jw_kstr(&w, "name", it->name);
-  if (idx >= 0) bd_jw_kint(&w, "idx", idx);
   bd_jw_kstr(&w, "payload", payload);
   if (it->short_code[0]) bd_jw_kstr(&w, "short_code", it->short_code);
   if (it->folder_id) bd_jw_kstr(&w, "folder_id", it->folder_id);
   bd_jw_key(&w, "target");
   if (it->target) {
     bd_jw_raw(&w, "");
-    json_dump_callback(it->target, append_cb, out, JSON_COMPACT | JSON_ENCODE_ANY);
+    qr_json_append(out, it->target, JSON_COMPACT | JSON_ENCODE_ANY);
   } else {
     bd_jw_null(&w);
   }
   if (it->tags) {
     bd_jw_key(&w, "tags");
     bd_jw_raw(&w, "");
-    json_dump_callback(it->tags, append_cb, out, JSON_COMPACT);
+    qr_json_append(out, it->tags, JSON_COMPACT);
   }
   bd_jw_obj_end(&w);
 }
 
 json_t *qr_item_code_json(const qr_item_t *it, const char *payload) {
   bd_buf_t b = BD_BUF_INIT;
-  qr_item_code_write(&b, it, payload, -1);
+  item_code_write(&b, it, payload);
   json_t *o = json_loadb(b.data, b.len, 0, NULL);
   bd_buf_free(&b);
   return o;
@@ -411,25 +428,6 @@ static bd_pg_stmt_t S_PATCH = BD_PG_STMT(
     " n AS (SELECT pg_notify('qr_codes', short_code) FROM u WHERE short_code IS NOT NULL)"
     " SELECT qr_code_json(u, $11)::text, u.short_code FROM u, (SELECT count(*) FROM n) nn");
 
-static char *tags_literal(json_t *tags) {
-  /* a PostgreSQL text[] literal with every element quoted */
-  bd_buf_t b = BD_BUF_INIT;
-  bd_buf_putc(&b, '{');
-  size_t i;
-  json_t *t;
-  json_array_foreach(tags, i, t) {
-    if (i) bd_buf_putc(&b, ',');
-    bd_buf_putc(&b, '"');
-    for (const char *s = json_string_value(t); *s; s++) {
-      if (*s == '"' || *s == '\\') bd_buf_putc(&b, '\\');
-      bd_buf_putc(&b, *s);
-    }
-    bd_buf_putc(&b, '"');
-  }
-  bd_buf_putc(&b, '}');
-  return bd_buf_detach(&b, NULL);
-}
-
 static void on_patched(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
   if (!r->err && PQntuples(r->res) == 1) evict_local(bd_pg_val(r->res, 0, 1));
@@ -484,7 +482,9 @@ static void on_patch_row(void *ud, const bd_pg_result_t *r) {
       qr_error(req, 400, "invalid_request", json_is_null(tags) ? "tags must be an array" : err, "tags");
       goto out;
     }
-    tags_text = tags_literal(tags);
+    bd_buf_t tb = BD_BUF_INIT;
+    qr_tags_literal(&tb, tags);
+    tags_text = bd_buf_detach(&tb, NULL);
   }
   json_t *ia = json_object_get(body, "is_active");
   if (ia) {
