@@ -1,8 +1,8 @@
 """benchlib: the logic of bench/run that does not need a server, kept apart
 so bench/test_benchlib.py can check it without timing anything.
 
-- rate_search: the highest rate that meets a latency objective, given a
-  probe function (exponential growth, then bisection on a log scale).
+- capacity_search: the highest rate that meets a latency objective and is
+  sustained by the work behind it, given a probe function.
 - rows: ratios, targets and "met?" of one result row; the printed table and
   its Markdown form.
 - server-side figures: CPU seconds from /proc/<pid>/stat, memory from
@@ -15,53 +15,54 @@ import re
 # --- rate search -----------------------------------------------------------------
 
 
-def rate_search(probe, start, lo_limit, hi_limit, rel_tol=0.10, max_probes=8, factor=2.0):
-    """Finds the highest rate in [lo_limit, hi_limit] at which probe(rate)
-    passes, assuming passing is (mostly) monotone: it passes below some
-    threshold and fails above it.
+def capacity_search(probe, start, lo_limit, hi_limit, factor=1.1, max_probes=4, keep_up=0.95):
+    """The highest rate that meets a latency objective *and* is sustained,
+    when the work behind the requests (rendering behind intake) can fall
+    behind the rate they are offered at.
 
-    probe(rate) -> (ok, info). Starts at `start`; while it passes, multiplies
-    by `factor` (up to hi_limit); while it fails, divides (down to lo_limit).
-    Then bisects between the best pass and the lowest fail above it on a log
-    scale until fail / pass <= 1 + rel_tol or max_probes probes were spent.
-    A noisy probe that fails below a rate that passed does not lower the best
-    pass: the answer is the highest rate that passed, and the bracket always
-    keeps fail > pass.
+    probe(rate) -> (ok, sustained, info): ok is the objective at the offered
+    rate (latency, answers); sustained is the rate the work was done at, the
+    completions per second from the first request to the last completion.
+    A passing probe is worth min(rate, sustained). Starts at `start`
+    (best just above what the work sustains):
+    - a pass whose work fell behind (sustained < keep_up * rate) measured
+      the limit itself: the search ends;
+    - a pass whose work kept up steps up by `factor` (up to hi_limit);
+    - a fail steps down by `factor` (down to lo_limit) until a pass, and
+      after a pass ends the search: the objective is the limit.
+    The answer is a measured rate, not a bracket: two runs agree as closely
+    as the sustained rate they measure, where a pass/fail bisection lands
+    on a grid of its steps (0.91 or 1.05 of the start, by chance).
 
-    Returns {"rate": best passing rate or None, "fail": lowest failing rate
-    above it or None, "probes": [(rate, ok, info), ...] in order}.
+    Returns {"rate": best worth or None, "limit": "work" | "objective" |
+    "range" | "probes", "probes": [(rate, ok, sustained, info), ...]}.
     """
-    if not (0 < lo_limit <= start <= hi_limit) or factor <= 1:
-        raise ValueError("need 0 < lo_limit <= start <= hi_limit and factor > 1")
-    probes = []
-    best, fail = None, None
-
-    def run(rate):
-        nonlocal best, fail
-        ok, info = probe(rate)
-        probes.append((rate, bool(ok), info))
+    if not (0 < lo_limit <= start <= hi_limit) or factor <= 1 or not 0 < keep_up <= 1:
+        raise ValueError("need 0 < lo_limit <= start <= hi_limit, factor > 1, 0 < keep_up <= 1")
+    probes, best, rate = [], None, start
+    limit = "probes"
+    while len(probes) < max_probes:
+        ok, sustained, info = probe(rate)
+        probes.append((rate, bool(ok), sustained, info))
         if ok:
-            if best is None or rate > best:
-                best = rate
-            if fail is not None and fail <= best:  # noise: a higher rate passed after all
-                fail = None
-        elif best is None or rate > best:
-            if fail is None or rate < fail:
-                fail = rate
-        return ok
-
-    rate = start
-    if run(rate):
-        while fail is None and rate < hi_limit and len(probes) < max_probes:
+            worth = min(rate, sustained)
+            best = worth if best is None else max(best, worth)
+            if sustained < keep_up * rate:
+                limit = "work"
+                break
+            if rate >= hi_limit:
+                limit = "range"
+                break
             rate = min(rate * factor, hi_limit)
-            run(rate)
-    else:
-        while best is None and rate > lo_limit and len(probes) < max_probes:
+        else:
+            if best is not None:
+                limit = "objective"
+                break
+            if rate <= lo_limit:
+                limit = "range"
+                break
             rate = max(rate / factor, lo_limit)
-            run(rate)
-    while best is not None and fail is not None and fail / best > 1 + rel_tol and len(probes) < max_probes:
-        run(math.sqrt(best * fail))
-    return {"rate": best, "fail": fail, "probes": probes}
+    return {"rate": best, "limit": limit, "probes": probes}
 
 
 # --- rows and the table ----------------------------------------------------------

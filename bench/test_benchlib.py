@@ -1,6 +1,7 @@
-"""Tests of bench/benchlib.py: the rate search against fake probes (exact,
-noisy, out of range), ratios and targets, /proc and Prometheus parsing, the
-loop-lag window, and the comparison of two runs. Nothing here is timed.
+"""Tests of bench/benchlib.py: the capacity search against fake systems
+(limited by the work, by the objective, out of range, noisy), ratios and
+targets, /proc and Prometheus parsing, the loop-lag window, and the
+comparison of two runs. Nothing here is timed.
 
 Run: /usr/bin/python3 bench/test_benchlib.py (ctest: bench.test_benchlib)."""
 import math
@@ -12,85 +13,85 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as bl  # noqa: E402
 
 
-def threshold_probe(limit, calls):
+def capacity_probe(objective, capacity, calls, noise=0.0):
+    """A fake system: the latency objective holds up to `objective`; the
+    work behind it sustains `capacity` (times 1 + noise)."""
     def probe(rate):
         calls.append(rate)
-        return rate <= limit, {"p99_ms": 50.0 if rate <= limit else 500.0}
+        done = min(rate, capacity * (1 + noise))
+        return rate <= objective, done, {"p99_ms": 50.0 if rate <= objective else 500.0}
     return probe
 
 
-class RateSearch(unittest.TestCase):
-    def test_finds_threshold_within_tolerance(self):
-        for limit in (3.0, 8.0, 13.7, 40.0, 99.0):
+class CapacitySearch(unittest.TestCase):
+    def test_work_limited_answer_is_the_measured_capacity(self):
+        for capacity in (3.0, 7.3, 8.0, 9.9):
             calls = []
-            r = bl.rate_search(threshold_probe(limit, calls), start=8, lo_limit=1, hi_limit=400, rel_tol=0.1,
-                               max_probes=20)
-            self.assertLessEqual(r["rate"], limit)
-            self.assertGreater(r["fail"], limit)
-            self.assertLessEqual(r["fail"] / r["rate"], 1.1 + 1e-9, (limit, r))
+            r = bl.capacity_search(capacity_probe(100, capacity, calls), start=8.8, lo_limit=0.25, hi_limit=400)
+            self.assertAlmostEqual(r["rate"], capacity)  # measured, not a grid point of the steps
+            self.assertEqual(r["limit"], "work")
             self.assertEqual([p[0] for p in r["probes"]], calls)
-            # every probe below the threshold passed and the answer is the best of them
-            self.assertEqual(r["rate"], max(c for c in calls if c <= limit))
 
-    def test_growth_then_bisection_sequence(self):
+    def test_starts_at_start_and_steps_up_while_work_keeps_up(self):
         calls = []
-        r = bl.rate_search(threshold_probe(20, calls), start=8, lo_limit=1, hi_limit=400, rel_tol=0.1, max_probes=20)
-        self.assertEqual(calls[:3], [8, 16, 32])  # doubling until the first fail
-        self.assertAlmostEqual(calls[3], math.sqrt(16 * 32))  # then geometric bisection
-        self.assertTrue(all(16 <= c <= 32 for c in calls[3:]))
+        r = bl.capacity_search(capacity_probe(100, 12.0, calls), start=8, lo_limit=0.25, hi_limit=400, factor=1.1,
+                               max_probes=8)
+        self.assertEqual(calls[0], 8)
+        self.assertAlmostEqual(calls[1], 8.8)
+        self.assertAlmostEqual(r["rate"], 12.0)
+        self.assertGreater(calls[-1] * 0.95, 12.0)  # the last probe is the one whose work fell behind
 
-    def test_start_fails_goes_down(self):
+    def test_objective_limited_steps_down_to_a_pass(self):
         calls = []
-        r = bl.rate_search(threshold_probe(2.5, calls), start=8, lo_limit=1, hi_limit=400, rel_tol=0.1, max_probes=20)
-        self.assertEqual(calls[:3], [8, 4, 2])
-        self.assertTrue(2 <= r["rate"] <= 2.5 < r["fail"])
+        r = bl.capacity_search(capacity_probe(6.0, 9.0, calls), start=8, lo_limit=0.25, hi_limit=400, factor=1.1,
+                               max_probes=8)
+        self.assertEqual(calls[:2], [8, 8 / 1.1])
+        self.assertLessEqual(r["rate"], 6.0)
+        self.assertGreater(r["rate"] * 1.1, 6.0)  # within one step of the objective's limit
+        self.assertEqual(r["limit"], "objective")  # the step back up from the pass failed again
+        self.assertTrue(all(p[1] == (p[0] <= 6.0) for p in r["probes"]))
+
+    def test_objective_fails_after_a_kept_up_pass_ends_there(self):
+        calls = []
+        r = bl.capacity_search(capacity_probe(9.0, 20.0, calls), start=8, lo_limit=0.25, hi_limit=400, factor=1.1)
+        self.assertEqual(len(calls), 3)  # 8 and 8.8 pass and keep up, 9.68 fails the objective
+        self.assertAlmostEqual(r["rate"], 8.8)
+        self.assertEqual(r["limit"], "objective")
 
     def test_never_passes(self):
         calls = []
-        r = bl.rate_search(threshold_probe(0.5, calls), start=8, lo_limit=1, hi_limit=400, max_probes=20)
+        r = bl.capacity_search(capacity_probe(0.1, 9.0, calls), start=1, lo_limit=0.5, hi_limit=400, factor=2,
+                               max_probes=10)
         self.assertIsNone(r["rate"])
-        self.assertEqual(calls, [8, 4, 2, 1])
+        self.assertEqual(calls, [1, 0.5])
+        self.assertEqual(r["limit"], "range")
 
-    def test_always_passes_stops_at_limit(self):
+    def test_always_keeps_up_stops_at_hi_limit(self):
         calls = []
-        r = bl.rate_search(threshold_probe(1e9, calls), start=8, lo_limit=1, hi_limit=100, max_probes=20)
-        self.assertEqual(r["rate"], 100)
-        self.assertIsNone(r["fail"])
-        self.assertEqual(calls, [8, 16, 32, 64, 100])
+        r = bl.capacity_search(capacity_probe(1e9, 1e9, calls), start=8, lo_limit=1, hi_limit=20, factor=2,
+                               max_probes=10)
+        self.assertEqual(calls, [8, 16, 20])
+        self.assertEqual(r["rate"], 20)
+        self.assertEqual(r["limit"], "range")
 
     def test_probe_budget(self):
         calls = []
-        r = bl.rate_search(threshold_probe(20, calls), start=8, lo_limit=1, hi_limit=400, rel_tol=0.001,
-                           max_probes=5)
-        self.assertEqual(len(calls), 5)
-        self.assertTrue(r["rate"] <= 20 < r["fail"])
+        r = bl.capacity_search(capacity_probe(1e9, 1e9, calls), start=1, lo_limit=1, hi_limit=1e6, max_probes=4)
+        self.assertEqual(len(calls), 4)
+        self.assertEqual(r["limit"], "probes")
+        self.assertAlmostEqual(r["rate"], 1.1 ** 3)
 
-    def test_noise_never_lowers_best_and_bracket_stays_ordered(self):
-        # passes at 8 and 16, a spurious fail at 11.3 (below a pass), a pass above
-        answers = {8: True, 16: True, 32: False}
-        seq = []
-
-        def probe(rate):
-            seq.append(rate)
-            if rate in answers:
-                return answers[rate], None
-            return rate < 19, None
-
-        r = bl.rate_search(probe, start=8, lo_limit=1, hi_limit=400, rel_tol=0.1, max_probes=20)
-        self.assertGreaterEqual(r["rate"], 16)
-        self.assertGreater(r["fail"], r["rate"])
-
-        # a fail recorded first, then a higher pass: the fail is dropped, not kept below the best
-        outcomes = iter([True, False, True, True, True, True, True, True])
-        r = bl.rate_search(lambda rate: (next(outcomes), None), start=10, lo_limit=1, hi_limit=80, rel_tol=0.1,
-                           max_probes=8)
-        self.assertTrue(r["fail"] is None or r["fail"] > r["rate"])
+    def test_noise_in_the_work_moves_the_answer_by_as_much(self):
+        # +/-5 % in what the work sustains gives +/-5 % in the answer, not a step of the search
+        lo = bl.capacity_search(capacity_probe(100, 8.0, [], -0.05), start=8.8, lo_limit=1, hi_limit=400)["rate"]
+        hi = bl.capacity_search(capacity_probe(100, 8.0, [], +0.05), start=8.8, lo_limit=1, hi_limit=400)["rate"]
+        self.assertAlmostEqual(hi / lo, 1.05 / 0.95)
 
     def test_bad_arguments(self):
-        with self.assertRaises(ValueError):
-            bl.rate_search(lambda r: (True, None), start=0.5, lo_limit=1, hi_limit=10)
-        with self.assertRaises(ValueError):
-            bl.rate_search(lambda r: (True, None), start=5, lo_limit=1, hi_limit=10, factor=1)
+        for kw in ({"start": 0.5, "lo_limit": 1, "hi_limit": 10}, {"start": 5, "lo_limit": 1, "hi_limit": 10, "factor": 1},
+                   {"start": 5, "lo_limit": 1, "hi_limit": 10, "keep_up": 0}):
+            with self.assertRaises(ValueError):
+                bl.capacity_search(lambda r: (True, r, None), **kw)
 
 
 class Rows(unittest.TestCase):
