@@ -3,6 +3,7 @@ so bench/test_benchlib.py can check it without timing anything.
 
 - capacity_search: the highest rate that meets a latency objective and is
   sustained by the work behind it, given a probe function.
+- upper_round: which round of alternating throughput rounds counts.
 - rows: ratios, targets and "met?" of one result row; the printed table and
   its Markdown form.
 - server-side figures: CPU seconds from /proc/<pid>/stat, memory from
@@ -63,6 +64,21 @@ def capacity_search(probe, start, lo_limit, hi_limit, factor=1.1, max_probes=4, 
                 break
             rate = max(rate / factor, lo_limit)
     return {"rate": best, "limit": limit, "probes": probes}
+
+
+def upper_round(results):
+    """The round of a throughput measurement that counts: the second best
+    of three or more (of one or two, the best). On a shared machine what
+    disturbs a round (another tenant, a scheduler placing 16 database
+    backends on the client's CPU) only takes throughput away, and it came
+    in modes: 7 rounds of `pgbench -S` gave 86-89k tps in two and 53-62k in
+    five, in one run, 81-90k in all but one in the next, and a median
+    landed on either mode. The second best is what the side does when
+    undisturbed, and one lucky round alone does not decide it."""
+    if not results:
+        raise ValueError("no rounds")
+    ranked = sorted(results, key=lambda r: r["rate"])
+    return ranked[-2] if len(ranked) >= 3 else ranked[-1]
 
 
 # --- rows and the table ----------------------------------------------------------

@@ -94,6 +94,23 @@ class CapacitySearch(unittest.TestCase):
                 bl.capacity_search(lambda r: (True, r, None), **kw)
 
 
+class UpperRound(unittest.TestCase):
+    def test_second_best_of_three_or_more(self):
+        rounds = [{"rate": r} for r in (57, 62, 86, 89, 56, 58, 53)]
+        self.assertEqual(bl.upper_round(rounds)["rate"], 86)  # two undisturbed rounds of seven are enough
+        self.assertEqual(bl.upper_round([{"rate": 3}, {"rate": 9}, {"rate": 5}])["rate"], 5)
+
+    def test_one_lucky_round_does_not_decide(self):
+        rounds = [{"rate": r} for r in (100, 101, 99, 102, 150)]
+        self.assertEqual(bl.upper_round(rounds)["rate"], 102)
+
+    def test_few_rounds_take_the_best(self):
+        self.assertEqual(bl.upper_round([{"rate": 4}, {"rate": 7}])["rate"], 7)
+        self.assertEqual(bl.upper_round([{"rate": 4}])["rate"], 4)
+        with self.assertRaises(ValueError):
+            bl.upper_round([])
+
+
 class Rows(unittest.TestCase):
     def test_rate_row(self):
         r = bl.finish_row({"scenario": "redirect", "unit": "req/s", "ours": 140.0, "baseline": 200.0,
