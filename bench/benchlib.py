@@ -71,8 +71,8 @@ def upper_round(results):
     of three or more (of one or two, the best). On a shared machine what
     disturbs a round (another tenant, a scheduler placing 16 database
     backends on the client's CPU) only takes throughput away, and it came
-    in modes: 7 rounds of `pgbench -S` gave 86-89k tps in two and 53-62k in
-    five, in one run, 81-90k in all but one in the next, and a median
+    in modes: 7 rounds of `pgbench -S` gave 81-90k tps in all but one in
+    one run, and 86-89k in two and 53-62k in five in the next; a median
     landed on either mode. The second best is what the side does when
     undisturbed, and one lucky round alone does not decide it."""
     if not results:
