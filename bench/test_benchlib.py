@@ -110,6 +110,14 @@ class UpperRound(unittest.TestCase):
         with self.assertRaises(ValueError):
             bl.upper_round([])
 
+    def test_times_count_the_second_fastest(self):
+        self.assertEqual(bl.counting_index([1.4, 0.9, 1.2, 3.0, 1.0], lower=True), 4)  # 1.0: not the lucky 0.9
+        self.assertEqual(bl.counting_index([2.0, 1.5], lower=True), 1)
+        self.assertEqual(bl.counting_index([5.0], lower=True), 0)
+        self.assertEqual(bl.counting_index([3, 9, 5]), 2)  # rates: the second largest
+        with self.assertRaises(ValueError):
+            bl.counting_index([], lower=True)
+
 
 class Rows(unittest.TestCase):
     def test_rate_row(self):
