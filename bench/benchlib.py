@@ -3,8 +3,7 @@ so bench/test_benchlib.py can check it without timing anything.
 
 - capacity_search: the highest rate that meets a latency objective and is
   sustained by the work behind it, given a probe function.
-- upper_round, counting_index: which round of alternating throughput
-  rounds, or which repeat of a timed piece of work, counts.
+- paired_ratio: the ratio of two sides measured in alternation.
 - rows: ratios, targets and "met?" of one result row; the printed table and
   its Markdown form.
 - server-side figures: CPU seconds from /proc/<pid>/stat, memory from
@@ -67,31 +66,38 @@ def capacity_search(probe, start, lo_limit, hi_limit, factor=1.1, max_probes=4, 
     return {"rate": best, "limit": limit, "probes": probes}
 
 
-def upper_round(results):
-    """The round of a throughput measurement that counts: the second best
-    of three or more (of one or two, the best). On a shared machine what
-    disturbs a round (another tenant, a scheduler placing 16 database
-    backends on the client's CPU) only takes throughput away, and it came
-    in modes: 7 rounds of `pgbench -S` gave 81-90k tps in all but one in
-    one run, and 86-89k in two and 53-62k in five in the next; a median
-    landed on either mode. The second best is what the side does when
-    undisturbed, and one lucky round alone does not decide it."""
-    return results[counting_index([r["rate"] for r in results])]
-
-
-def counting_index(values, lower=False):
-    """The index of the repeat that counts, by upper_round's rule: the
-    second best of three or more, the best of one or two; best is the
-    largest, or with lower=True (times) the smallest. The same holds for
-    the time of one piece of work (an upload, a mint, a \\copy): what
-    disturbs it only adds time. On this kind of machine a fixed CPU loop of
-    about a second took 0.82-1.54 s from one second to the next, and a 100k
-    \\copy 0.51-0.99 s; the median of five such times moved 25 % between
-    runs, the second fastest of eleven moves with the machine's floor."""
+def median(values):
+    """The median (of an even number, the mean of the middle two)."""
     if not values:
         raise ValueError("no rounds")
-    order = sorted(range(len(values)), key=lambda i: values[i], reverse=not lower)
-    return order[1] if len(order) >= 3 else order[0]
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def median_index(values):
+    """The index of a median value (of an even number, the upper one)."""
+    if not values:
+        raise ValueError("no rounds")
+    return sorted(range(len(values)), key=lambda i: values[i])[len(values) // 2]
+
+
+def paired_ratio(ours, base, lower=False):
+    """The ratio of a scenario whose two sides alternate (ours, baseline,
+    ours, baseline, ...): the median of each pair's own ratio, ours_i /
+    base_i (lower=True, times: base_i / ours_i, so that > 1 is still ours
+    better). Neighbours in time share the machine's speed of the moment,
+    which drifts here by 15 % from one minute to the next and came in
+    modes (a second process's rounds at 37k or 43k req/s); two sides'
+    separate figures (their medians, or each one's second best round)
+    fall on different modes by chance. Over four consecutive full runs the
+    three pairs of runs disagreed by more than 15 % on 14 ratios with each
+    side's second best, 10 with each side's median, 5 with this."""
+    if len(ours) != len(base) or not ours:
+        raise ValueError("need as many rounds of each side, at least one")
+    if lower:
+        return median([b / o for o, b in zip(ours, base)])
+    return median([o / b for o, b in zip(ours, base)])
 
 
 # --- rows and the table ----------------------------------------------------------
@@ -106,10 +112,14 @@ def ratio_of(row):
     """ours relative to the baseline, oriented so that > 1 means ours is
     better: ours/baseline for rates, baseline/ours for times (lower is
     better). Rows with "ratio_is" = "plain" always use ours/baseline (growth
-    factors, where the direction is in the target). None without a baseline."""
+    factors, where the direction is in the target). A row's "paired_ratio"
+    (the median of the ratios of alternating rounds) is its ratio, in the
+    same orientation. None without a baseline."""
     ours, base = row.get("ours"), row.get("baseline")
     if ours is None or base is None:
         return None
+    if row.get("paired_ratio") is not None:  # of alternating rounds (paired_ratio())
+        return row["paired_ratio"]
     if row.get("ratio_is") == "plain" or not row.get("lower_is_better"):
         return ours / base if base else None
     return base / ours if ours else None

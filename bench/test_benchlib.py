@@ -94,29 +94,42 @@ class CapacitySearch(unittest.TestCase):
                 bl.capacity_search(lambda r: (True, r, None), **kw)
 
 
-class UpperRound(unittest.TestCase):
-    def test_second_best_of_three_or_more(self):
-        rounds = [{"rate": r} for r in (57, 62, 86, 89, 56, 58, 53)]
-        self.assertEqual(bl.upper_round(rounds)["rate"], 86)  # two undisturbed rounds of seven are enough
-        self.assertEqual(bl.upper_round([{"rate": 3}, {"rate": 9}, {"rate": 5}])["rate"], 5)
+class Paired(unittest.TestCase):
+    def test_pairs_cancel_a_drift_both_sides_share(self):
+        # the machine slows by half over the rounds; each pair shares the speed of its moment
+        ours = [100, 90, 70, 50, 52]
+        base = [200, 180, 140, 100, 104]
+        self.assertAlmostEqual(bl.paired_ratio(ours, base), 0.5)
 
-    def test_one_lucky_round_does_not_decide(self):
-        rounds = [{"rate": r} for r in (100, 101, 99, 102, 150)]
-        self.assertEqual(bl.upper_round(rounds)["rate"], 102)
+    def test_modes_landing_on_different_sides(self):
+        # each side's median falls on a different mode of the machine; the pairs do not
+        ours = [43, 37, 43, 37, 37]
+        base = [86, 74, 86, 74, 86]
+        self.assertAlmostEqual(bl.median(ours) / bl.median(base), 37 / 86)
+        self.assertAlmostEqual(bl.paired_ratio(ours, base), 0.5)
 
-    def test_few_rounds_take_the_best(self):
-        self.assertEqual(bl.upper_round([{"rate": 4}, {"rate": 7}])["rate"], 7)
-        self.assertEqual(bl.upper_round([{"rate": 4}])["rate"], 4)
+    def test_times_are_oriented_ours_better_above_one(self):
+        self.assertAlmostEqual(bl.paired_ratio([2.0, 4.0, 3.0], [1.0, 2.0, 6.0], lower=True), 0.5)
+        self.assertAlmostEqual(bl.paired_ratio([1.0, 1.0], [2.0, 3.0], lower=True), 2.5)  # even: mean of the middle two
+
+    def test_bad_input(self):
+        for o, b in (([], []), ([1.0], [1.0, 2.0])):
+            with self.assertRaises(ValueError):
+                bl.paired_ratio(o, b)
+
+    def test_median(self):
+        self.assertEqual(bl.median([3, 1, 2]), 2)
+        self.assertEqual(bl.median([4, 1, 3, 2]), 2.5)
+        self.assertEqual(bl.median_index([5.0, 1.0, 3.0]), 2)
+        self.assertEqual(bl.median_index([4, 1, 3, 2]), 2)  # the upper middle one: 3
         with self.assertRaises(ValueError):
-            bl.upper_round([])
+            bl.median([])
 
-    def test_times_count_the_second_fastest(self):
-        self.assertEqual(bl.counting_index([1.4, 0.9, 1.2, 3.0, 1.0], lower=True), 4)  # 1.0: not the lucky 0.9
-        self.assertEqual(bl.counting_index([2.0, 1.5], lower=True), 1)
-        self.assertEqual(bl.counting_index([5.0], lower=True), 0)
-        self.assertEqual(bl.counting_index([3, 9, 5]), 2)  # rates: the second largest
-        with self.assertRaises(ValueError):
-            bl.counting_index([], lower=True)
+    def test_the_row_carries_it(self):
+        r = bl.finish_row({"scenario": "x", "unit": "req/s", "ours": 37.0, "baseline": 86.0, "paired_ratio": 0.5,
+                           "target": {"kind": "ratio_min", "value": 0.45}})
+        self.assertEqual(r["ratio"], 0.5)
+        self.assertEqual(r["met"], "yes")
 
 
 class Rows(unittest.TestCase):
