@@ -1,4 +1,9 @@
-/* main.c: command line, start-up and orderly shutdown.
+/* main.c: the composition root: the list of surfaces, the command line,
+ * start-up and orderly shutdown.
+ *
+ * The core (src/core) knows no product; this file is the one place that
+ * names the surfaces compiled in (src/qr, src/business, src/products and the
+ * core's own test hooks) and hands their list to the core.
  *
  * Shutdown (SIGTERM/SIGINT): stop accepting and let in-flight requests
  * finish (bd_server_shutdown), let running jobs reach a checkpoint
@@ -7,7 +12,6 @@
  * runs out of handles and main checks uv_loop_close() == 0.
  */
 #include "app.h"
-#include "cert_render.h"
 #include "idem.h"
 #include "jobs.h"
 #include "json.h"
@@ -15,7 +19,7 @@
 #include "metrics.h"
 #include "migrate.h"
 #include "seed.h"
-#include "surfaces.h"
+#include "surface.h"
 #include "util.h"
 #include "work.h"
 
@@ -26,6 +30,18 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+/* Each surface folder's top file defines one (see core/surface.h). */
+extern const bd_surface_def_t bd_surface_business;
+extern const bd_surface_def_t bd_surface_qr;
+extern const bd_surface_def_t bd_surface_products;
+
+/* In this order: routes are matched, surfaces initialised, flushed and
+ * seeded. */
+static const bd_surface_def_t *const g_surfaces[] = {
+    &bd_surface_business, &bd_surface_qr, &bd_surface_products,
+    &bd_surface_testhooks,
+};
+
 static uv_signal_t g_sigterm, g_sigint; /* shutdown triggers */
 static uv_timer_t g_lag;                /* loop responsiveness probe */
 static uint64_t g_lag_expected;         /* when the probe should fire (ns) */
@@ -34,6 +50,7 @@ static int g_exit_code;                 /* process exit status */
 static int g_pending_stop;              /* shutdown steps still running */
 static size_t g_flush_next;             /* next surface to flush */
 static bd_route_t *g_routes;            /* all routes (ops + surfaces) */
+static bd_error_scope_t g_scopes[BD_ARRAY_LEN(g_surfaces)]; /* error formats of the surfaces with paths */
 static bool g_json;                     /* seed-demo --json */
 
 #define LAG_PERIOD_MS 10
@@ -97,8 +114,8 @@ static void on_pool_closed(void *ud) {
 }
 
 static void flush_next(void *ud) {
-  while (g_flush_next < bd_surface_defs_count) {
-    const bd_surface_def_t *d = bd_surface_defs[g_flush_next++];
+  while (g_flush_next < bd_app.nsurfaces) {
+    const bd_surface_def_t *d = bd_app.surfaces[g_flush_next++];
     if (d->flush) {
       d->flush(flush_next, NULL);
       return;
@@ -154,13 +171,16 @@ static void on_served_migrated(void *ud, int err, const char *msg) {
 static void start_migrations(void) { bd_migrate_run(bd_app.pg, on_served_migrated, NULL); }
 
 static int serve(void) {
-  size_t n = bd_ops_routes_count;
-  for (size_t i = 0; i < bd_surface_defs_count; i++) n += bd_surface_defs[i]->nroutes;
+  size_t n = bd_ops_routes_count, nscopes = 0;
+  for (size_t i = 0; i < bd_app.nsurfaces; i++) n += bd_app.surfaces[i]->nroutes;
   g_routes = bd_calloc(n, sizeof *g_routes);
   size_t k = 0;
   for (size_t i = 0; i < bd_ops_routes_count; i++) g_routes[k++] = bd_ops_routes[i];
-  for (size_t i = 0; i < bd_surface_defs_count; i++)
-    for (size_t j = 0; j < bd_surface_defs[i]->nroutes; j++) g_routes[k++] = bd_surface_defs[i]->routes[j];
+  for (size_t i = 0; i < bd_app.nsurfaces; i++) {
+    const bd_surface_def_t *d = bd_app.surfaces[i];
+    for (size_t j = 0; j < d->nroutes; j++) g_routes[k++] = d->routes[j];
+    if (d->errors.paths) g_scopes[nscopes++] = d->errors;
+  }
 
   bd_server_config_t sc = {
       .listen = bd_app.cfg.listen,
@@ -172,6 +192,8 @@ static int serve(void) {
       .body_timeout_ms = (uint32_t)bd_app.cfg.body_timeout_ms,
       .keepalive_timeout_ms = (uint32_t)bd_app.cfg.keepalive_timeout_ms,
       .max_connections = (uint32_t)bd_app.cfg.max_connections,
+      .scopes = g_scopes,
+      .nscopes = nscopes,
   };
   bd_http_on_request_done = on_request_done;
   bd_app.server = bd_server_new(bd_app.loop, &sc, g_routes, n);
@@ -181,8 +203,8 @@ static int serve(void) {
     return 1;
   }
   bd_app.rl = bd_rl_new(bd_app.cfg.rate_limit, (uint32_t)bd_app.cfg.rate_burst, 100000);
-  for (size_t i = 0; i < bd_surface_defs_count; i++)
-    if (bd_surface_defs[i]->init) bd_surface_defs[i]->init();
+  for (size_t i = 0; i < bd_app.nsurfaces; i++)
+    if (bd_app.surfaces[i]->init) bd_app.surfaces[i]->init();
 
   uv_signal_init(bd_app.loop, &g_sigterm);
   uv_signal_start(&g_sigterm, on_signal, SIGTERM);
@@ -307,6 +329,8 @@ int main(int argc, char **argv) {
   snprintf(tps, sizeof tps, "%d", workers + 2);
   setenv("UV_THREADPOOL_SIZE", tps, 1);
 
+  bd_app.surfaces = g_surfaces;
+  bd_app.nsurfaces = BD_ARRAY_LEN(g_surfaces);
   bd_app.loop = uv_default_loop();
   bd_log_start(bd_app.loop);
   bd_work_init(bd_app.loop, workers, (int)bd_app.cfg.worker_nice);
@@ -350,7 +374,9 @@ int main(int argc, char **argv) {
 
   uv_run(bd_app.loop, UV_RUN_DEFAULT);
   int close_rc = uv_loop_close(bd_app.loop);
-  bd_cert_render_shutdown(); /* the loop has ended: no render is running */
+  /* the loop has ended: no render is running */
+  for (size_t i = 0; i < bd_app.nsurfaces; i++)
+    if (bd_app.surfaces[i]->fini) bd_app.surfaces[i]->fini();
   bd_log_flush();
   if (close_rc != 0) {
     fprintf(stderr, "batchd: event loop did not close cleanly (%s)\n", uv_strerror(close_rc));

@@ -51,7 +51,6 @@ typedef struct {
   bool answer; /* the queued work is the final answer, not a resume */
 } up_ctx_t;
 
-static void free_ctx(bd_req_t *req) { free(req->ctx); }
 
 static void on_idle_cb(uv_idle_t *h) {
   int n = g_nq;
@@ -82,10 +81,9 @@ static void h_echo(bd_req_t *req) {
 }
 
 static void h_async(bd_req_t *req) {
-  up_ctx_t *c = calloc(1, sizeof *c);
+  up_ctx_t *c = bd_req_calloc(req, sizeof *c);
   c->answer = true;
   req->ctx = c;
-  req->on_free = free_ctx;
   enqueue(req);
 }
 
@@ -122,8 +120,7 @@ static void up_end(bd_req_t *req) {
 static void up_abort(bd_req_t *req) { bd_resp_send(req, 400, "text/plain", "", 0); }
 
 static void h_up(bd_req_t *req) {
-  req->ctx = calloc(1, sizeof(up_ctx_t));
-  req->on_free = free_ctx;
+  req->ctx = bd_req_calloc(req, sizeof(up_ctx_t));
   req->on_body = up_body;
   req->on_body_end = up_end;
   req->on_abort = up_abort;

@@ -42,11 +42,14 @@ def batch_state(psql, bid):
 
 
 def wait_completed(psql, bids, timeout=120):
+    """Until every batch has ended and so has its job: the job's row is
+    marked done in the statement after the one that completes the batch."""
     deadline = time.time() + timeout
     left = set(bids)
     while left and time.time() < deadline:
         ids = ",".join("'%s'" % b for b in left)
-        rows = psql("SELECT id FROM qr_batches WHERE id IN (%s) AND status IN ('completed', 'failed')" % ids)
+        rows = psql("SELECT id FROM qr_batches b WHERE id IN (%s) AND status IN ('completed', 'failed')"
+                    " AND NOT EXISTS (SELECT 1 FROM bd_jobs j WHERE j.ref = b.id AND j.state <> 'done')" % ids)
         for line in rows.splitlines():
             left.discard(line.strip())
         if left:
@@ -197,15 +200,24 @@ def test_database_restart_during_rendering(private_pg, server_factory, run_batch
         "BATCHD_RATE_LIMIT": "0", "BATCHD_WORKERS": "1", "BATCHD_JOB_POLL_MS": "200", "BATCHD_JOB_LEASE_MS": "3000"})
     key = seed_keys(run_batchd, srv, database_url=pg.url)["live_key"]
     bids = []
-    for b in range(2):
+    # 10,000 items on one render thread (1-2 s of work on a fast machine):
+    # the database stops after the first chunk is recorded and before the last
+    for b in range(10):
         items = [{"target": {"text": "pg restart %d/%d" % (b, i)}} for i in range(1000)]
         r = requests.post(srv.url + "/v1/batches", headers=H(key), data=json.dumps({"items": items}))
         assert r.status_code == 202, r.text
         bids.append(r.json()["id"])
+
+    ids = ",".join("'%s'" % b for b in bids)
+
+    def rendered():
+        return int(psql("SELECT coalesce(sum(completed_count), 0) FROM qr_batches WHERE id IN (%s)" % ids))
+
     deadline = time.time() + 30
-    while time.time() < deadline and batch_state(psql, bids[0])[2] < 50:
-        time.sleep(0.05)
-    assert batch_state(psql, bids[0])[2] < 1000, "rendered before the fault could be injected"
+    while time.time() < deadline and rendered() < 1:
+        time.sleep(0.02)
+    done = rendered()
+    assert 0 < done < 10000, "rendered before the fault could be injected (%d)" % done
     pg.stop()
     time.sleep(2)
     assert requests.get(srv.url + "/healthz", timeout=2).status_code == 200

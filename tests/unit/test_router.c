@@ -1,6 +1,10 @@
 /* test_router.c: route matching, parameters, 405 detection, surfaces. */
 #include "router.h"
+#include "surface.h"
 #include "unit.h"
+
+/* the surfaces main.c lists: their registered error paths are what is tested */
+extern const bd_surface_def_t bd_surface_business, bd_surface_qr, bd_surface_products;
 
 static void h(bd_req_t *r) { (void)r; }
 
@@ -70,17 +74,32 @@ static void test_params(void) {
   CHECK(bd_str_eq(p[2], "SER%2F1")); /* raw: decoding is the handler's business */
 }
 
+static const char *scope_of(const char *path) {
+  const bd_error_scope_t scopes[] = {bd_surface_business.errors, bd_surface_qr.errors, bd_surface_products.errors};
+  const bd_error_scope_t *sc = bd_error_scope_find(scopes, BD_ARRAY_LEN(scopes), bd_str_c(path));
+  if (!sc) return "neutral";
+  if (sc->format == bd_surface_business.errors.format) return "business";
+  if (sc->format == bd_surface_qr.errors.format) return "qr";
+  if (sc->format == bd_surface_products.errors.format) return "products";
+  return "?";
+}
+
 static void test_surface(void) {
-  CHECK_INT(bd_route_surface(bd_str_c("/business/batches")), BD_SURF_BUSINESS);
-  CHECK_INT(bd_route_surface(bd_str_c("/verify/abc")), BD_SURF_BUSINESS);
-  CHECK_INT(bd_route_surface(bd_str_c("/v1/batches")), BD_SURF_QR);
-  CHECK_INT(bd_route_surface(bd_str_c("/s/abc")), BD_SURF_QR);
-  CHECK_INT(bd_route_surface(bd_str_c("/rpc/create_product")), BD_SURF_RPC);
-  CHECK_INT(bd_route_surface(bd_str_c("/rest/v1/rpc/x")), BD_SURF_RPC);
-  CHECK_INT(bd_route_surface(bd_str_c("/01/123")), BD_SURF_RPC);
-  CHECK_INT(bd_route_surface(bd_str_c("/healthz")), BD_SURF_OPS);
-  CHECK_INT(bd_route_surface(bd_str_c("/v10/x")), BD_SURF_OPS);
-  CHECK_INT(bd_route_surface(bd_str_c("/businessx")), BD_SURF_OPS);
+  CHECK_STR(scope_of("/business/batches"), "business");
+  CHECK_STR(scope_of("/business"), "business");
+  CHECK_STR(scope_of("/verify/abc"), "business");
+  CHECK_STR(scope_of("/.well-known/batchd-keys.json"), "business");
+  CHECK_STR(scope_of("/v1/batches"), "qr");
+  CHECK_STR(scope_of("/v1"), "qr");
+  CHECK_STR(scope_of("/s/abc"), "qr");
+  CHECK_STR(scope_of("/rpc/create_product"), "products");
+  CHECK_STR(scope_of("/rest/v1/rpc/x"), "products");
+  CHECK_STR(scope_of("/01/123"), "products");
+  CHECK_STR(scope_of("/.well-known/gs1resolver"), "products");
+  CHECK_STR(scope_of("/healthz"), "neutral");
+  CHECK_STR(scope_of("/v10/x"), "neutral");
+  CHECK_STR(scope_of("/businessx"), "neutral");
+  CHECK_STR(scope_of("/s"), "neutral");
 }
 
 int main(void) {

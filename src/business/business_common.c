@@ -1,6 +1,6 @@
-/* business.c: the /business surface (vec.digital business API): token
- * authentication, error bodies, Laravel validation errors and paginator,
- * certificate templates, the seed-demo section and the route table.
+/* business_common.c: what every /business handler shares (vec.digital
+ * business API): permissions, token authentication, error bodies, Laravel
+ * validation errors and the Laravel paginator.
  *
  * Request path of an authenticated call:
  *   route → bd_biz_authenticate: Bearer biz_<id>_<secret> → one indexed
@@ -13,15 +13,11 @@
 
 #include "app.h"
 #include "auth.h"
-#include "cert_render.h"
 #include "idem.h"
 #include "json.h"
 #include "log.h"
-#include "surfaces.h"
 #include "util.h"
 
-#include <cairo.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,8 +82,39 @@ void bd_biz_not_found(bd_req_t *req, const char *id) {
 
 void bd_biz_server_error(bd_req_t *req, const char *what) {
   bd_error("request %s: %s", req->request_id, what);
-  bd_resp_error(req, 500, "SERVER_ERROR",
-                "An unexpected error occurred. Our team has been notified.", NULL);
+  bd_resp_error(req, 500, "SERVER_ERROR", BD_BIZ_SERVER_ERROR_MESSAGE, NULL);
+}
+
+/* Laravel-shaped bodies: {"message", ...} with "error", "required_permission",
+ * "error_code" or "errors" as vec.digital answers them. */
+void bd_biz_format_error(const bd_req_t *req, int status, const char *code, const char *message,
+                         const char *param, bd_buf_t *out) {
+  bd_jw_t w;
+  bd_jw_init(&w, out);
+  bd_jw_obj(&w);
+  if (status == 401) {
+    bd_jw_kstr(&w, "message", "Unauthorized - Invalid API token");
+  } else if (status == 403) {
+    bd_jw_kstr(&w, "message", "Forbidden - Insufficient permissions");
+    bd_jw_kstr(&w, "required_permission", param ? param : "");
+  } else if (status >= 500 && status != 503) {
+    bd_jw_kstr(&w, "message", BD_BIZ_SERVER_ERROR_MESSAGE);
+    bd_jw_kstr(&w, "error_code", "SERVER_ERROR");
+  } else if (status == 422) {
+    bd_jw_kstr(&w, "message", message);
+    bd_jw_key(&w, "errors");
+    bd_jw_obj(&w);
+    bd_jw_key(&w, param ? param : (code ? code : "request"));
+    bd_jw_arr(&w);
+    bd_jw_str(&w, message);
+    bd_jw_arr_end(&w);
+    bd_jw_obj_end(&w);
+  } else {
+    bd_jw_kstr(&w, "message", message);
+    bd_jw_kstr(&w, "error", status == 404 ? "resource_not_found" : code);
+  }
+  bd_jw_kstr(&w, "request_id", req->request_id);
+  bd_jw_obj_end(&w);
 }
 
 /* --- authentication -------------------------------------------------------- */
@@ -379,309 +406,3 @@ void bd_biz_paginate(bd_buf_t *out, bd_req_t *req, const bd_biz_page_t *pg, int6
   bd_jw_obj_end(&w);
   bd_jw_obj_end(&w);
 }
-
-/* --- templates ------------------------------------------------------------- */
-
-typedef struct {
-  bd_biz_page_t pg; /* requested page */
-  char extra[64];   /* query suffix of page links */
-  char param[40];   /* the path id, NUL-terminated */
-} tpl_ctx_t;
-
-static void tpl_ctx_free(bd_req_t *req) {
-  free(req->ctx);
-  req->ctx = NULL;
-}
-
-static tpl_ctx_t *tpl_ctx(bd_req_t *req) {
-  tpl_ctx_t *c = bd_calloc(1, sizeof *c);
-  req->ctx = c;
-  req->on_free = tpl_ctx_free;
-  return c;
-}
-
-static bd_pg_stmt_t S_TPL_LIST = BD_PG_STMT(
-    "SELECT (SELECT count(*) FROM biz_templates WHERE institution_id = $1::bigint),"
-    " coalesce(json_agg(biz_template_json(s.t, $4, false) ORDER BY (s.t).created_at DESC, (s.t).id "
-    "DESC), '[]'),"
-    " count(*)"
-    " FROM (SELECT t FROM biz_templates t WHERE t.institution_id = $1::bigint"
-    "       ORDER BY t.created_at DESC, t.id DESC LIMIT $2::bigint OFFSET $3::bigint) s");
-
-static void on_tpl_list(void *ud, const bd_pg_result_t *r) {
-  bd_req_t *req = ud;
-  tpl_ctx_t *c = req->ctx;
-  if (r->err) {
-    bd_app_db_error(req, r);
-  } else {
-    bd_buf_t b = BD_BUF_INIT;
-    bd_biz_paginate(&b, req, &c->pg, strtoll(PQgetvalue(r->res, 0, 0), NULL, 10),
-                    PQgetvalue(r->res, 0, 1), (size_t)strtoull(PQgetvalue(r->res, 0, 2), NULL, 10),
-                    c->extra);
-    bd_resp_json(req, 200, &b);
-  }
-  bd_req_release(req);
-}
-
-static void tpl_list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
-  tpl_ctx_t *c = tpl_ctx(req);
-  bd_biz_errors_t errs;
-  bd_biz_errors_init(&errs);
-  bd_biz_page_parse(req, &c->pg, &errs);
-  if (errs.n) {
-    bd_biz_errors_send(req, &errs);
-    return;
-  }
-  if (c->pg.per_page != BD_BIZ_PER_PAGE_DEFAULT)
-    snprintf(c->extra, sizeof c->extra, "&per_page=%lld", (long long)c->pg.per_page);
-  char inst[24], lim[24], off[24];
-  snprintf(inst, sizeof inst, "%lld", (long long)caller->institution_id);
-  snprintf(lim, sizeof lim, "%lld", (long long)c->pg.per_page);
-  snprintf(off, sizeof off, "%lld", (long long)c->pg.offset);
-  const char *p[] = {inst, lim, off, bd_biz_base_url()};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_TPL_LIST, 4, p, on_tpl_list, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
-}
-
-static void tpl_list(bd_req_t *req) { bd_biz_authenticate(req, "templates:view", tpl_list_authed); }
-
-static bd_pg_stmt_t S_TPL_GET =
-    BD_PG_STMT("SELECT biz_template_json(t, $3, true) FROM biz_templates t WHERE t.id = $1::uuid "
-               "AND t.institution_id = $2::bigint");
-
-static void on_tpl_get(void *ud, const bd_pg_result_t *r) {
-  bd_req_t *req = ud;
-  tpl_ctx_t *c = req->ctx;
-  if (r->err) {
-    bd_app_db_error(req, r);
-  } else if (PQntuples(r->res) != 1) {
-    bd_biz_not_found(req, c->param);
-  } else {
-    bd_biz_send_data(req, 200, PQgetvalue(r->res, 0, 0));
-  }
-  bd_req_release(req);
-}
-
-static void tpl_get_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
-  tpl_ctx_t *c = tpl_ctx(req);
-  const char *id = bd_req_param(req, 0);
-  snprintf(c->param, sizeof c->param, "%s", id);
-  if (!bd_uuid_valid(bd_str_c(id))) {
-    bd_biz_not_found(req, id);
-    return;
-  }
-  char inst[24];
-  snprintf(inst, sizeof inst, "%lld", (long long)caller->institution_id);
-  const char *p[] = {id, inst, bd_biz_base_url()};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_TPL_GET, 3, p, on_tpl_get, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
-}
-
-static void tpl_get(bd_req_t *req) { bd_biz_authenticate(req, "templates:view", tpl_get_authed); }
-
-/* --- seed-demo --------------------------------------------------------------- */
-
-/* A small real PNG of a handwritten-looking stroke, different per seed
- * (`k`), drawn with cairo. */
-static void signature_png(int k, bd_buf_t *out);
-
-typedef struct {
-  bd_token_t admin, sig1, sig2, view; /* tokens issued this run */
-} biz_seed_t;
-
-/* Layouts of the demo templates (cert_render.h): A4 landscape, recipient
- * name, date, a QR to the verification page, and 0 or 2 signature blocks. */
-static void demo_layout(bd_buf_t *b, const char *title, int signatures) {
-  bd_buf_printf(
-      b,
-      "{\"page\":{\"width\":842,\"height\":595},\"background\":{\"color\":\"#fffdf5\"},"
-      "\"elements\":["
-      "{\"type\":\"text\",\"text\":\"%s\",\"x\":421,\"y\":90,\"font\":\"Noto Serif\",\"size\":34,"
-      "\"bold\":true,\"color\":\"#1a2a4a\",\"align\":\"center\",\"max_width\":700},"
-      "{\"type\":\"text\",\"text\":\"This certifies that\",\"x\":421,\"y\":170,\"font\":\"Noto "
-      "Serif\","
-      "\"size\":16,\"color\":\"#333333\",\"align\":\"center\"},"
-      "{\"type\":\"text\",\"text\":\"{{RecipientsName}}\",\"x\":421,\"y\":210,\"font\":\"Noto "
-      "Serif\","
-      "\"size\":30,\"bold\":true,\"align\":\"center\",\"max_width\":700},"
-      "{\"type\":\"text\",\"text\":\"{{InstitutionName}}, issued {{IssueDate}}, {{ReferenceId}}\","
-      "\"x\":421,\"y\":290,\"size\":12,\"color\":\"#555555\",\"align\":\"center\"},"
-      "{\"type\":\"qr\",\"x\":40,\"y\":455,\"size\":100}",
-      title);
-  for (int i = 1; i <= signatures; i++)
-    bd_buf_printf(
-        b,
-        ",{\"type\":\"signature\",\"field\":\"signatory_%d\",\"x\":%d,\"y\":400,\"width\":180,"
-        "\"height\":60}",
-        i, i == 1 ? 330 : 580);
-  bd_buf_puts(b, "]}");
-}
-
-/* The signatory fields of a layout as a PostgreSQL text[] literal; false
- * (message in err) when the layout does not parse. */
-static bool layout_fields(const char *layout_json, bd_buf_t *arr, char *err, size_t errsz) {
-  json_error_t jerr;
-  json_t *j = json_loads(layout_json, 0, &jerr);
-  if (!j) {
-    snprintf(err, errsz, "%s", jerr.text);
-    return false;
-  }
-  bd_cert_layout_t *l = bd_cert_layout_parse(j, err, errsz);
-  json_decref(j);
-  if (!l) return false;
-  bd_buf_putc(arr, '{');
-  for (size_t i = 0; i < bd_cert_layout_signatory_count(l); i++) {
-    if (i) bd_buf_putc(arr, ',');
-    bd_buf_puts(arr, bd_cert_layout_signatory_field(l, i));
-  }
-  bd_buf_putc(arr, '}');
-  bd_cert_layout_free(l);
-  return true;
-}
-
-static void seed_done(bd_seed_t *s, PGresult *res) {
-  biz_seed_t *q = s->data;
-  json_error_t jerr;
-  json_t *o = json_loads(PQgetvalue(res, 0, 0), 0, &jerr);
-  if (!o) {
-    free(q);
-    s->data = NULL;
-    bd_seed_fail(s, "business seed", "bad JSON from biz_seed_demo");
-    return;
-  }
-  /* in the contract's key order */
-  json_t *sigs = json_object_get(o, "signatories");
-  json_t *biz = json_pack(
-      "{s:s, s:O, s:O, s:[{s:O, s:s, s:b}, {s:O, s:s, s:b}], s:O, s:O, s:s, s:O}", "token",
-      q->admin.token, "institution_id", json_object_get(o, "institution_id"), "user_uuid",
-      json_object_get(o, "user_uuid"), "signatories", "user_uuid",
-      json_object_get(json_array_get(sigs, 0), "user_uuid"), "token", q->sig1.token, "auto_approve",
-      1, "user_uuid", json_object_get(json_array_get(sigs, 1), "user_uuid"), "token", q->sig2.token,
-      "auto_approve", 0, "archived_user_uuid", json_object_get(o, "archived_user_uuid"),
-      "unsigned_user_uuid", json_object_get(o, "unsigned_user_uuid"), "view_only_token",
-      q->view.token, "template_ids", json_object_get(o, "template_ids"));
-  json_decref(o);
-  o = biz;
-  json_object_set_new(s->out, "business", o);
-  free(q);
-  s->data = NULL;
-  bd_seed_next(s);
-}
-
-static void biz_seed(bd_seed_t *s) {
-  biz_seed_t *q = bd_calloc(1, sizeof *q);
-  s->data = q;
-  bd_token_generate(BD_BIZ_TOKEN_PREFIX, &q->admin);
-  bd_token_generate(BD_BIZ_TOKEN_PREFIX, &q->sig1);
-  bd_token_generate(BD_BIZ_TOKEN_PREFIX, &q->sig2);
-  bd_token_generate(BD_BIZ_TOKEN_PREFIX, &q->view);
-  json_t *tok = json_pack("{s:[s,s], s:[s,s], s:[s,s], s:[s,s]}", "admin", q->admin.id,
-                          q->admin.secret_hash, "sig1", q->sig1.id, q->sig1.secret_hash, "sig2",
-                          q->sig2.id, q->sig2.secret_hash, "view", q->view.id, q->view.secret_hash);
-  char *tok_s = json_dumps(tok, JSON_COMPACT);
-  json_decref(tok);
-  bd_buf_t l0 = BD_BUF_INIT, l2 = BD_BUF_INIT, png[4];
-  demo_layout(&l0, "Certificate of Completion", 0);
-  demo_layout(&l2, "Certificate of Achievement", 2);
-  bd_buf_t f0 = BD_BUF_INIT, f2 = BD_BUF_INIT;
-  char lerr[256];
-  if (!layout_fields(l0.data, &f0, lerr, sizeof lerr) ||
-      !layout_fields(l2.data, &f2, lerr, sizeof lerr)) {
-    /* a bug of ours: the demo layouts are constants */
-    free(tok_s);
-    bd_buf_free(&l0);
-    bd_buf_free(&l2);
-    bd_buf_free(&f0);
-    bd_buf_free(&f2);
-    free(q);
-    s->data = NULL;
-    bd_seed_fail(s, "business seed layout", lerr);
-    return;
-  }
-  /* PNGs travel as hex bytea literals: text-format parameters */
-  char *hex[4];
-  for (int i = 0; i < 4; i++) {
-    bd_buf_init(&png[i]);
-    signature_png(i, &png[i]);
-    hex[i] = bd_malloc(2 * png[i].len + 3);
-    hex[i][0] = '\\';
-    hex[i][1] = 'x';
-    bd_hex_encode(hex[i] + 2, png[i].data, png[i].len);
-    bd_buf_free(&png[i]);
-  }
-  char t[24];
-  snprintf(t, sizeof t, "%lld", (long long)s->tenant_id);
-  const char *p[] = {t,       s->tenant, tok_s,  l0.data, l2.data, f0.data,
-                     f2.data, hex[0],    hex[1], hex[2],  hex[3]};
-  bd_seed_exec(s,
-               "SELECT biz_seed_demo($1::bigint, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::text[], "
-               "$7::text[],"
-               " $8::bytea, $9::bytea, $10::bytea, $11::bytea)",
-               11, p, seed_done);
-  bd_buf_free(&f0);
-  bd_buf_free(&f2);
-  free(tok_s);
-  bd_buf_free(&l0);
-  bd_buf_free(&l2);
-  for (int i = 0; i < 4; i++) free(hex[i]);
-}
-
-typedef struct {
-  bd_buf_t *out; /* PNG bytes */
-} png_sink_t;
-
-static cairo_status_t png_write(void *closure, const unsigned char *data, unsigned int len) {
-  png_sink_t *k = closure;
-  bd_buf_append(k->out, data, len);
-  return CAIRO_STATUS_SUCCESS;
-}
-
-static void signature_png(int k, bd_buf_t *out) {
-  const int w = 240, h = 80;
-  cairo_surface_t *sf = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, w, h);
-  cairo_t *cr = cairo_create(sf);
-  cairo_set_source_rgba(cr, 0, 0, 0, 0);
-  cairo_paint(cr);
-  cairo_set_source_rgb(cr, 0.05, 0.1, 0.35);
-  cairo_set_line_width(cr, 2.5);
-  cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
-  cairo_move_to(cr, 12, 55);
-  /* a loopy stroke: a sum of sines with a per-signer phase */
-  for (int x = 12; x < w - 12; x += 2) {
-    double y = 45 + 18 * sin(x * (0.07 + 0.01 * k) + k) + 8 * sin(x * 0.23 + 2 * k);
-    cairo_line_to(cr, x, y);
-  }
-  cairo_stroke(cr);
-  cairo_move_to(cr, 20, 68);
-  cairo_line_to(cr, w - 30, 66);
-  cairo_set_line_width(cr, 1.2);
-  cairo_stroke(cr);
-  cairo_destroy(cr);
-  png_sink_t sink = {out};
-  if (cairo_surface_write_to_png_stream(sf, png_write, &sink) != CAIRO_STATUS_SUCCESS)
-    bd_buf_reset(out);
-  cairo_surface_destroy(sf);
-}
-
-/* --- surface ------------------------------------------------------------------ */
-
-static const bd_route_t routes[] = {
-    {"GET", "/business/certificate-templates", tpl_list, 0, NULL},
-    {"POST", "/business/certificate-templates", bd_biz_template_create, 0, NULL},
-    {"GET", "/business/certificate-templates/{templateId}", tpl_get, 0, NULL},
-  {"GET", "/business/certificate-templates/{templateId}/screenshot.png", bd_biz_template_screenshot, 0, NULL},
-    {"POST", "/business/batches", bd_biz_batch_create, BD_ROUTE_STREAM | BD_ROUTE_UPLOAD, NULL},
-    {"GET", "/business/batches", bd_biz_batch_list, 0, NULL},
-    {"GET", "/business/batches/{batchId}", bd_biz_batch_get, 0, NULL},
-    {"POST", "/business/batches/{batchId}/approve", bd_biz_batch_approve, 0, NULL},
-    {"GET", "/business/batches/{batchId}/errors.csv", bd_biz_batch_errors, 0, NULL},
-};
-
-const bd_surface_def_t bd_surface_business = {"business", routes, BD_ARRAY_LEN(routes),
-                                              NULL,       NULL,   biz_seed};

@@ -47,3 +47,11 @@ void bd_app_db_error(bd_req_t *req, const bd_pg_result_t *r) {
   bd_error("request %s: database error %s: %s", req->request_id, r->sqlstate ? r->sqlstate : "", r->message);
   bd_resp_error(req, 500, "internal_error", "An internal error occurred", NULL);
 }
+
+bool bd_app_query(bd_req_t *req, bd_pg_stmt_t *st, int n, const char *const *params, bd_pg_cb cb, void *ud) {
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, st, n, params, cb, ud) == 0) return true;
+  bd_app_unavailable(req);
+  bd_req_release(req);
+  return false;
+}

@@ -147,10 +147,8 @@ static int64_t g_uploads;
 
 static void up_tick_closed(uv_handle_t *h) { free(h); }
 
-static void up_free(bd_req_t *req) {
-  up_t *u = req->ctx;
-  if (!u) return;
-  req->ctx = NULL;
+static void up_free(void *arg) {
+  up_t *u = arg;
   if (u->has_slot) g_uploads--;
   bd_mp_free(u->mp);
   bd_roster_free(u->roster);
@@ -1345,7 +1343,7 @@ void bd_biz_batch_create(bd_req_t *req) {
   up_t *u = bd_calloc(1, sizeof *u);
   u->req = req;
   req->ctx = u;
-  req->on_free = up_free;
+  bd_req_defer(req, up_free, u);
   req->on_body = up_body;
   req->on_body_end = up_body_end;
   req->on_abort = up_abort;
@@ -1366,15 +1364,9 @@ typedef struct {
   bool header_sent; /* errors.csv: response started */
 } rd_ctx_t;
 
-static void rd_free(bd_req_t *req) {
-  free(req->ctx);
-  req->ctx = NULL;
-}
-
 static rd_ctx_t *rd_ctx(bd_req_t *req) {
-  rd_ctx_t *c = bd_calloc(1, sizeof *c);
+  rd_ctx_t *c = bd_req_calloc(req, sizeof *c);
   req->ctx = c;
-  req->on_free = rd_free;
   return c;
 }
 

@@ -2,7 +2,6 @@
 #include "seed.h"
 
 #include "app.h"
-#include "surfaces.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,8 +55,8 @@ void bd_seed_fail(bd_seed_t *s, const char *what, const char *msg) {
 static void on_commit(bd_seed_t *s, PGresult *res) { finish(s); }
 
 void bd_seed_next(bd_seed_t *s) {
-  while (s->step < (int)bd_surface_defs_count) {
-    const bd_surface_def_t *d = bd_surface_defs[s->step++];
+  while (s->step < (int)bd_app.nsurfaces) {
+    const bd_surface_def_t *d = bd_app.surfaces[s->step++];
     if (d->seed) {
       s->data = NULL;
       d->seed(s);

@@ -24,7 +24,8 @@ bd_route_match_t bd_route_match(const bd_route_t *routes, size_t n, const char *
                                 const bd_route_t **out, bd_str_t *params, int *nparams,
                                 bd_buf_t *allow);
 
-/* The surface a path belongs to (for error formats), by prefix. */
-bd_surface_t bd_route_surface(bd_str_t path);
+/* The first scope one of whose paths matches `path` (an entry ending in '/'
+ * as a prefix, any other exactly), or NULL. */
+const bd_error_scope_t *bd_error_scope_find(const bd_error_scope_t *scopes, size_t n, bd_str_t path);
 
 #endif

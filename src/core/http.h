@@ -35,14 +35,21 @@ typedef struct bd_conn bd_conn_t;
 typedef struct bd_req bd_req_t;
 typedef struct bd_route bd_route_t;
 
-/* Which API a path belongs to: decides the shape of error bodies. */
-typedef enum {
-  BD_SURF_OPS = 0,  /* /healthz, /metrics, unknown paths */
-  BD_SURF_BUSINESS, /* /business/..., /verify/..., /.well-known/batchd-keys.json */
-  BD_SURF_QR,       /* /v1/..., /s/... */
-  BD_SURF_RPC,      /* /rpc/..., /rest/v1/rpc/..., /exports/..., resolver, passports */
-  BD_SURF_COUNT
-} bd_surface_t;
+/* Error bodies. Each family of paths (an API surface) answers errors in the
+ * format of the public API it is compatible with, and the core knows none
+ * of them: a surface registers the paths it owns with a writer (surface.h).
+ * The writer appends one complete JSON body for (status, code, message,
+ * param) to `out`; code is a surface-neutral code such as
+ * "invalid_request", message is never NULL, param may be. Paths outside
+ * every scope get the neutral {"error":{"code","message","request_id"}}.
+ * Loop thread only. */
+typedef void (*bd_error_fmt_fn)(const bd_req_t *req, int status, const char *code, const char *message,
+                                const char *param, bd_buf_t *out);
+
+typedef struct {
+  const char *const *paths; /* NULL-terminated; "/v1/" matches every path under it, "/v1" only itself */
+  bd_error_fmt_fn format;   /* the writer */
+} bd_error_scope_t;
 
 typedef void (*bd_handler_fn)(bd_req_t *req);
 
@@ -59,6 +66,7 @@ struct bd_route {
 
 #define BD_MAX_PARAMS 6
 #define BD_MAX_HEADERS 64
+#define BD_REQ_CLEANUPS 6 /* bd_req_defer registrations per request */
 
 typedef struct {
   bd_str_t name;  /* as received (compare with bd_str_ieq) */
@@ -70,7 +78,7 @@ struct bd_req {
   uint8_t method;                /* llhttp_method_t (valid when method_known) */
   bool method_known;             /* the request line's method was parsed */
   bool head;                     /* HEAD: the response body is not sent */
-  bd_surface_t surface;          /* error format */
+  bd_error_fmt_fn errfmt;        /* error format of the path's scope (NULL: neutral) */
   const bd_route_t *route;       /* matched route, NULL for 404/405 */
   bd_str_t path;                 /* decoded-free raw path, without query */
   bd_str_t query;                /* raw query string without '?' (may be empty) */
@@ -103,7 +111,7 @@ struct bd_req {
   void (*on_drain)(bd_req_t *req); /* streamed response may write more */
 
   /* per-request state of the handler and middleware */
-  void *ctx;                     /* handler's own state (handler frees it) */
+  void *ctx;                     /* handler's own state (freed by a cleanup, bd_req_defer) */
   const char *cred_id;           /* authenticated credential id, for logs/limits */
   char cred_buf[64];             /* storage for cred_id */
   int holds;                     /* outstanding holds (bd_req_hold) */
@@ -116,7 +124,13 @@ struct bd_req {
    * out. `body` is valid only during the call. */
   void (*on_respond)(bd_req_t *req, int status, const char *ctype, const char *body, size_t len);
   void *mw;                      /* middleware state */
-  void (*on_free)(bd_req_t *req);/* runs when the request is freed (free ctx here) */
+  /* Cleanups registered with bd_req_defer, run in reverse order when the
+   * request is freed. */
+  struct {
+    void (*fn)(void *arg);       /* the cleanup */
+    void *arg;                   /* its argument */
+  } cleanup[BD_REQ_CLEANUPS];
+  int ncleanup;                  /* entries used */
 };
 
 /* Server ---------------------------------------------------------------- */
@@ -131,6 +145,8 @@ typedef struct {
   uint32_t body_timeout_ms;      /* idle time between body bytes (408) */
   uint32_t keepalive_timeout_ms; /* idle connection between requests (closed) */
   uint32_t max_connections;      /* accepted at once; further ones are closed */
+  const bd_error_scope_t *scopes;/* error formats by path (caller's storage, outlives the server) */
+  size_t nscopes;                /* entries in scopes */
 } bd_server_config_t;
 
 bd_server_t *bd_server_new(uv_loop_t *loop, const bd_server_config_t *cfg, const bd_route_t *routes,
@@ -169,6 +185,13 @@ const char *bd_req_param(bd_req_t *req, int i);
 
 void bd_req_hold(bd_req_t *req);
 void bd_req_release(bd_req_t *req);
+/* Runs fn(arg) when the request is freed (after the handler's last release),
+ * last registered first: a handler's per-request state is freed in one step,
+ * whatever path the request took. fn must not touch the request. At most
+ * BD_REQ_CLEANUPS registrations per request (more is a bug: abort). */
+void bd_req_defer(bd_req_t *req, void (*fn)(void *arg), void *arg);
+/* Zeroed memory of the request's lifetime (freed by a cleanup). */
+void *bd_req_calloc(bd_req_t *req, size_t size);
 /* The client disconnected: responses will be discarded. */
 bool bd_req_gone(const bd_req_t *req);
 void bd_req_pause(bd_req_t *req);  /* stop reading the body (streamed routes) */
@@ -191,8 +214,8 @@ void bd_resp_start(bd_req_t *req, int status, const char *content_type, int64_t 
 size_t bd_resp_write(bd_req_t *req, const void *p, size_t n);
 void bd_resp_end(bd_req_t *req);
 
-/* Error bodies in the request surface's own format (see errors.c).
- * code: a surface-neutral code such as "invalid_request", "not_found". */
+/* An error body in the format of the path's scope (see bd_error_fmt_fn);
+ * 429 and 503 get Retry-After: 1 unless the caller set its own. */
 void bd_resp_error(bd_req_t *req, int status, const char *code, const char *message,
                    const char *param);
 

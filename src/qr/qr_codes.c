@@ -231,16 +231,11 @@ typedef struct {
   char *design_json;  /* normalised design */
 } create_state_t;
 
-static void create_state_free(bd_req_t *req) {
-  qr_ctx_t *c = req->ctx;
-  create_state_t *s = c ? c->extra : NULL;
-  if (s) {
-    free(s->code_json);
-    free(s->design_json);
-    free(s);
-    c->extra = NULL;
-  }
-  qr_ctx_free(req);
+static void create_state_free(void *arg) {
+  create_state_t *s = arg;
+  free(s->code_json);
+  free(s->design_json);
+  free(s);
 }
 
 static void on_code_created(void *ud, const bd_pg_result_t *r) {
@@ -283,7 +278,7 @@ static void create_code_render(bd_req_t *req) {
   }
   create_state_t *s = bd_calloc(1, sizeof *s);
   c->extra = s;
-  req->on_free = create_state_free;
+  bd_req_defer(req, create_state_free, s);
   json_t *row = qr_item_code_json(&item, payload.data);
   s->code_json = json_dumps(row, JSON_COMPACT);
   json_decref(row);
@@ -664,7 +659,7 @@ static void on_download_row(void *ud, const bd_pg_result_t *r) {
 
 static void download(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
-  dl_t *d = bd_calloc(1, sizeof *d);
+  dl_t *d = bd_req_calloc(req, sizeof *d);
   c->extra = d;
   d->fmt = BD_QR_PNG;
   d->size = 1024;
@@ -698,12 +693,6 @@ static void download(bd_req_t *req) {
     bd_app_unavailable(req);
     bd_req_release(req);
   }
-}
-
-static void dl_free(bd_req_t *req) {
-  qr_ctx_t *c = req->ctx;
-  if (c) free(c->extra), c->extra = NULL;
-  qr_ctx_free(req);
 }
 
 /* --- GET /v1/qr-codes/{id}/analytics ----------------------------------------------------- */
@@ -1145,11 +1134,6 @@ typedef struct {
   uint64_t seq; /* g_notify_seq when the lookup was sent */
 } resolve_t;
 
-static void resolve_free(bd_req_t *req) {
-  free(req->ctx);
-  req->ctx = NULL;
-}
-
 static void on_resolve(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
   resolve_t *rs = req->ctx;
@@ -1211,10 +1195,9 @@ void qr_h_redirect(bd_req_t *req) {
     redirect_answer(req, e);
     return;
   }
-  resolve_t *rs = bd_calloc(1, sizeof *rs);
+  resolve_t *rs = bd_req_calloc(req, sizeof *rs);
   rs->seq = g_notify_seq;
   req->ctx = rs;
-  req->on_free = resolve_free;
   const char *p[] = {code};
   bd_req_hold(req);
   if (bd_pg_query(bd_app.pg, &S_RESOLVE, 1, p, on_resolve, req) != 0) {
@@ -1225,19 +1208,15 @@ void qr_h_redirect(bd_req_t *req) {
 
 /* --- handlers with auth ---------------------------------------------------------------- */
 
-void qr_h_create_code(bd_req_t *req) { qr_entry_scope(req, 2, create_code); }
-void qr_h_list_codes(bd_req_t *req) { qr_entry_scope(req, 1, list_codes); }
-void qr_h_get_code(bd_req_t *req) { qr_entry_scope(req, 1, get_code); }
-void qr_h_patch_code(bd_req_t *req) { qr_entry_scope(req, 2, patch_code); }
-void qr_h_delete_code(bd_req_t *req) { qr_entry_scope(req, 2, delete_code); }
-static void download_entry(bd_req_t *req) {
-  req->on_free = dl_free;
-  download(req);
-}
-void qr_h_download(bd_req_t *req) { qr_entry_scope(req, 1, download_entry); }
-void qr_h_analytics(bd_req_t *req) { qr_entry_scope(req, 4, analytics); }
-void qr_h_create_template(bd_req_t *req) { qr_entry_scope(req, 2, create_template); }
-void qr_h_list_templates(bd_req_t *req) { qr_entry_scope(req, 1, list_templates); }
+void qr_h_create_code(bd_req_t *req) { qr_entry_scope(req, QR_SCOPE_WRITE, create_code); }
+void qr_h_list_codes(bd_req_t *req) { qr_entry_scope(req, QR_SCOPE_READ, list_codes); }
+void qr_h_get_code(bd_req_t *req) { qr_entry_scope(req, QR_SCOPE_READ, get_code); }
+void qr_h_patch_code(bd_req_t *req) { qr_entry_scope(req, QR_SCOPE_WRITE, patch_code); }
+void qr_h_delete_code(bd_req_t *req) { qr_entry_scope(req, QR_SCOPE_WRITE, delete_code); }
+void qr_h_download(bd_req_t *req) { qr_entry_scope(req, QR_SCOPE_READ, download); }
+void qr_h_analytics(bd_req_t *req) { qr_entry_scope(req, QR_SCOPE_ANALYTICS, analytics); }
+void qr_h_create_template(bd_req_t *req) { qr_entry_scope(req, QR_SCOPE_WRITE, create_template); }
+void qr_h_list_templates(bd_req_t *req) { qr_entry_scope(req, QR_SCOPE_READ, list_templates); }
 
 void qr_codes_init(void) {
   build_list_statements();
@@ -1246,76 +1225,4 @@ void qr_codes_init(void) {
   uv_timer_start(&g_scan_timer, on_scan_timer, SCAN_FLUSH_MS, SCAN_FLUSH_MS);
   uv_unref((uv_handle_t *)&g_scan_timer);
   bd_pg_listen(bd_app.pg, "qr_codes", on_code_notify, on_code_listen_reconnect, NULL);
-}
-
-/* --- seed-demo ---------------------------------------------------------------------------- */
-
-typedef struct {
-  int64_t ws;                 /* workspace id */
-  bd_token_t live, test, ro;  /* issued keys */
-  char tpl[32];               /* template id */
-} qr_seed_t;
-
-static void seed_done(bd_seed_t *s, PGresult *res) {
-  qr_seed_t *q = s->data;
-  json_t *o = json_object();
-  json_object_set_new(o, "workspace_id", json_integer(q->ws));
-  json_object_set_new(o, "live_key", json_string(q->live.token));
-  json_object_set_new(o, "test_key", json_string(q->test.token));
-  json_object_set_new(o, "read_only_key", json_string(q->ro.token));
-  json_object_set_new(o, "template_id", json_string(q->tpl));
-  json_object_set_new(s->out, "qr", o);
-  free(q);
-  s->data = NULL;
-  bd_seed_next(s);
-}
-
-static void seed_tpl(bd_seed_t *s, PGresult *res) {
-  qr_seed_t *q = s->data;
-  snprintf(q->tpl, sizeof q->tpl, "%s", PQgetvalue(res, 0, 0));
-  char ws[24];
-  snprintf(ws, sizeof ws, "%lld", (long long)q->ws);
-  const char *p[] = {ws, q->live.id, q->live.secret_hash, q->test.id, q->test.secret_hash, q->ro.id,
-                     q->ro.secret_hash};
-  bd_seed_exec(s,
-               "WITH d AS (DELETE FROM qr_api_keys WHERE workspace_id = $1::bigint AND name LIKE 'demo-%')"
-               " INSERT INTO qr_api_keys (id, workspace_id, mode, scopes, secret_hash, name) VALUES"
-               " ($2, $1::bigint, 'live', '{qr:read,qr:write,analytics:read}', $3, 'demo-live'),"
-               " ($4, $1::bigint, 'test', '{qr:read,qr:write,analytics:read}', $5, 'demo-test'),"
-               " ($6, $1::bigint, 'live', '{qr:read}', $7, 'demo-read-only')",
-               7, p, seed_done);
-}
-
-static void seed_ws(bd_seed_t *s, PGresult *res) {
-  qr_seed_t *q = s->data;
-  q->ws = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-  char ws[24], tpl[32] = "tpl_";
-  snprintf(ws, sizeof ws, "%lld", (long long)q->ws);
-  bd_rand_base62(tpl + 4, 16);
-  const char *p[] = {ws, tpl};
-  bd_seed_exec(s,
-               "WITH e AS (SELECT id FROM qr_templates WHERE workspace_id = $1::bigint AND mode = 'live'"
-               "  AND name = 'Demo brand'),"
-               " i AS (INSERT INTO qr_templates (id, workspace_id, mode, name, design)"
-               "  SELECT $2, $1::bigint, 'live', 'Demo brand', '{\"error_correction\":\"Q\",\"colors\":"
-               "{\"foreground\":\"#1a237e\",\"background\":\"#ffffff\"},\"shapes\":{\"body\":\"rounded\","
-               "\"eye_frame\":\"rounded\",\"eye_ball\":\"circle\"}}'::jsonb"
-               "  WHERE NOT EXISTS (SELECT 1 FROM e) RETURNING id)"
-               " SELECT id FROM e UNION ALL SELECT id FROM i",
-               2, p, seed_tpl);
-}
-
-void qr_seed(bd_seed_t *s) {
-  qr_seed_t *q = bd_calloc(1, sizeof *q);
-  s->data = q;
-  bd_token_generate("qr_live_", &q->live);
-  bd_token_generate("qr_test_", &q->test);
-  bd_token_generate("qr_live_", &q->ro);
-  char t[24];
-  snprintf(t, sizeof t, "%lld", (long long)s->tenant_id);
-  const char *p[] = {t};
-  bd_seed_exec(s,
-               "INSERT INTO qr_workspaces (tenant_id, name) VALUES ($1::bigint, 'default')"
-               " ON CONFLICT (tenant_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
-               1, p, seed_ws);
 }

@@ -16,6 +16,7 @@
  */
 #include "http.h"
 
+#include "json.h"
 #include "log.h"
 #include "router.h"
 #include "util.h"
@@ -210,6 +211,12 @@ static bool sane_request_id(bd_str_t v) {
   return true;
 }
 
+/* The error format of the scope a path belongs to (NULL: neutral). */
+static bd_error_fmt_fn error_format(const bd_server_t *s, bd_str_t path) {
+  const bd_error_scope_t *sc = bd_error_scope_find(s->cfg.scopes, s->cfg.nscopes, path);
+  return sc ? sc->format : NULL;
+}
+
 /* ------------------------------------------------------------------------ */
 /* requests                                                                  */
 
@@ -229,7 +236,10 @@ static void req_start(bd_req_t *r) {
 }
 
 static void req_free(bd_req_t *r) {
-  if (r->on_free) r->on_free(r);
+  while (r->ncleanup > 0) {
+    r->ncleanup--;
+    r->cleanup[r->ncleanup].fn(r->cleanup[r->ncleanup].arg);
+  }
   if (r->started) r->srv->stats.inflight--;
   for (int i = 0; i < BD_MAX_PARAMS; i++) free(r->pcopy[i]);
   bd_buf_free(&r->head_buf);
@@ -253,6 +263,22 @@ const char *bd_req_param(bd_req_t *req, int i) {
   /* params are slices of the path; hand out a terminated copy */
   if (!req->pcopy[i]) req->pcopy[i] = bd_strndup(req->params[i].p, req->params[i].len);
   return req->pcopy[i];
+}
+
+void bd_req_defer(bd_req_t *req, void (*fn)(void *arg), void *arg) {
+  if (req->ncleanup >= BD_REQ_CLEANUPS) {
+    bd_error("bd_req_defer: more than %d cleanups on one request", BD_REQ_CLEANUPS);
+    abort();
+  }
+  req->cleanup[req->ncleanup].fn = fn;
+  req->cleanup[req->ncleanup].arg = arg;
+  req->ncleanup++;
+}
+
+void *bd_req_calloc(bd_req_t *req, size_t size) {
+  void *p = bd_calloc(1, size);
+  bd_req_defer(req, free, p);
+  return p;
 }
 
 void bd_req_hold(bd_req_t *req) { req->holds++; }
@@ -405,6 +431,33 @@ void bd_resp_json(bd_req_t *req, int status, bd_buf_t *body) {
   bd_buf_free(body);
 }
 
+/* The neutral format, for paths outside every surface's scope (operational
+ * endpoints, unknown paths): {"error": {"code", "message", "request_id"}}. */
+static void neutral_error(const bd_req_t *req, const char *code, const char *message, bd_buf_t *out) {
+  bd_jw_t w;
+  bd_jw_init(&w, out);
+  bd_jw_obj(&w);
+  bd_jw_key(&w, "error");
+  bd_jw_obj(&w);
+  bd_jw_kstr(&w, "code", code);
+  bd_jw_kstr(&w, "message", message);
+  bd_jw_kstr(&w, "request_id", req->request_id);
+  bd_jw_obj_end(&w);
+  bd_jw_obj_end(&w);
+}
+
+void bd_resp_error(bd_req_t *req, int status, const char *code, const char *message, const char *param) {
+  if (status == 503 || status == 429) {
+    /* callers that know better set their own Retry-After first */
+    if (!req->resp_headers.data || !strstr(req->resp_headers.data, "Retry-After:"))
+      bd_resp_header(req, "Retry-After", "1");
+  }
+  bd_buf_t b = BD_BUF_INIT;
+  if (req->errfmt) req->errfmt(req, status, code, message ? message : "", param, &b);
+  else neutral_error(req, code, message ? message : "", &b);
+  bd_resp_json(req, status, &b);
+}
+
 void bd_resp_start(bd_req_t *req, int status, const char *content_type, int64_t content_length) {
   if (req->resp_started) return;
   req->status = status;
@@ -546,7 +599,7 @@ static int on_headers_complete(llhttp_t *p) {
   r->method_known = true;
   r->head = r->method == HTTP_HEAD;
   r->keep_alive = llhttp_should_keep_alive(p);
-  r->surface = bd_route_surface(r->path);
+  r->errfmt = error_format(r->srv, r->path);
 
   bd_str_t rid = bd_req_header(r, "X-Request-Id");
   if (sane_request_id(rid)) {
@@ -809,7 +862,7 @@ static void conn_fail(bd_conn_t *c, int status, const char *code, const char *ms
     const char *base = r->head_buf.data;
     const char *q = memchr(base + c->url_off, '?', c->url_len);
     r->path = (bd_str_t){base + c->url_off, q ? (size_t)(q - base - c->url_off) : c->url_len};
-    r->surface = bd_route_surface(r->path);
+    r->errfmt = error_format(r->srv, r->path);
   }
   if (r->resp_started) {
     /* a streamed handler is mid-response: just drop the connection */

@@ -1,7 +1,8 @@
-/* business.h: helpers shared by every /business handler (vec.digital
- * business API): token authentication with permissions, the error bodies of
- * the API, Laravel-style validation errors and the Laravel paginator.
- * Loop thread only.
+/* business.h: the /business surface's private header (vec.digital business
+ * API). The helpers every handler shares (business_common.c): token
+ * authentication with permissions, the error bodies of the API,
+ * Laravel-style validation errors and the Laravel paginator; then the
+ * handlers that business_surface.c routes to. Loop thread only.
  *
  * Tokens are "biz_<id>_<secret>" (auth.h) and belong to one user of one
  * institution; the user's institution scopes everything the token sees (an
@@ -101,12 +102,33 @@ void bd_biz_page_parse(bd_req_t *req, bd_biz_page_t *pg, bd_biz_errors_t *errs);
 void bd_biz_paginate(bd_buf_t *out, bd_req_t *req, const bd_biz_page_t *pg, int64_t total,
                      const char *data_json, size_t count, const char *extra_query);
 
-/* POST /business/certificate-templates (business_templates.c). */
-void bd_biz_template_create(bd_req_t *req);
-/* GET /business/certificate-templates/{templateId}/screenshot.png: public preview. */
-void bd_biz_template_screenshot(bd_req_t *req);
+/* The message of every 5xx other than 503 (the API's own wording). */
+#define BD_BIZ_SERVER_ERROR_MESSAGE "An unexpected error occurred. Our team has been notified."
 
-/* Handlers of business_batches.c, routed by business.c. */
+/* The API's error body for bd_resp_error (the surface's error format). */
+void bd_biz_format_error(const bd_req_t *req, int status, const char *code, const char *message,
+                         const char *param, bd_buf_t *out);
+
+/* Handlers, routed by business_surface.c ---------------------------------- */
+
+/* business_templates.c */
+void bd_biz_template_list(bd_req_t *req);       /* GET /business/certificate-templates */
+void bd_biz_template_create(bd_req_t *req);     /* POST /business/certificate-templates */
+void bd_biz_template_get(bd_req_t *req);        /* GET /business/certificate-templates/{templateId} */
+void bd_biz_template_screenshot(bd_req_t *req); /* GET …/{templateId}/screenshot.png: public preview */
+
+/* business_certs.c: the cert.batch job, artefacts, verification */
+void bd_biz_certs_init(void);             /* loads the signing key, registers cert.batch */
+void bd_biz_cert_list(bd_req_t *req);     /* GET /business/certificates */
+void bd_biz_cert_get(bd_req_t *req);      /* GET /business/certificates/{id} */
+void bd_biz_cert_pdf(bd_req_t *req);      /* GET /business/certificates/{id}/pdf */
+void bd_biz_cert_png(bd_req_t *req);      /* GET /business/certificates/{id}/png */
+void bd_biz_cert_svg(bd_req_t *req);      /* GET /business/certificates/{id}/qrcode.svg */
+void bd_biz_cert_revoke(bd_req_t *req);   /* POST /business/certificates/{id}/revoke */
+void bd_biz_verify_page(bd_req_t *req);   /* GET /verify/{reference_id} (public) */
+void bd_biz_keys(bd_req_t *req);          /* GET /.well-known/batchd-keys.json (public) */
+
+/* business_batches.c */
 void bd_biz_batch_create(bd_req_t *req);  /* POST /business/batches (streamed) */
 void bd_biz_batch_get(bd_req_t *req);     /* GET /business/batches/{batchId} */
 void bd_biz_batch_list(bd_req_t *req);    /* GET /business/batches */

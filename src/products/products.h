@@ -1,6 +1,6 @@
-/* products.h: the parts of the products surface (/rpc, exports, resolver,
- * passports) that live in separate files. Private to rpc.c, mint.c,
- * mint_export.c and resolver.c. Loop thread only.
+/* products.h: the products surface's private header (/rpc, exports,
+ * resolver, passports): the helpers of products_common.c, then the
+ * handlers and start-up hooks products_surface.c wires up. Loop thread only.
  */
 #ifndef BD_PRODUCTS_H
 #define BD_PRODUCTS_H
@@ -8,7 +8,12 @@
 #include "http.h"
 #include "pg.h"
 
-/* PostgREST-shaped error {"code","message","details","hint"}. */
+/* The surface's error format for bd_resp_error: PostgREST-shaped, with a
+ * PGRST code derived from the status when `code` is a generic one. */
+void bd_products_format_error(const bd_req_t *req, int status, const char *code, const char *message,
+                              const char *param, bd_buf_t *out);
+
+/* PostgREST-shaped error {"code","message","details","hint"}, code as given. */
 void bd_rpc_error(bd_req_t *req, int status, const char *code, const char *message, const char *details,
                   const char *hint);
 
@@ -20,6 +25,9 @@ bool bd_rpc_authenticate(bd_req_t *req, char sub[201]) BD_MUSTCHECK;
 /* Maps a failed query of an rpc_*-style function to a PostgREST error
  * (SQLSTATE → status as in rpc.c) or 503/500. */
 void bd_rpc_db_error(bd_req_t *req, const bd_pg_result_t *r);
+
+/* rpc.c: POST /rpc/{fn} and /rest/v1/rpc/{fn} */
+void bd_rpc_handle(bd_req_t *req);
 
 /* mint.c: registers the pp.mint job kind. */
 void bd_mint_init(void);

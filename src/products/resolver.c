@@ -175,11 +175,6 @@ typedef struct {
   char key[KEY_MAX];    /* its cache key */
 } resolve_ctx_t;
 
-static void ctx_free(bd_req_t *req) {
-  free(req->ctx);
-  req->ctx = NULL;
-}
-
 static void not_found(bd_req_t *req, const char *what) {
   link_describedby(req);
   bd_rpc_error(req, 404, "PGRST116", "Not found", what, NULL);
@@ -210,9 +205,8 @@ static void on_resolved(void *ud, const bd_pg_result_t *r) {
 }
 
 void bd_resolver_handle(bd_req_t *req) {
-  resolve_ctx_t *c = bd_calloc(1, sizeof *c);
+  resolve_ctx_t *c = bd_req_calloc(req, sizeof *c);
   req->ctx = c;
-  req->on_free = ctx_free;
   if (bd_gs1_dl_parse(req->path, req->query, &c->dl) != BD_GS1_OK) {
     link_describedby(req);
     bd_rpc_error(req, 400, "22023", "Invalid input", c->dl.errmsg, "GS1 Digital Link: /01/{gtin}[/10/{lot}][/21/{serial}]");
@@ -419,9 +413,8 @@ static void on_passport(void *ud, const bd_pg_result_t *r) {
 }
 
 void bd_passport_handle(bd_req_t *req) {
-  passport_ctx_t *c = bd_calloc(1, sizeof *c);
+  passport_ctx_t *c = bd_req_calloc(req, sizeof *c);
   req->ctx = c;
-  req->on_free = ctx_free;
   c->json = wants_json(req);
   bd_resp_header(req, "Vary", "Accept");
   if (!parse_passport_id(bd_req_param(req, 0), c)) {

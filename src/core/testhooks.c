@@ -21,7 +21,7 @@
 #include "jobs.h"
 #include "json.h"
 #include "log.h"
-#include "surfaces.h"
+#include "surface.h"
 #include "work.h"
 
 #include <sodium.h>
@@ -66,11 +66,7 @@ static void do_write(bd_req_t *req) {
   if (bd_req_query(req, "sleep_ms", &ms) && ms.len && ms.len < sizeof msbuf) memcpy(msbuf, ms.data, ms.len);
   bd_buf_free(&ms);
   const char *p[] = {req->cred_id, req->body.data ? req->body.data : "", msbuf};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, msbuf[0] ? &S_WRITE_SLOW : &S_WRITE, msbuf[0] ? 3 : 2, p, on_written, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, msbuf[0] ? &S_WRITE_SLOW : &S_WRITE, msbuf[0] ? 3 : 2, p, on_written, req);
 }
 
 static void writes(bd_req_t *req) {
@@ -105,11 +101,7 @@ static void on_read(void *ud, const bd_pg_result_t *r) {
 
 static void db(bd_req_t *req) {
   if (!enabled(req)) return;
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_READ, 0, NULL, on_read, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &S_READ, 0, NULL, on_read, req);
 }
 
 /* --- slow ------------------------------------------------------------------ */
@@ -158,10 +150,8 @@ typedef struct {
 
 static void stream_timer_closed(uv_handle_t *h) { free(h->data); }
 
-static void stream_free(bd_req_t *req) {
-  stream_in_t *s = req->ctx;
-  req->ctx = NULL;
-  if (!s) return;
+static void stream_free(void *arg) {
+  stream_in_t *s = arg;
   if (s->timer_on) uv_close((uv_handle_t *)&s->t, stream_timer_closed);
   else free(s);
 }
@@ -213,7 +203,7 @@ static void stream_in(bd_req_t *req) {
   s->t.data = s;
   s->timer_on = true;
   req->ctx = s;
-  req->on_free = stream_free;
+  bd_req_defer(req, stream_free, s);
   req->on_body = stream_body;
   req->on_body_end = stream_end;
   req->on_abort = stream_abort;
@@ -225,11 +215,6 @@ typedef struct {
   uint64_t total, sent;  /* bytes to send, sent */
   int drains;            /* times the writer waited for on_drain */
 } stream_out_t;
-
-static void stream_out_free(bd_req_t *req) {
-  free(req->ctx);
-  req->ctx = NULL;
-}
 
 static void stream_out_more(bd_req_t *req) {
   stream_out_t *o = req->ctx;
@@ -250,12 +235,11 @@ static void stream_out_more(bd_req_t *req) {
 
 static void stream_out(bd_req_t *req) {
   if (!enabled(req)) return;
-  stream_out_t *o = bd_calloc(1, sizeof *o);
+  stream_out_t *o = bd_req_calloc(req, sizeof *o);
   bd_buf_t v = BD_BUF_INIT;
   o->total = bd_req_query(req, "bytes", &v) ? strtoull(v.data, NULL, 10) : 0;
   bd_buf_free(&v);
   req->ctx = o;
-  req->on_free = stream_out_free;
   bd_resp_start(req, 200, "application/octet-stream", -1);
   stream_out_more(req);
 }
@@ -335,4 +319,5 @@ static const bd_route_t routes[] = {
   {"GET", "/_test/stream-out", stream_out, 0, "/_test/stream-out"},
 };
 
-const bd_surface_def_t bd_surface_testhooks = {"test", routes, BD_ARRAY_LEN(routes), init, NULL, NULL};
+const bd_surface_def_t bd_surface_testhooks = {
+    .name = "test", .routes = routes, .nroutes = BD_ARRAY_LEN(routes), .init = init};

@@ -61,19 +61,13 @@ bd_route_match_t bd_route_match(const bd_route_t *routes, size_t n, const char *
   return path_matched ? BD_ROUTE_BAD_METHOD : BD_ROUTE_NOT_FOUND;
 }
 
-static bool has_prefix(bd_str_t path, const char *pfx) {
-  size_t n = strlen(pfx);
-  return path.len >= n && memcmp(path.p, pfx, n) == 0;
-}
-
-bd_surface_t bd_route_surface(bd_str_t path) {
-  if (has_prefix(path, "/business/") || bd_str_eq(path, "/business") || has_prefix(path, "/verify/") ||
-      bd_str_eq(path, "/.well-known/batchd-keys.json"))
-    return BD_SURF_BUSINESS;
-  if (has_prefix(path, "/v1/") || bd_str_eq(path, "/v1") || has_prefix(path, "/s/")) return BD_SURF_QR;
-  if (has_prefix(path, "/rpc/") || has_prefix(path, "/rest/v1/rpc/") || has_prefix(path, "/exports/") ||
-      has_prefix(path, "/01/") || has_prefix(path, "/passports/") ||
-      bd_str_eq(path, "/.well-known/gs1resolver"))
-    return BD_SURF_RPC;
-  return BD_SURF_OPS;
+const bd_error_scope_t *bd_error_scope_find(const bd_error_scope_t *scopes, size_t n, bd_str_t path) {
+  for (size_t i = 0; i < n; i++) {
+    for (const char *const *pp = scopes[i].paths; pp && *pp; pp++) {
+      size_t len = strlen(*pp);
+      bool prefix = len > 0 && (*pp)[len - 1] == '/';
+      if (prefix ? path.len >= len && memcmp(path.p, *pp, len) == 0 : bd_str_eq(path, *pp)) return &scopes[i];
+    }
+  }
+  return NULL;
 }

@@ -45,7 +45,6 @@
 #include "json.h"
 #include "log.h"
 #include "sign.h"
-#include "surfaces.h"
 #include "util.h"
 #include "work.h"
 
@@ -522,15 +521,9 @@ typedef struct {
   int kind;         /* artefact: 0 pdf, 1 png, 2 svg */
 } cctx_t;
 
-static void cctx_free(bd_req_t *req) {
-  free(req->ctx);
-  req->ctx = NULL;
-}
-
 static cctx_t *cctx(bd_req_t *req) {
-  cctx_t *c = bd_calloc(1, sizeof *c);
+  cctx_t *c = bd_req_calloc(req, sizeof *c);
   req->ctx = c;
-  req->on_free = cctx_free;
   return c;
 }
 
@@ -669,7 +662,7 @@ static void list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   bd_buf_free(&like);
 }
 
-static void h_list(bd_req_t *req) { bd_biz_authenticate(req, "certificates:view", list_authed); }
+void bd_biz_cert_list(bd_req_t *req) { bd_biz_authenticate(req, "certificates:view", list_authed); }
 
 /* --- GET /business/certificates/{id} ---------------------------------------------- */
 
@@ -707,7 +700,7 @@ static void get_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   query(req, &S_GET, 3, p, on_get);
 }
 
-static void h_get(bd_req_t *req) { bd_biz_authenticate(req, "certificates:view", get_authed); }
+void bd_biz_cert_get(bd_req_t *req) { bd_biz_authenticate(req, "certificates:view", get_authed); }
 
 /* --- artefacts -------------------------------------------------------------------- */
 
@@ -767,9 +760,9 @@ static void png_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
 static void svg_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   file_authed(req, caller, 2);
 }
-static void h_pdf(bd_req_t *req) { bd_biz_authenticate(req, "certificates:view", pdf_authed); }
-static void h_png(bd_req_t *req) { bd_biz_authenticate(req, "certificates:view", png_authed); }
-static void h_svg(bd_req_t *req) { bd_biz_authenticate(req, "certificates:view", svg_authed); }
+void bd_biz_cert_pdf(bd_req_t *req) { bd_biz_authenticate(req, "certificates:view", pdf_authed); }
+void bd_biz_cert_png(bd_req_t *req) { bd_biz_authenticate(req, "certificates:view", png_authed); }
+void bd_biz_cert_svg(bd_req_t *req) { bd_biz_authenticate(req, "certificates:view", svg_authed); }
 
 /* --- POST /business/certificates/{id}/revoke --------------------------------------- */
 
@@ -810,7 +803,7 @@ static void revoke_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   query(req, &S_REVOKE, 3, p, on_revoked);
 }
 
-static void h_revoke(bd_req_t *req) {
+void bd_biz_cert_revoke(bd_req_t *req) {
   bd_biz_authenticate(req, "certificates:manage", revoke_authed);
 }
 
@@ -943,7 +936,7 @@ static void on_verify(void *ud, const bd_pg_result_t *r) {
   bd_req_release(req);
 }
 
-static void h_verify(bd_req_t *req) {
+void bd_biz_verify_page(bd_req_t *req) {
   cctx_t *c = cctx(req);
   const char *ref = bd_req_param(req, 0);
   snprintf(c->id, sizeof c->id, "%s", ref);
@@ -1000,11 +993,11 @@ static void on_keys(void *ud, const bd_pg_result_t *r) {
   bd_req_release(req);
 }
 
-static void h_keys(bd_req_t *req) { query(req, &S_KEYS, 0, NULL, on_keys); }
+void bd_biz_keys(bd_req_t *req) { query(req, &S_KEYS, 0, NULL, on_keys); }
 
-/* --- surface ----------------------------------------------------------------------- */
+/* --- start-up ----------------------------------------------------------------------- */
 
-static void init(void) {
+void bd_biz_certs_init(void) {
   char err[512];
   if (bd_sign_key_load_or_create(bd_app.cfg.signing_key_file, &g_key, err, sizeof err) != 0) {
     /* refusing to start beats signing with an untrusted key or not at all */
@@ -1022,17 +1015,3 @@ static void init(void) {
   /* two batches at once: one renders while the other records */
   bd_jobs_register("cert.batch", run_job, 2);
 }
-
-static const bd_route_t routes[] = {
-    {"GET", "/business/certificates", h_list, 0, NULL},
-    {"GET", "/business/certificates/{id}", h_get, 0, NULL},
-    {"GET", "/business/certificates/{id}/pdf", h_pdf, 0, NULL},
-    {"GET", "/business/certificates/{id}/png", h_png, 0, NULL},
-    {"GET", "/business/certificates/{id}/qrcode.svg", h_svg, 0, NULL},
-    {"POST", "/business/certificates/{id}/revoke", h_revoke, 0, NULL},
-    {"GET", "/verify/{reference_id}", h_verify, 0, NULL},
-    {"GET", "/.well-known/batchd-keys.json", h_keys, 0, NULL},
-};
-
-const bd_surface_def_t bd_surface_business_certs = {
-    "business_certs", routes, BD_ARRAY_LEN(routes), init, NULL, NULL};

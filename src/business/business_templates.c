@@ -39,10 +39,8 @@ typedef struct {
   char id[40];            /* the new template's id */
 } tc_t;
 
-static void tc_free(bd_req_t *req) {
-  tc_t *c = req->ctx;
-  if (!c) return;
-  req->ctx = NULL;
+static void tc_free(void *arg) {
+  tc_t *c = arg;
   json_decref(c->body);
   json_decref(c->defaults);
   bd_biz_errors_free(&c->errs);
@@ -385,7 +383,7 @@ static void tc_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   c->caller = *caller;
   bd_biz_errors_init(&c->errs);
   req->ctx = c;
-  req->on_free = tc_free;
+  bd_req_defer(req, tc_free, req->ctx);
   bd_idem_wrap(req, req->cred_id, tc_run);
 }
 
@@ -427,10 +425,8 @@ typedef struct {
   char url[512];       /* verification URL shown (made on the loop) */
 } pv_t;
 
-static void pv_free(bd_req_t *req) {
-  pv_t *v = req->ctx;
-  if (!v) return;
-  req->ctx = NULL;
+static void pv_free(void *arg) {
+  pv_t *v = arg;
   json_decref(v->layout_json);
   json_decref(v->names);
   free(v->institution);
@@ -567,7 +563,7 @@ void bd_biz_template_screenshot(bd_req_t *req) {
   snprintf(v->id, sizeof v->id, "%s", id);
   snprintf(v->url, sizeof v->url, "%s/verify/PREVIEW", bd_biz_base_url());
   req->ctx = v;
-  req->on_free = pv_free;
+  bd_req_defer(req, pv_free, v);
   const char *p[] = {v->id};
   bd_req_hold(req);
   if (bd_pg_query(bd_app.pg, &S_PREVIEW, 1, p, on_preview_row, req) != 0) {
@@ -575,3 +571,102 @@ void bd_biz_template_screenshot(bd_req_t *req) {
     bd_req_release(req);
   }
 }
+
+/* --- template reads ------------------------------------------------------------- */
+
+typedef struct {
+  bd_biz_page_t pg; /* requested page */
+  char extra[64];   /* query suffix of page links */
+  char param[40];   /* the path id, NUL-terminated */
+} tpl_ctx_t;
+
+static tpl_ctx_t *tpl_ctx(bd_req_t *req) {
+  tpl_ctx_t *c = bd_req_calloc(req, sizeof *c);
+  req->ctx = c;
+  return c;
+}
+
+static bd_pg_stmt_t S_TPL_LIST = BD_PG_STMT(
+    "SELECT (SELECT count(*) FROM biz_templates WHERE institution_id = $1::bigint),"
+    " coalesce(json_agg(biz_template_json(s.t, $4, false) ORDER BY (s.t).created_at DESC, (s.t).id "
+    "DESC), '[]'),"
+    " count(*)"
+    " FROM (SELECT t FROM biz_templates t WHERE t.institution_id = $1::bigint"
+    "       ORDER BY t.created_at DESC, t.id DESC LIMIT $2::bigint OFFSET $3::bigint) s");
+
+static void on_tpl_list(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  tpl_ctx_t *c = req->ctx;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else {
+    bd_buf_t b = BD_BUF_INIT;
+    bd_biz_paginate(&b, req, &c->pg, strtoll(PQgetvalue(r->res, 0, 0), NULL, 10),
+                    PQgetvalue(r->res, 0, 1), (size_t)strtoull(PQgetvalue(r->res, 0, 2), NULL, 10),
+                    c->extra);
+    bd_resp_json(req, 200, &b);
+  }
+  bd_req_release(req);
+}
+
+static void tpl_list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
+  tpl_ctx_t *c = tpl_ctx(req);
+  bd_biz_errors_t errs;
+  bd_biz_errors_init(&errs);
+  bd_biz_page_parse(req, &c->pg, &errs);
+  if (errs.n) {
+    bd_biz_errors_send(req, &errs);
+    return;
+  }
+  if (c->pg.per_page != BD_BIZ_PER_PAGE_DEFAULT)
+    snprintf(c->extra, sizeof c->extra, "&per_page=%lld", (long long)c->pg.per_page);
+  char inst[24], lim[24], off[24];
+  snprintf(inst, sizeof inst, "%lld", (long long)caller->institution_id);
+  snprintf(lim, sizeof lim, "%lld", (long long)c->pg.per_page);
+  snprintf(off, sizeof off, "%lld", (long long)c->pg.offset);
+  const char *p[] = {inst, lim, off, bd_biz_base_url()};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_TPL_LIST, 4, p, on_tpl_list, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+void bd_biz_template_list(bd_req_t *req) { bd_biz_authenticate(req, "templates:view", tpl_list_authed); }
+
+static bd_pg_stmt_t S_TPL_GET =
+    BD_PG_STMT("SELECT biz_template_json(t, $3, true) FROM biz_templates t WHERE t.id = $1::uuid "
+               "AND t.institution_id = $2::bigint");
+
+static void on_tpl_get(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  tpl_ctx_t *c = req->ctx;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else if (PQntuples(r->res) != 1) {
+    bd_biz_not_found(req, c->param);
+  } else {
+    bd_biz_send_data(req, 200, PQgetvalue(r->res, 0, 0));
+  }
+  bd_req_release(req);
+}
+
+static void tpl_get_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
+  tpl_ctx_t *c = tpl_ctx(req);
+  const char *id = bd_req_param(req, 0);
+  snprintf(c->param, sizeof c->param, "%s", id);
+  if (!bd_uuid_valid(bd_str_c(id))) {
+    bd_biz_not_found(req, id);
+    return;
+  }
+  char inst[24];
+  snprintf(inst, sizeof inst, "%lld", (long long)caller->institution_id);
+  const char *p[] = {id, inst, bd_biz_base_url()};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_TPL_GET, 3, p, on_tpl_get, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+void bd_biz_template_get(bd_req_t *req) { bd_biz_authenticate(req, "templates:view", tpl_get_authed); }

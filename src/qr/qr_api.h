@@ -1,12 +1,12 @@
-/* qr_api.h: internals shared by the /v1 surface's files (qr_api.c,
- * qr_codes.c). Loop thread only. */
+/* qr_api.h: the /v1 surface's private header (QRKit-compatible): the
+ * helpers of qr_common.c, shared by qr_batches.c and qr_codes.c, then the
+ * handlers and hooks that qr_surface.c wires up. Loop thread only. */
 #ifndef BD_QR_API_H
 #define BD_QR_API_H
 
 #include "http.h"
 #include "pg.h"
 #include "qr.h"
-#include "seed.h"
 
 #include <jansson.h>
 
@@ -47,7 +47,7 @@ typedef struct {
 bool qr_item_parse(json_t *it, const bd_qr_design_t *d, qr_item_t *out, bd_buf_t *payload, char *err,
                    size_t errsz);
 /* The code row of a single create as a jansson object (a batch's codes go
- * to qr_intake_batch() as arrays: qr_api.c). */
+ * to qr_intake_batch() as arrays: qr_batches.c). */
 json_t *qr_item_code_json(const qr_item_t *it, const char *payload);
 /* Appends j dumped with jansson's flags. */
 void qr_json_append(bd_buf_t *out, const json_t *j, size_t flags);
@@ -55,7 +55,15 @@ void qr_json_append(bd_buf_t *out, const json_t *j, size_t flags);
  * literal, every element quoted. */
 void qr_tags_literal(bd_buf_t *out, json_t *tags);
 
-void qr_ctx_free(bd_req_t *req);
+/* Scopes of an API key (qr_ctx_t.scopes bits; a route needs one). */
+#define QR_SCOPE_READ 0x1u      /* qr:read */
+#define QR_SCOPE_WRITE 0x2u     /* qr:write */
+#define QR_SCOPE_ANALYTICS 0x4u /* analytics:read */
+
+/* The surface's error format for bd_resp_error (QRKit: {"error": {code,
+ * message, param, request_id}}). */
+void qr_format_error(const bd_req_t *req, int status, const char *code, const char *message, const char *param,
+                     bd_buf_t *out);
 void qr_error(bd_req_t *req, int status, const char *code, const char *message, const char *param);
 bool qr_parse_body(bd_req_t *req);
 /* Fetches a remote design.logo.url first (then re-enters next); true when
@@ -71,13 +79,21 @@ void qr_with_design(bd_req_t *req, bd_handler_fn next);
 /* pg callback: sends a list page built by SQL (cursor made opaque). */
 void qr_on_list(void *ud, const bd_pg_result_t *r);
 bool qr_page_params(bd_req_t *req, char limit[8], bd_buf_t *cursor, bool *has_cursor, int key_kind);
-/* scope: 1 read, 2 write, 4 analytics */
-void qr_entry_scope(bd_req_t *req, unsigned scope, bd_handler_fn next);
+/* Entry point of every authenticated /v1 handler: the key must carry the
+ * QR_SCOPE_* bits of `need`; then rate limit, then next(req). */
+void qr_entry_scope(bd_req_t *req, uint32_t need, bd_handler_fn next);
+
+/* Handlers and hooks, wired up by qr_surface.c ----------------------------- */
+
+/* qr_batches.c */
+void qr_batches_init(void); /* registers the qr.batch job kind */
+void qr_h_create_batch(bd_req_t *req);
+void qr_h_get_batch(bd_req_t *req);
+void qr_h_list_batches(bd_req_t *req);
 
 /* qr_codes.c */
 void qr_codes_init(void);
 void qr_codes_flush(void (*done)(void *ud), void *ud);
-void qr_seed(bd_seed_t *s);
 void qr_h_create_code(bd_req_t *req);
 void qr_h_list_codes(bd_req_t *req);
 void qr_h_get_code(bd_req_t *req);
@@ -88,17 +104,5 @@ void qr_h_analytics(bd_req_t *req);
 void qr_h_create_template(bd_req_t *req);
 void qr_h_list_templates(bd_req_t *req);
 void qr_h_redirect(bd_req_t *req);
-
-#define QR_CODE_ROUTES                                                                   \
-  {"POST", "/v1/qr-codes", qr_h_create_code, 0, "/v1/qr-codes"},                         \
-  {"GET", "/v1/qr-codes", qr_h_list_codes, 0, "/v1/qr-codes"},                           \
-  {"GET", "/v1/qr-codes/{id}", qr_h_get_code, 0, "/v1/qr-codes/{id}"},                   \
-  {"PATCH", "/v1/qr-codes/{id}", qr_h_patch_code, 0, "/v1/qr-codes/{id}"},               \
-  {"DELETE", "/v1/qr-codes/{id}", qr_h_delete_code, 0, "/v1/qr-codes/{id}"},             \
-  {"GET", "/v1/qr-codes/{id}/download", qr_h_download, 0, "/v1/qr-codes/{id}/download"}, \
-  {"GET", "/v1/qr-codes/{id}/analytics", qr_h_analytics, 0, "/v1/qr-codes/{id}/analytics"}, \
-  {"POST", "/v1/templates", qr_h_create_template, 0, "/v1/templates"},                   \
-  {"GET", "/v1/templates", qr_h_list_templates, 0, "/v1/templates"},                     \
-  {"GET", "/s/{code}", qr_h_redirect, 0, "/s/{code}"},
 
 #endif

@@ -89,15 +89,13 @@ static void exp_free_works(exp_t *e) {
   e->nworks = 0;
 }
 
-static void exp_free(bd_req_t *req) {
-  exp_t *e = req->ctx;
-  if (!e) return;
+static void exp_free(void *arg) {
+  exp_t *e = arg;
   bd_buf_free(&e->out);
   bd_zip_free(e->z);
   bd_qr_design_free(e->design);
   exp_free_works(e);
   free(e);
-  req->ctx = NULL;
 }
 
 static void next_page(bd_req_t *req);
@@ -362,7 +360,7 @@ static void export_start(bd_req_t *req, const char *id, bool zip) {
   snprintf(e->job, sizeof e->job, "%s", id);
   snprintf(e->sub, sizeof e->sub, "%s", sub);
   req->ctx = e;
-  req->on_free = exp_free;
+  bd_req_defer(req, exp_free, e);
   const char *p[] = {e->job, e->sub};
   bd_req_hold(req);
   if (bd_pg_query(bd_app.pg, &S_JOB, 2, p, on_job, req) != 0) {

@@ -1,0 +1,110 @@
+/* rpc.c: the /rpc dispatcher of the products surface (tieback DPP RPC API,
+ * PostgREST style).
+ *
+ * POST /rpc/{function} and POST /rest/v1/rpc/{function} with a JSON object
+ * of `_`-prefixed arguments. The caller is a `Bearer` HS256 JWT (exp
+ * required, `sub` is the user); brand roles decide what it may do. Each
+ * function is one call to its rpc_* SQL function (src/sql/003_products.sql)
+ * with (sub, arguments): the logic, the role checks and the validation run
+ * in one round trip, and SQLSTATEs become PostgREST-shaped errors here:
+ *   42501 → 403 Forbidden       22023, 22P02, 23502, 23514 → 400 Invalid input
+ *   P0002 → 404                 23505 → 409
+ */
+#include "app.h"
+#include "auth.h"
+#include "idem.h"
+#include "jobs.h"
+#include "json.h"
+#include "log.h"
+#include "products.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct {
+  const char *name;   /* function name in the URL */
+  bd_pg_stmt_t stmt;  /* SELECT rpc_<name>($1, $2::jsonb[, $3])::text */
+  int nparams;        /* 2, or 3 when the function also takes the public base URL */
+} rpc_fn_t;
+
+static rpc_fn_t k_fns[] = {
+  {"create_product", BD_PG_STMT("SELECT rpc_create_product($1, $2::jsonb)::text")},
+  {"list_products", BD_PG_STMT("SELECT rpc_list_products($1, $2::jsonb)::text")},
+  {"create_product_batch", BD_PG_STMT("SELECT rpc_create_product_batch($1, $2::jsonb)::text")},
+  {"list_product_batches", BD_PG_STMT("SELECT rpc_list_product_batches($1, $2::jsonb)::text")},
+  {"update_product_batch", BD_PG_STMT("SELECT rpc_update_product_batch($1, $2::jsonb)::text")},
+  {"submit_mint_request", BD_PG_STMT("SELECT rpc_submit_mint_request($1, $2::jsonb)::text")},
+  {"get_mint_job", BD_PG_STMT("SELECT rpc_get_mint_job($1, $2::jsonb)::text")},
+  {"list_mint_units", BD_PG_STMT("SELECT rpc_list_mint_units($1, $2::jsonb, $3)::text"), 3},
+};
+
+typedef struct {
+  rpc_fn_t *fn;       /* the function called */
+  char *sub;          /* the caller (JWT sub) */
+} rpc_ctx_t;
+
+static void rpc_ctx_free(void *arg) {
+  rpc_ctx_t *c = arg;
+  free(c->sub);
+  free(c);
+}
+
+static void on_rpc(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  if (r->err == BD_PG_OK) {
+    const char *body = PQgetisnull(r->res, 0, 0) ? "null" : PQgetvalue(r->res, 0, 0);
+    bd_resp_send(req, 200, "application/json; charset=utf-8", body, strlen(body));
+    if (!strcmp(((rpc_ctx_t *)req->ctx)->fn->name, "submit_mint_request")) bd_jobs_kick();
+  } else {
+    bd_rpc_db_error(req, r);
+  }
+  bd_req_release(req);
+}
+
+static void call(bd_req_t *req) {
+  rpc_ctx_t *c = req->ctx;
+  const char *p[] = {c->sub, req->body.data, bd_app.cfg.public_url};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &c->fn->stmt, c->fn->nparams ? c->fn->nparams : 2, p, on_rpc, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+void bd_rpc_handle(bd_req_t *req) {
+  const char *name = bd_req_param(req, 0);
+  rpc_fn_t *fn = NULL;
+  for (size_t i = 0; i < BD_ARRAY_LEN(k_fns); i++)
+    if (!strcmp(k_fns[i].name, name)) fn = &k_fns[i];
+  /* authentication first: an unauthenticated caller learns nothing */
+  char sub[201];
+  if (!bd_rpc_authenticate(req, sub)) return;
+  rpc_ctx_t *c = bd_calloc(1, sizeof *c);
+  c->sub = bd_strdup(sub);
+  c->fn = fn;
+  req->ctx = c;
+  bd_req_defer(req, rpc_ctx_free, c);
+  snprintf(req->cred_buf, sizeof req->cred_buf, "jwt:%.58s", c->sub);
+  req->cred_id = req->cred_buf;
+  if (!fn) {
+    char det[160];
+    snprintf(det, sizeof det, "Searched for the function public.%.100s", name);
+    bd_rpc_error(req, 404, "PGRST202", "Could not find the function", det, NULL);
+    return;
+  }
+  if (!bd_app_rate_limit(req, req->cred_id)) return;
+  /* the body: a JSON object (an empty body means no arguments) */
+  if (req->body.len == 0) bd_buf_puts(&req->body, "{}");
+  int depth = bd_json_depth(req->body.data, req->body.len);
+  json_error_t jerr;
+  json_t *args = depth <= bd_app.cfg.max_json_depth ? json_loadb(req->body.data, req->body.len, 0, &jerr) : NULL;
+  if (!json_is_object(args)) {
+    json_decref(args);
+    bd_rpc_error(req, 400, "PGRST102", "Invalid input",
+              depth > bd_app.cfg.max_json_depth ? "JSON nesting is too deep" : "the body must be a JSON object", NULL);
+    return;
+  }
+  json_decref(args);
+  bd_idem_wrap(req, req->cred_id, call);
+}

@@ -1,0 +1,445 @@
+/* qr_common.c: what the /v1 handlers share (QRKit-compatible): the request
+ * context, API keys (cache, lookup, scopes, mode), JSON bodies, rows sent as
+ * they are, remote logos, design or template_id, list pages.
+ *
+ * Request path of an authenticated call:
+ *   qr_entry_scope → Bearer token → key cache (or one indexed query) → secret
+ *   checked in constant time → live/test mode and scope → rate limit →
+ *   Idempotency-Key (POST) → handler.
+ * Responses are built by SQL functions (qr_code_json, qr_batch_json) so a
+ * read is one round trip whose text is sent as it is.
+
+ */
+#include "app.h"
+#include "auth.h"
+#include "fetch.h"
+#include "idem.h"
+#include "jobs.h"
+#include "json.h"
+#include "log.h"
+#include "qr.h"
+#include "qr_api.h"
+#include "util.h"
+#include "work.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+#define KEY_CACHE_SIZE 4096       /* direct-mapped entries */
+#define KEY_CACHE_TTL_MS 30000    /* a revoked key stops working within this */
+
+/* --- request context ----------------------------------------------------- */
+
+static void qr_ctx_free(void *arg) {
+  qr_ctx_t *c = arg;
+  json_decref(c->body);
+  if (c->design) bd_qr_design_free(c->design);
+  bd_buf_free(&c->scratch);
+  free(c);
+}
+
+/* --- key cache ------------------------------------------------------------- */
+
+typedef struct {
+  char id[16];                  /* key id ("" = empty slot) */
+  char hash[65];                /* SHA-256 of the secret, hex */
+  int64_t ws;                   /* workspace */
+  bool live;                    /* mode */
+  uint32_t scopes;              /* SCOPE_* */
+  uint64_t expires_ms;          /* monotonic expiry */
+} keyent_t;
+
+static keyent_t g_keys[KEY_CACHE_SIZE];
+
+static keyent_t *key_slot(bd_str_t id) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < id.len; i++) h = (h ^ (uint8_t)id.p[i]) * 16777619u;
+  return &g_keys[h % KEY_CACHE_SIZE];
+}
+
+static uint32_t parse_scopes(const char *arr) {
+  /* PostgreSQL text[] output: {qr:read,qr:write} */
+  uint32_t s = 0;
+  if (strstr(arr, "qr:read")) s |= QR_SCOPE_READ;
+  if (strstr(arr, "qr:write")) s |= QR_SCOPE_WRITE;
+  if (strstr(arr, "analytics:read")) s |= QR_SCOPE_ANALYTICS;
+  return s;
+}
+
+static const char *scope_name(uint32_t s) {
+  return s == QR_SCOPE_WRITE ? "qr:write" : s == QR_SCOPE_ANALYTICS ? "analytics:read" : "qr:read";
+}
+
+void qr_error(bd_req_t *req, int status, const char *code, const char *message, const char *param) {
+  bd_resp_error(req, status, code, message, param);
+}
+
+static void unauthenticated(bd_req_t *req) {
+  bd_resp_header(req, "WWW-Authenticate", "Bearer");
+  qr_error(req, 401, "unauthenticated", "Missing or invalid API key", NULL);
+}
+
+static void authorized(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  if ((c->scopes & c->need) != c->need) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "This API key lacks the %s scope", scope_name(c->need));
+    qr_error(req, 403, "insufficient_scope", msg, NULL);
+    return;
+  }
+  snprintf(req->cred_buf, sizeof req->cred_buf, "qr:%s", c->key_id);
+  req->cred_id = req->cred_buf;
+  if (!bd_app_rate_limit(req, req->cred_id)) return;
+  bd_idem_wrap(req, req->cred_id, c->next);
+}
+
+static bd_pg_stmt_t S_KEY = BD_PG_STMT(
+    "SELECT workspace_id, mode, scopes, secret_hash FROM qr_api_keys WHERE id = $1 AND revoked_at IS NULL");
+
+static void on_key(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  qr_ctx_t *c = req->ctx;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else if (PQntuples(r->res) != 1 || !bd_token_check(bd_str_c(c->secret), PQgetvalue(r->res, 0, 3)) ||
+             (strcmp(PQgetvalue(r->res, 0, 1), "live") == 0) != c->live) {
+    unauthenticated(req);
+  } else {
+    keyent_t *e = key_slot(bd_str_c(c->key_id));
+    snprintf(e->id, sizeof e->id, "%s", c->key_id);
+    snprintf(e->hash, sizeof e->hash, "%s", PQgetvalue(r->res, 0, 3));
+    e->ws = strtoll(PQgetvalue(r->res, 0, 0), NULL, 10);
+    e->live = c->live;
+    e->scopes = parse_scopes(PQgetvalue(r->res, 0, 2));
+    e->expires_ms = bd_now_ms() + KEY_CACHE_TTL_MS;
+    c->ws = e->ws;
+    c->scopes = e->scopes;
+    authorized(req);
+  }
+  bd_req_release(req);
+}
+
+void qr_entry_scope(bd_req_t *req, uint32_t need, bd_handler_fn next) {
+  qr_ctx_t *c = bd_calloc(1, sizeof *c);
+  req->ctx = c;
+  bd_req_defer(req, qr_ctx_free, c);
+  c->need = need;
+  c->next = next;
+  bd_str_t cred, id, secret;
+  if (!bd_bearer(bd_req_header(req, "Authorization"), &cred)) {
+    unauthenticated(req);
+    return;
+  }
+  if (bd_token_parse(cred, "qr_live_", &id, &secret)) c->live = true;
+  else if (bd_token_parse(cred, "qr_test_", &id, &secret)) c->live = false;
+  else {
+    unauthenticated(req);
+    return;
+  }
+  memcpy(c->key_id, id.p, id.len);
+  c->key_id[id.len] = '\0';
+  memcpy(c->secret, secret.p, secret.len);
+  c->secret[secret.len] = '\0';
+  keyent_t *e = key_slot(id);
+  if (e->id[0] && bd_str_eq(id, e->id) && e->expires_ms > bd_now_ms()) {
+    if (!bd_token_check(secret, e->hash) || e->live != c->live) {
+      unauthenticated(req);
+      return;
+    }
+    c->ws = e->ws;
+    c->scopes = e->scopes;
+    authorized(req);
+    return;
+  }
+  const char *p[] = {c->key_id};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_KEY, 1, p, on_key, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+/* Parses the JSON body: nesting limit, syntax, must be an object.
+ * Idempotent: a handler re-entered after an asynchronous step keeps it. */
+bool qr_parse_body(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  if (c->body) return true;
+  const char *b = req->body.data ? req->body.data : "";
+  int depth = bd_json_depth(b, req->body.len);
+  if (depth > bd_app.cfg.max_json_depth) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "JSON nesting deeper than %lld levels", (long long)bd_app.cfg.max_json_depth);
+    qr_error(req, 400, "invalid_request", msg, NULL);
+    return false;
+  }
+  json_error_t err;
+  c->body = json_loadb(b, req->body.len, JSON_REJECT_DUPLICATES, &err);
+  if (!c->body) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "Request body is not valid JSON: %s (line %d, column %d)", err.text, err.line,
+             err.column);
+    qr_error(req, 400, "invalid_request", msg, NULL);
+    return false;
+  }
+  if (!json_is_object(c->body)) {
+    qr_error(req, 400, "invalid_request", "Request body must be a JSON object", NULL);
+    return false;
+  }
+  return true;
+}
+
+/* Sends a query's single text column as the JSON body. */
+void qr_send_json_row(bd_req_t *req, const bd_pg_result_t *r, int status, const char *what) {
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else if (PQntuples(r->res) == 0 || PQgetisnull(r->res, 0, 0)) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "No such %s", what);
+    qr_error(req, 404, "not_found", msg, NULL);
+  } else {
+    bd_resp_send(req, status, "application/json; charset=utf-8", PQgetvalue(r->res, 0, 0),
+                 (size_t)PQgetlength(r->res, 0, 0));
+  }
+}
+
+static void on_json_row(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  qr_ctx_t *c = req->ctx;
+  qr_send_json_row(req, r, c->ok_status ? c->ok_status : 200, c->what);
+  bd_req_release(req);
+}
+
+/* Runs a statement whose first column is the response body. */
+void qr_query_json(bd_req_t *req, bd_pg_stmt_t *st, int n, const char *const *p, int ok_status, const char *what) {
+  qr_ctx_t *c = req->ctx;
+  c->ok_status = ok_status;
+  c->what = what;
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, st, n, p, on_json_row, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+void qr_ws_params(qr_ctx_t *c) {
+  snprintf(c->ws_s, sizeof c->ws_s, "%lld", (long long)c->ws);
+  snprintf(c->mode_s, sizeof c->mode_s, "%s", c->live ? "live" : "test");
+}
+
+/* --- remote logos ------------------------------------------------------------ */
+
+#define LOGO_MAX_BYTES (1024 * 1024)
+
+typedef struct {
+  bd_req_t *req;        /* held request */
+  json_t *logo;         /* design.logo of the request body (borrowed) */
+  bd_handler_fn next;   /* the handler to re-enter */
+  char *url;            /* the remote URL */
+} logo_fetch_t;
+
+static bool host_allowed(const char *host) {
+  const char *list = bd_app.cfg.logo_allowlist;
+  size_t hl = strlen(host);
+  while (list && *list) {
+    while (*list == ' ' || *list == ',') list++;
+    const char *end = list;
+    while (*end && *end != ',' && *end != ' ') end++;
+    if ((size_t)(end - list) == hl && !strncasecmp(list, host, hl)) return true;
+    list = end;
+  }
+  return false;
+}
+
+static void on_logo(void *ud, int err, const char *msg, bd_buf_t *body, const char *ctype) {
+  logo_fetch_t *lf = ud;
+  bd_req_t *req = lf->req;
+  char text[400];
+  const char *kind = NULL;
+  if (!err) {
+    if (!strncasecmp(ctype, "image/png", 9)) kind = "image/png";
+    else if (!strncasecmp(ctype, "image/jpeg", 10) || !strncasecmp(ctype, "image/jpg", 9)) kind = "image/jpeg";
+    else if (!strncasecmp(ctype, "image/svg+xml", 13)) kind = "image/svg+xml";
+  }
+  if (err || !kind) {
+    snprintf(text, sizeof text, "design.logo.url could not be used: %s",
+             err ? msg : "the response is not a PNG, JPEG or SVG image");
+    qr_error(req, 400, "invalid_request", text, "design.logo.url");
+  } else {
+    bd_buf_t d = BD_BUF_INIT;
+    bd_buf_printf(&d, "data:%s;base64,", kind);
+    bd_b64_encode(&d, body->data ? body->data : "", body->len);
+    json_object_set_new(lf->logo, "url", json_stringn(d.data, d.len));
+    json_object_set_new(lf->logo, "source_url", json_string(lf->url));
+    bd_buf_free(&d);
+    lf->next(req); /* now with a data: URL */
+  }
+  free(lf->url);
+  free(lf);
+  bd_req_release(req);
+}
+
+/* When the design's logo is an http(s) URL, fetches it (host on the
+ * allowlist, at most 1 MiB, within the configured time), replaces it with a
+ * data: URL and re-enters `next`. Returns true when it took the request
+ * over (it then answers errors itself). */
+static bool qr_resolve_logo(bd_req_t *req, json_t *design, bd_handler_fn next) {
+  json_t *logo = json_is_object(design) ? json_object_get(design, "logo") : NULL;
+  const char *url = json_is_object(logo) ? json_string_value(json_object_get(logo, "url")) : NULL;
+  if (!url || (strncasecmp(url, "http://", 7) && strncasecmp(url, "https://", 8))) return false;
+  char host[256], text[400];
+  if (!bd_fetch_url_host(url, host, sizeof host)) {
+    qr_error(req, 400, "invalid_request", "design.logo.url is not a valid http(s) URL", "design.logo.url");
+    return true;
+  }
+  if (!host_allowed(host)) {
+    snprintf(text, sizeof text, "design.logo.url: host %s is not on the logo allowlist", host);
+    qr_error(req, 400, "invalid_request", text, "design.logo.url");
+    return true;
+  }
+  logo_fetch_t *lf = bd_calloc(1, sizeof *lf);
+  lf->req = req;
+  lf->logo = logo;
+  lf->next = next;
+  lf->url = bd_strdup(url);
+  bd_req_hold(req);
+  if (bd_fetch(url, LOGO_MAX_BYTES, (uint32_t)bd_app.cfg.logo_fetch_timeout_ms, on_logo, lf) != 0) {
+    free(lf->url);
+    free(lf);
+    bd_req_release(req);
+    qr_error(req, 500, "internal_error", "the logo could not be fetched", "design.logo.url");
+  }
+  return true;
+}
+
+bool qr_logo_step(bd_req_t *req, bd_handler_fn next) {
+  qr_ctx_t *c = req->ctx;
+  return qr_resolve_logo(req, json_object_get(c->body, "design"), next);
+}
+
+/* --- design or template_id -------------------------------------------------------- */
+
+static bd_pg_stmt_t S_TEMPLATE = BD_PG_STMT(
+    "SELECT design::text FROM qr_templates WHERE id = $1 AND workspace_id = $2 AND mode = $3");
+
+static void on_template(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  qr_ctx_t *c = req->ctx;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else if (PQntuples(r->res) == 0) {
+    qr_error(req, 400, "invalid_request", "Unknown template_id", "template_id");
+  } else {
+    json_t *d = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL);
+    char err[256];
+    const char *param = NULL;
+    if (c->design) bd_qr_design_free(c->design);
+    c->design = d ? bd_qr_design_parse(d, err, sizeof err, &param) : NULL;
+    json_decref(d);
+    if (!c->design) qr_error(req, 400, "invalid_request", "The template's design is invalid", "template_id");
+    else c->next_design(req);
+  }
+  bd_req_release(req);
+}
+
+void qr_with_design(bd_req_t *req, bd_handler_fn next) {
+  qr_ctx_t *c = req->ctx;
+  char err[256];
+  const char *param = NULL;
+  json_t *design = json_object_get(c->body, "design");
+  if (design && !json_is_object(design) && !json_is_null(design)) {
+    qr_error(req, 400, "invalid_request", "design must be an object", "design");
+    return;
+  }
+  c->design = bd_qr_design_parse(json_is_object(design) ? design : NULL, err, sizeof err, &param);
+  if (!c->design) {
+    qr_error(req, 400, "invalid_request", err, param ? param : "design");
+    return;
+  }
+  json_t *tpl = json_object_get(c->body, "template_id");
+  if (!tpl || json_is_null(tpl)) {
+    next(req);
+    return;
+  }
+  if (!json_is_string(tpl)) {
+    qr_error(req, 400, "invalid_request", "template_id must be a string", "template_id");
+    return;
+  }
+  c->next_design = next;
+  qr_ws_params(c);
+  const char *p[] = {json_string_value(tpl), c->ws_s, c->mode_s};
+  bd_req_hold(req);
+  if (bd_pg_query(bd_app.pg, &S_TEMPLATE, 3, p, on_template, req) != 0) {
+    bd_app_unavailable(req);
+    bd_req_release(req);
+  }
+}
+
+/* Sends a list page built by SQL, wrapping its raw next_cursor into
+ * base64url (cursors are opaque to clients). */
+void qr_on_list(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  if (r->err) {
+    bd_app_db_error(req, r);
+    bd_req_release(req);
+    return;
+  }
+  json_t *doc = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL);
+  json_t *nc = json_object_get(doc, "next_cursor");
+  if (json_is_string(nc)) {
+    bd_buf_t enc = BD_BUF_INIT;
+    bd_b64url_encode(&enc, json_string_value(nc), json_string_length(nc));
+    json_object_set_new(doc, "next_cursor", json_string(enc.data));
+    bd_buf_free(&enc);
+  }
+  char *text = json_dumps(doc, JSON_COMPACT);
+  bd_resp_send(req, 200, "application/json; charset=utf-8", text, strlen(text));
+  free(text);
+  json_decref(doc);
+  bd_req_release(req);
+}
+
+/* Reads limit (1-100, default 25) and cursor; answers 400 itself. */
+bool qr_page_params(bd_req_t *req, char limit[8], bd_buf_t *cursor, bool *has_cursor, int key_kind) {
+  bd_buf_t v = BD_BUF_INIT;
+  long lim = 25;
+  if (bd_req_query(req, "limit", &v)) {
+    int64_t n;
+    if (!bd_parse_i64((bd_str_t){v.data ? v.data : "", v.len}, &n) || n < 1 || n > 100) {
+      bd_buf_free(&v);
+      qr_error(req, 400, "invalid_request", "limit must be an integer between 1 and 100", "limit");
+      return false;
+    }
+    lim = (long)n;
+  }
+  bd_buf_free(&v);
+  snprintf(limit, 8, "%ld", lim);
+  *has_cursor = false;
+  bd_buf_t raw = BD_BUF_INIT;
+  if (bd_req_query(req, "cursor", &raw) && raw.len) {
+    bool ok = bd_b64url_decode(cursor, raw.data, raw.len) && cursor->len < 200 && cursor->data &&
+              strchr(cursor->data, '|') != NULL;
+    /* the key before the last '|' must parse as the sort column's type:
+     * PostgreSQL would otherwise answer a cast error (a 500) */
+    if (ok && key_kind != QR_KEY_TEXT) {
+      char key[64];
+      size_t tl = (size_t)(strrchr(cursor->data, '|') - cursor->data);
+      ok = tl < sizeof key;
+      if (ok) {
+        memcpy(key, cursor->data, tl);
+        key[tl] = '\0';
+        int64_t kv;
+        ok = key_kind == QR_KEY_TIME ? bd_time_parse(key, &kv) : bd_parse_i64(bd_str_c(key), &kv);
+      }
+    }
+    if (!ok) {
+      bd_buf_free(&raw);
+      qr_error(req, 400, "invalid_request", "cursor is not valid", "cursor");
+      return false;
+    }
+    *has_cursor = true;
+  }
+  bd_buf_free(&raw);
+  return true;
+}
+
