@@ -1,5 +1,5 @@
 /* cert_render: certificates rendered per second (PDF + PNG + QR SVG per
- * certificate) on one thread, then through the work queue (src/work.h) on
+ * certificate) on one thread, then through the work queue (src/core/work.h) on
  * the libuv thread pool with N items in flight, as the cert.batch job runs
  * them. Usage: cert_render [count] [workers]. */
 #include "cert_render.h"

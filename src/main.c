@@ -260,7 +260,7 @@ static void on_seed_migrated(void *ud, int err, const char *msg) {
     return;
   }
   /* surfaces' init() is for serving (jobs, timers, LISTEN): not needed here */
-  bd_seed_run(bd_app.pg, g_seed_tenant, on_seeded);
+  bd_seed_run(bd_app.pg, g_seed_tenant, bd_app.cfg.public_url, bd_app.surfaces, bd_app.nsurfaces, on_seeded);
 }
 
 /* --- main ----------------------------------------------------------------- */

@@ -27,44 +27,12 @@
 #define BD_HTTP_H
 
 #include "buf.h"
+#include "router.h"
 #include <llhttp.h>
 #include <uv.h>
 
 typedef struct bd_server bd_server_t;
 typedef struct bd_conn bd_conn_t;
-typedef struct bd_req bd_req_t;
-typedef struct bd_route bd_route_t;
-
-/* Error bodies. Each family of paths (an API surface) answers errors in the
- * format of the public API it is compatible with, and the core knows none
- * of them: a surface registers the paths it owns with a writer (surface.h).
- * The writer appends one complete JSON body for (status, code, message,
- * param) to `out`; code is a surface-neutral code such as
- * "invalid_request", message is never NULL, param may be. Paths outside
- * every scope get the neutral {"error":{"code","message","request_id"}}.
- * Loop thread only. */
-typedef void (*bd_error_fmt_fn)(const bd_req_t *req, int status, const char *code, const char *message,
-                                const char *param, bd_buf_t *out);
-
-typedef struct {
-  const char *const *paths; /* NULL-terminated; "/v1/" matches every path under it, "/v1" only itself */
-  bd_error_fmt_fn format;   /* the writer */
-} bd_error_scope_t;
-
-typedef void (*bd_handler_fn)(bd_req_t *req);
-
-#define BD_ROUTE_STREAM 0x1u /* body streamed to the handler (see above) */
-#define BD_ROUTE_UPLOAD 0x2u /* body limited by max_upload_body instead of max_json_body */
-
-struct bd_route {
-  const char *method;  /* "GET", "POST", ...; GET routes also answer HEAD */
-  const char *pattern; /* "/v1/qr-codes/{id}/download": {x} matches one segment */
-  bd_handler_fn fn;    /* the handler */
-  uint32_t flags;      /* BD_ROUTE_* */
-  const char *name;    /* metrics label; defaults to the pattern */
-};
-
-#define BD_MAX_PARAMS 6
 #define BD_MAX_HEADERS 64
 #define BD_REQ_CLEANUPS 6 /* bd_req_defer registrations per request */
 

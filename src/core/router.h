@@ -1,4 +1,4 @@
-/* router.h: matching a method and path against the route table.
+/* router.h: routes and error scopes, and matching a path against them.
  *
  * Patterns are literal segments and {name} placeholders that match exactly
  * one non-empty segment ("/v1/qr-codes/{id}"). The table is scanned in order
@@ -8,7 +8,41 @@
 #ifndef BD_ROUTER_H
 #define BD_ROUTER_H
 
-#include "http.h"
+#include "buf.h"
+
+typedef struct bd_req bd_req_t; /* http.h */
+typedef struct bd_route bd_route_t;
+
+/* Error bodies. Each family of paths (an API surface) answers errors in the
+ * format of the public API it is compatible with, and the core knows none
+ * of them: a surface registers the paths it owns with a writer (surface.h).
+ * The writer appends one complete JSON body for (status, code, message,
+ * param) to `out`; code is a surface-neutral code such as
+ * "invalid_request", message is never NULL, param may be. Paths outside
+ * every scope get the neutral {"error":{"code","message","request_id"}}.
+ * Loop thread only. */
+typedef void (*bd_error_fmt_fn)(const bd_req_t *req, int status, const char *code, const char *message,
+                                const char *param, bd_buf_t *out);
+
+typedef struct {
+  const char *const *paths; /* NULL-terminated; "/v1/" matches every path under it, "/v1" only itself */
+  bd_error_fmt_fn format;   /* the writer */
+} bd_error_scope_t;
+
+typedef void (*bd_handler_fn)(bd_req_t *req);
+
+#define BD_ROUTE_STREAM 0x1u /* body streamed to the handler (see http.h) */
+#define BD_ROUTE_UPLOAD 0x2u /* body limited by max_upload_body instead of max_json_body */
+
+struct bd_route {
+  const char *method;  /* "GET", "POST", ...; GET routes also answer HEAD */
+  const char *pattern; /* "/v1/qr-codes/{id}/download": {x} matches one segment */
+  bd_handler_fn fn;    /* the handler */
+  uint32_t flags;      /* BD_ROUTE_* */
+  const char *name;    /* metrics label; defaults to the pattern */
+};
+
+#define BD_MAX_PARAMS 6
 
 typedef enum {
   BD_ROUTE_FOUND = 0,     /* method and path match */

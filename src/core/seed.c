@@ -1,7 +1,7 @@
 /* seed.c: the seed-demo driver: tenant row, then every surface's hook. */
 #include "seed.h"
 
-#include "app.h"
+#include "surface.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,8 +55,8 @@ void bd_seed_fail(bd_seed_t *s, const char *what, const char *msg) {
 static void on_commit(bd_seed_t *s, PGresult *res) { finish(s); }
 
 void bd_seed_next(bd_seed_t *s) {
-  while (s->step < (int)bd_app.nsurfaces) {
-    const bd_surface_def_t *d = bd_app.surfaces[s->step++];
+  while (s->step < (int)s->nsurfaces) {
+    const bd_surface_def_t *d = s->surfaces[s->step++];
     if (d->seed) {
       s->data = NULL;
       d->seed(s);
@@ -68,7 +68,7 @@ void bd_seed_next(bd_seed_t *s) {
 
 static void on_tenant(bd_seed_t *s, PGresult *res) {
   s->tenant_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-  json_object_set_new(s->out, "base_url", json_string(bd_app.cfg.public_url));
+  json_object_set_new(s->out, "base_url", json_string(s->base_url));
   json_object_set_new(s->out, "tenant", json_string(s->tenant));
   s->step = 0;
   bd_seed_next(s);
@@ -92,9 +92,13 @@ static void on_conn(void *ud, bd_pg_conn_t *c, int err) {
   bd_seed_exec(s, "BEGIN", 0, NULL, on_begin);
 }
 
-void bd_seed_run(bd_pg_pool_t *pg, const char *tenant, void (*done)(bd_seed_t *s)) {
+void bd_seed_run(bd_pg_pool_t *pg, const char *tenant, const char *base_url,
+                 const struct bd_surface_def *const *surfaces, size_t nsurfaces, void (*done)(bd_seed_t *s)) {
   bd_seed_t *s = bd_calloc(1, sizeof *s);
   s->tenant = tenant;
+  s->base_url = base_url;
+  s->surfaces = surfaces;
+  s->nsurfaces = nsurfaces;
   s->out = json_object();
   s->done = done;
   if (bd_pg_acquire(pg, on_conn, s) != 0) bd_seed_fail(s, "seed", "database unavailable");

@@ -14,8 +14,12 @@
 #include <jansson.h>
 
 typedef struct bd_seed bd_seed_t;
+struct bd_surface_def;     /* surface.h */
 struct bd_seed {
   const char *tenant;      /* tenant name */
+  const char *base_url;    /* public URL, printed as base_url */
+  const struct bd_surface_def *const *surfaces; /* whose seed hooks run, in order */
+  size_t nsurfaces;        /* entries in surfaces */
   int64_t tenant_id;       /* bd_tenants.id */
   json_t *out;             /* the JSON object printed at the end */
   bd_pg_conn_t *conn;      /* pinned connection inside BEGIN */
@@ -26,7 +30,10 @@ struct bd_seed {
   void (*done)(bd_seed_t *s); /* completion */
 };
 
-void bd_seed_run(bd_pg_pool_t *pg, const char *tenant, void (*done)(bd_seed_t *s));
+/* Seeds `tenant`: its row, then every surface's seed hook in list order,
+ * in one transaction; done(s) runs once (s->err says whether it failed). */
+void bd_seed_run(bd_pg_pool_t *pg, const char *tenant, const char *base_url,
+                 const struct bd_surface_def *const *surfaces, size_t nsurfaces, void (*done)(bd_seed_t *s));
 void bd_seed_next(bd_seed_t *s);
 void bd_seed_fail(bd_seed_t *s, const char *what, const char *msg);
 void bd_seed_free(bd_seed_t *s);

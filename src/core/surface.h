@@ -21,7 +21,7 @@
 #include "http.h"
 #include "seed.h"
 
-typedef struct {
+typedef struct bd_surface_def {
   const char *name;                                   /* "business", "qr", "products", "test" */
   const bd_route_t *routes;                           /* route table */
   size_t nroutes;                                     /* its length */

@@ -1,4 +1,4 @@
-/* fuzz_http: the real HTTP server (src/http.c around llhttp) on one end of
+/* fuzz_http: the real HTTP server (src/core/http.c around llhttp) on one end of
  * a socketpair, fed by the fuzzer through the other end.
  *
  * Seam: bd_server_adopt_fd() serves an already connected socket as if it

@@ -1,4 +1,4 @@
-/* fuzz_jwt: HS256 JWT verification (src/auth.h) and the token and bearer
+/* fuzz_jwt: HS256 JWT verification (src/lib/auth.h) and the token and bearer
  * parsers used by every authenticated request.
  *
  * A token the fuzzer makes verify under the fixed key must carry the

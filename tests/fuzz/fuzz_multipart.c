@@ -1,4 +1,4 @@
-/* fuzz_multipart: the streaming multipart/form-data parser (src/multipart.h).
+/* fuzz_multipart: the streaming multipart/form-data parser (src/lib/multipart.h).
  *
  * Input: a Content-Type line (up to the first '\n'), then the body. The
  * body is fed twice, whole and in pieces of a size taken from the input

@@ -1,4 +1,4 @@
-/* fuzz_roster: the streaming CSV roster validator (src/roster.h).
+/* fuzz_roster: the streaming CSV roster validator (src/lib/roster.h).
  *
  * The input is fed whole and then in pieces of a size taken from its first
  * byte: the verdict, the message and the COPY output must not depend on the

@@ -1,4 +1,4 @@
-/* test_qr.c: payloads, designs and rendering (src/qr.c, src/qr_render.c).
+/* test_qr.c: payloads, designs and rendering (src/render/qr.c, src/render/qr_render.c).
  *
  * Every rendered code is decoded by an independent decoder, zbarimg
  * (zbar-tools), and must give back exactly its payload. PDFs are rasterised
