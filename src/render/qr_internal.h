@@ -3,11 +3,10 @@
 #define BD_QR_INTERNAL_H
 
 #include "qr.h"
+#include "qr_logo.h"
 
 #include <cairo.h>
 #include <qrencode.h>
-
-enum { BD_QR_LOGO_PNG = 1, BD_QR_LOGO_JPEG, BD_QR_LOGO_SVG };
 
 struct bd_qr_design {
   char ec;                  /* 'L', 'M', 'Q', 'H' */
@@ -32,8 +31,5 @@ struct bd_qr_design {
 };
 
 QRecLevel bd_qr_level(char ec);
-/* qr_logo.c: validates logo bytes of a kind; draws one into a square. */
-bool bd_qr_logo_probe(int kind, const unsigned char *p, size_t n);
-int bd_qr_logo_draw(cairo_t *cr, int kind, const unsigned char *p, size_t n, double x, double y, double side);
 
 #endif

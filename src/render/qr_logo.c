@@ -1,12 +1,15 @@
 /* qr_logo.c: logos for QR designs: PNG (cairo), JPEG (libjpeg-turbo) and
  * SVG (librsvg), validated when a design is parsed and drawn, centred and
  * scaled into a square, when a code is rendered. Any thread. */
-#include "qr_internal.h"
+#include "qr_logo.h"
+
+#include "common.h"
+
+#include <stdio.h> /* before jpeglib.h, which uses FILE */
 
 #include <jpeglib.h>
 #include <librsvg/rsvg.h>
 #include <setjmp.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 /* --- JPEG ------------------------------------------------------------------------ */
