@@ -13,6 +13,7 @@
 #define BD_BUSINESS_H
 
 #include "http.h"
+#include "pg.h"
 
 /* Permissions a token carries (bd_biz_caller_t.perms bits). */
 #define BD_BIZ_BATCHES_VIEW        0x01u
@@ -102,6 +103,13 @@ void bd_biz_page_parse(bd_req_t *req, bd_biz_page_t *pg, bd_biz_errors_t *errs);
 void bd_biz_paginate(bd_buf_t *out, bd_req_t *req, const bd_biz_page_t *pg, int64_t total,
                      const char *data_json, size_t count, const char *extra_query);
 
+/* Answers a list query whose one row is (total, JSON array of this page's
+ * items, their count): the page as above with `extra_query`, or
+ * bd_app_db_error when r failed. Does not release the request: the
+ * caller's query callback does that after this returns. */
+void bd_biz_send_page(bd_req_t *req, const bd_pg_result_t *r, const bd_biz_page_t *pg,
+                      const char *extra_query);
+
 /* The message of every 5xx other than 503 (the API's own wording). */
 #define BD_BIZ_SERVER_ERROR_MESSAGE "An unexpected error occurred. Our team has been notified."
 
@@ -128,8 +136,10 @@ void bd_biz_cert_revoke(bd_req_t *req);   /* POST /business/certificates/{id}/re
 void bd_biz_verify_page(bd_req_t *req);   /* GET /verify/{reference_id} (public) */
 void bd_biz_keys(bd_req_t *req);          /* GET /.well-known/batchd-keys.json (public) */
 
-/* business_batches.c */
+/* business_upload.c: the streamed roster upload */
 void bd_biz_batch_create(bd_req_t *req);  /* POST /business/batches (streamed) */
+
+/* business_batches.c: batch reads and approval */
 void bd_biz_batch_get(bd_req_t *req);     /* GET /business/batches/{batchId} */
 void bd_biz_batch_list(bd_req_t *req);    /* GET /business/batches */
 void bd_biz_batch_approve(bd_req_t *req); /* POST /business/batches/{batchId}/approve */

@@ -531,15 +531,6 @@ static void inst_str(const bd_biz_caller_t *caller, char out[24]) {
   snprintf(out, 24, "%lld", (long long)caller->institution_id);
 }
 
-/* Runs stmt for req, holding it; answers 503 when the queue is full. */
-static void query(bd_req_t *req, bd_pg_stmt_t *stmt, int n, const char *const *p, bd_pg_cb cb) {
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, stmt, n, p, cb, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
-}
-
 /* --- GET /business/certificates --------------------------------------------------- */
 
 #define CERT_FILTER                                                                               \
@@ -560,15 +551,7 @@ static bd_pg_stmt_t S_LIST = BD_PG_STMT(
 static void on_list(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
   cctx_t *c = req->ctx;
-  if (r->err) {
-    bd_app_db_error(req, r);
-  } else {
-    bd_buf_t b = BD_BUF_INIT;
-    bd_biz_paginate(&b, req, &c->pg, strtoll(PQgetvalue(r->res, 0, 0), NULL, 10),
-                    PQgetvalue(r->res, 0, 1), (size_t)strtoull(PQgetvalue(r->res, 0, 2), NULL, 10),
-                    c->extra);
-    bd_resp_json(req, 200, &b);
-  }
+  bd_biz_send_page(req, r, &c->pg, c->extra);
   bd_req_release(req);
 }
 
@@ -657,7 +640,7 @@ static void list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
                      lim,
                      offs,
                      bd_biz_base_url()};
-  query(req, &S_LIST, 9, p, on_list);
+  bd_app_query(req, &S_LIST, 9, p, on_list, req);
   for (int i = 0; i < 5; i++) bd_buf_free(&v[i]);
   bd_buf_free(&like);
 }
@@ -697,7 +680,7 @@ static void get_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   char inst[24];
   inst_str(caller, inst);
   const char *p[] = {c->id, inst, bd_biz_base_url()};
-  query(req, &S_GET, 3, p, on_get);
+  bd_app_query(req, &S_GET, 3, p, on_get, req);
 }
 
 void bd_biz_cert_get(bd_req_t *req) { bd_biz_authenticate(req, "certificates:view", get_authed); }
@@ -748,7 +731,7 @@ static void file_authed(bd_req_t *req, const bd_biz_caller_t *caller, int kind) 
   inst_str(caller, inst);
   snprintf(k, sizeof k, "%d", kind);
   const char *p[] = {c->id, inst, k};
-  query(req, &S_FILE, 3, p, on_file);
+  bd_app_query(req, &S_FILE, 3, p, on_file, req);
 }
 
 static void pdf_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
@@ -800,7 +783,7 @@ static void revoke_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   char inst[24];
   inst_str(caller, inst);
   const char *p[] = {c->id, inst, bd_biz_base_url()};
-  query(req, &S_REVOKE, 3, p, on_revoked);
+  bd_app_query(req, &S_REVOKE, 3, p, on_revoked, req);
 }
 
 void bd_biz_cert_revoke(bd_req_t *req) {
@@ -945,7 +928,7 @@ void bd_biz_verify_page(bd_req_t *req) {
     return;
   }
   const char *p[] = {c->id, bd_biz_base_url()};
-  query(req, &S_VERIFY, 2, p, on_verify);
+  bd_app_query(req, &S_VERIFY, 2, p, on_verify, req);
 }
 
 /* --- GET /.well-known/batchd-keys.json -------------------------------------------------- */
@@ -993,7 +976,7 @@ static void on_keys(void *ud, const bd_pg_result_t *r) {
   bd_req_release(req);
 }
 
-void bd_biz_keys(bd_req_t *req) { query(req, &S_KEYS, 0, NULL, on_keys); }
+void bd_biz_keys(bd_req_t *req) { bd_app_query(req, &S_KEYS, 0, NULL, on_keys, req); }
 
 /* --- start-up ----------------------------------------------------------------------- */
 

@@ -1,6 +1,7 @@
 /* business_common.c: what every /business handler shares (vec.digital
  * business API): permissions, token authentication, error bodies, Laravel
- * validation errors and the Laravel paginator.
+ * validation errors, the Laravel paginator and the answer of a list query
+ * (bd_biz_send_page).
  *
  * Request path of an authenticated call:
  *   route → bd_biz_authenticate: Bearer biz_<id>_<secret> → one indexed
@@ -185,12 +186,7 @@ void bd_biz_authenticate(bd_req_t *req, const char *permission, bd_biz_cb cb) {
   memcpy(a->secret, secret.p, secret.len);
   a->secret[secret.len] = '\0';
   const char *p[] = {a->caller.token_id};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_TOKEN, 1, p, on_token, a) != 0) {
-    free(a);
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  if (!bd_app_query(req, &S_TOKEN, 1, p, on_token, a)) free(a);
 }
 
 /* --- validation errors ------------------------------------------------------- */
@@ -405,4 +401,17 @@ void bd_biz_paginate(bd_buf_t *out, bd_req_t *req, const bd_biz_page_t *pg, int6
   bd_jw_kint(&w, "total", total);
   bd_jw_obj_end(&w);
   bd_jw_obj_end(&w);
+}
+
+void bd_biz_send_page(bd_req_t *req, const bd_pg_result_t *r, const bd_biz_page_t *pg,
+                      const char *extra_query) {
+  if (r->err) {
+    bd_app_db_error(req, r);
+    return;
+  }
+  bd_buf_t b = BD_BUF_INIT;
+  bd_biz_paginate(&b, req, pg, strtoll(PQgetvalue(r->res, 0, 0), NULL, 10),
+                  PQgetvalue(r->res, 0, 1), (size_t)strtoull(PQgetvalue(r->res, 0, 2), NULL, 10),
+                  extra_query);
+  bd_resp_json(req, 200, &b);
 }

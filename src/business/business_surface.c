@@ -4,14 +4,19 @@
  * This folder (src/business) holds:
  *   business_surface.c    this file: route table, the paths whose errors are
  *                         Laravel-shaped, start-up, the seed-demo section
+ *   business.h            the folder's private header: the shared helpers
+ *                         and every handler the route table names
  *   business_common.c     token authentication, permissions, error bodies,
- *                         validation errors, the paginator (business.h)
+ *                         validation errors, the paginator and list pages
  *   business_templates.c  certificate templates: create (layout validated on
  *                         the work queue), list, get, screenshot preview
  *   business_upload.c     POST /business/batches: the streamed roster upload
- *   business_batches.c    batch reads, approval, errors.csv
+ *                         (multipart → roster → COPY, validation, commit)
+ *   business_batches.c    batches once uploaded: get, list, approval,
+ *                         errors.csv
  *   business_certs.c      the cert.batch job (render, sign, record),
- *                         certificate reads and artefacts, /verify, keys
+ *                         certificate reads, artefacts and revocation,
+ *                         /verify, keys
  * It uses the core (src/core), the libraries (src/lib) and the renderer
  * (src/render), and no other surface.
  */

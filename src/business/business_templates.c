@@ -325,11 +325,7 @@ static void tc_insert(tc_t *c) {
       "              (x->>'auto_approve')::boolean FROM t, jsonb_array_elements($5::jsonb) x "
       "RETURNING 1)"
       " SELECT t.id, (SELECT count(*) FROM d) FROM t");
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_INSERT, 5, p, on_inserted, c) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &S_INSERT, 5, p, on_inserted, c);
   free(defs);
 }
 
@@ -565,11 +561,7 @@ void bd_biz_template_screenshot(bd_req_t *req) {
   req->ctx = v;
   bd_req_defer(req, pv_free, v);
   const char *p[] = {v->id};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_PREVIEW, 1, p, on_preview_row, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &S_PREVIEW, 1, p, on_preview_row, req);
 }
 
 /* --- template reads ------------------------------------------------------------- */
@@ -597,15 +589,7 @@ static bd_pg_stmt_t S_TPL_LIST = BD_PG_STMT(
 static void on_tpl_list(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
   tpl_ctx_t *c = req->ctx;
-  if (r->err) {
-    bd_app_db_error(req, r);
-  } else {
-    bd_buf_t b = BD_BUF_INIT;
-    bd_biz_paginate(&b, req, &c->pg, strtoll(PQgetvalue(r->res, 0, 0), NULL, 10),
-                    PQgetvalue(r->res, 0, 1), (size_t)strtoull(PQgetvalue(r->res, 0, 2), NULL, 10),
-                    c->extra);
-    bd_resp_json(req, 200, &b);
-  }
+  bd_biz_send_page(req, r, &c->pg, c->extra);
   bd_req_release(req);
 }
 
@@ -625,11 +609,7 @@ static void tpl_list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   snprintf(lim, sizeof lim, "%lld", (long long)c->pg.per_page);
   snprintf(off, sizeof off, "%lld", (long long)c->pg.offset);
   const char *p[] = {inst, lim, off, bd_biz_base_url()};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_TPL_LIST, 4, p, on_tpl_list, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &S_TPL_LIST, 4, p, on_tpl_list, req);
 }
 
 void bd_biz_template_list(bd_req_t *req) { bd_biz_authenticate(req, "templates:view", tpl_list_authed); }
@@ -662,11 +642,7 @@ static void tpl_get_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   char inst[24];
   snprintf(inst, sizeof inst, "%lld", (long long)caller->institution_id);
   const char *p[] = {id, inst, bd_biz_base_url()};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_TPL_GET, 3, p, on_tpl_get, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &S_TPL_GET, 3, p, on_tpl_get, req);
 }
 
 void bd_biz_template_get(bd_req_t *req) { bd_biz_authenticate(req, "templates:view", tpl_get_authed); }
