@@ -42,6 +42,12 @@ typedef struct {
   json_t *tags;               /* borrowed array, may be NULL */
 } qr_item_t;
 
+/* Optional string member `key` of o, at most max bytes: *out is NULL when
+ * absent or null. false: err holds the reason. */
+bool qr_opt_string(json_t *o, const char *key, size_t max, const char **out, char *err, size_t errsz);
+/* true when tags are absent, null, or an array of at most 10 non-empty
+ * strings of at most 64 bytes; false: err holds the reason. */
+bool qr_valid_tags(json_t *tags, char *err, size_t errsz);
 /* Validates one item and builds the payload the symbol encodes (for a
  * dynamic code: its short URL). false: err holds the reason. */
 bool qr_item_parse(json_t *it, const bd_qr_design_t *d, qr_item_t *out, bd_buf_t *payload, char *err,
@@ -60,27 +66,37 @@ void qr_tags_literal(bd_buf_t *out, json_t *tags);
 #define QR_SCOPE_WRITE 0x2u     /* qr:write */
 #define QR_SCOPE_ANALYTICS 0x4u /* analytics:read */
 
-/* The surface's error format for bd_resp_error (QRKit: {"error": {code,
- * message, param, request_id}}). */
-void qr_format_error(const bd_req_t *req, int status, const char *code, const char *message, const char *param,
-                     bd_buf_t *out);
+/* Answers an error in the surface's format (QRKit: {"error": {code,
+ * message, param, request_id}}, qr_surface.c's error scope). */
 void qr_error(bd_req_t *req, int status, const char *code, const char *message, const char *param);
+/* Parses the JSON body into c->body (nesting limit, syntax, an object);
+ * false: answered 400. Idempotent across re-entries. */
 bool qr_parse_body(bd_req_t *req);
 /* Fetches a remote design.logo.url first (then re-enters next); true when
  * it took the request over. */
 bool qr_logo_step(bd_req_t *req, bd_handler_fn next);
+/* Answers with r's single text column as the JSON body (no row or NULL:
+ * 404 "No such <what>"; failed query: bd_app_db_error). Does not release. */
 void qr_send_json_row(bd_req_t *req, const bd_pg_result_t *r, int status, const char *what);
+/* Runs a statement whose first column is the response body, answered as
+ * qr_send_json_row does (bd_app_query: a full queue answers 503). */
 void qr_query_json(bd_req_t *req, bd_pg_stmt_t *st, int n, const char *const *p, int ok_status, const char *what);
+/* Fills c->ws_s and c->mode_s, the usual $2 and $3 of a query. */
 void qr_ws_params(qr_ctx_t *c);
 enum { QR_KEY_TIME, QR_KEY_TEXT, QR_KEY_INT }; /* type of a cursor's sort key */
 /* Parses body.design (or loads body.template_id's design) into c->design,
  * then runs next; answers 400 itself. */
 void qr_with_design(bd_req_t *req, bd_handler_fn next);
-/* pg callback: sends a list page built by SQL (cursor made opaque). */
+/* pg callback: sends a list page built by SQL (cursor made opaque), then
+ * releases the request (ud). */
 void qr_on_list(void *ud, const bd_pg_result_t *r);
+/* Reads limit (1-100, default 25) and, when given (*has_cursor), the cursor
+ * decoded into *cursor, whose sort key must parse as key_kind (QR_KEY_*);
+ * false: answered 400. */
 bool qr_page_params(bd_req_t *req, char limit[8], bd_buf_t *cursor, bool *has_cursor, int key_kind);
 /* Entry point of every authenticated /v1 handler: the key must carry the
- * QR_SCOPE_* bits of `need`; then rate limit, then next(req). */
+ * QR_SCOPE_* bits of `need`; then rate limit, then next(req) (under the
+ * Idempotency-Key protocol: bd_idem_wrap). */
 void qr_entry_scope(bd_req_t *req, uint32_t need, bd_handler_fn next);
 
 /* Handlers and hooks, wired up by qr_surface.c ----------------------------- */
@@ -92,8 +108,8 @@ void qr_h_get_batch(bd_req_t *req);
 void qr_h_list_batches(bd_req_t *req);
 
 /* qr_codes.c */
-void qr_codes_init(void);
-void qr_codes_flush(void (*done)(void *ud), void *ud);
+void qr_codes_init(void); /* list statements, scan timer, LISTEN qr_codes */
+void qr_codes_flush(void (*done)(void *ud), void *ud); /* writes buffered scans, then done(ud) */
 void qr_h_create_code(bd_req_t *req);
 void qr_h_list_codes(bd_req_t *req);
 void qr_h_get_code(bd_req_t *req);

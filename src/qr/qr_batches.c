@@ -14,10 +14,8 @@
 #include "qr_api.h"
 
 #include "app.h"
-#include "idem.h"
 #include "jobs.h"
 #include "json.h"
-#include "log.h"
 #include "qr.h"
 #include "util.h"
 #include "work.h"
@@ -225,11 +223,7 @@ static void get_batch(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
   qr_ws_params(c);
   const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_GET_BATCH, 3, p, on_get_batch, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &S_GET_BATCH, 3, p, on_get_batch, req);
 }
 
 /* Keyset pagination over (created_at, id) descending. The cursor is the
@@ -253,11 +247,7 @@ static void list_batches(bd_req_t *req) {
   if (!qr_page_params(req, limit, &c->scratch, &has_cursor, QR_KEY_TIME)) return;
   qr_ws_params(c);
   const char *p[] = {c->ws_s, c->mode_s, has_cursor ? c->scratch.data : NULL, limit};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_LIST_BATCHES, 4, p, qr_on_list, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &S_LIST_BATCHES, 4, p, qr_on_list, req);
 }
 
 /* --- the batch job ----------------------------------------------------------- */

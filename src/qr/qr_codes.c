@@ -1,5 +1,6 @@
-/* qr_codes.c: single codes, templates, downloads, analytics, the public
- * redirect path and the /v1 part of seed-demo.
+/* qr_codes.c: single codes (create, read, list, PATCH, DELETE), downloads,
+ * analytics, templates, and the public redirect path with its cache and
+ * scan buffer.
  *
  * Redirects (GET /s/{code}) are answered from an in-memory map of short
  * code → destination. A miss costs one indexed query, then the entry stays
@@ -10,13 +11,12 @@
  * is looked up, and after a reconnect the whole map is dropped, since
  * notifications may have been missed. A lookup during which any
  * notification arrived is answered but not kept (its row may predate the
- * change announced). Scans are appended to a buffer that
- * a timer flushes in one statement per second (and at shutdown), so the
- * redirect itself never waits for the database.
+ * change announced). Scans are appended to a buffer that a timer flushes
+ * in one statement per second (and at shutdown), so the redirect itself
+ * never waits for the database. Loop thread only, except rj_work (pool
+ * threads).
  */
 #include "app.h"
-#include "auth.h"
-#include "fetch.h"
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
@@ -27,142 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
-
-/* --- items ------------------------------------------------------------------- */
-
-static bool opt_string(json_t *o, const char *key, size_t max, const char **out, char *err, size_t errsz) {
-  json_t *v = json_object_get(o, key);
-  *out = NULL;
-  if (!v || json_is_null(v)) return true;
-  if (!json_is_string(v) || json_string_length(v) > max) {
-    snprintf(err, errsz, "%s must be a string of at most %zu characters", key, max);
-    return false;
-  }
-  *out = json_string_value(v);
-  return true;
-}
-
-static bool valid_tags(json_t *tags, char *err, size_t errsz) {
-  if (!tags || json_is_null(tags)) return true;
-  if (!json_is_array(tags) || json_array_size(tags) > 10) {
-    snprintf(err, errsz, "tags must be an array of at most 10 strings");
-    return false;
-  }
-  size_t i;
-  json_t *t;
-  json_array_foreach(tags, i, t) {
-    if (!json_is_string(t) || json_string_length(t) == 0 || json_string_length(t) > 64) {
-      snprintf(err, errsz, "tags must be non-empty strings of at most 64 characters");
-      return false;
-    }
-  }
-  return true;
-}
-
-bool qr_item_parse(json_t *it, const bd_qr_design_t *d, qr_item_t *o, bd_buf_t *payload, char *err,
-                   size_t errsz) {
-  memset(o, 0, sizeof *o);
-  if (!json_is_object(it)) {
-    snprintf(err, errsz, "each item must be an object");
-    return false;
-  }
-  if (!opt_string(it, "name", 200, &o->name, err, errsz) ||
-      !opt_string(it, "folder_id", 64, &o->folder_id, err, errsz))
-    return false;
-  o->tags = json_object_get(it, "tags");
-  if (!valid_tags(o->tags, err, errsz)) return false;
-  if (json_is_null(o->tags)) o->tags = NULL;
-  json_t *target = json_object_get(it, "target");
-  if (!json_is_object(target)) {
-    snprintf(err, errsz, "target is required and must be an object");
-    return false;
-  }
-  bd_qr_type_t type = (bd_qr_type_t)-1;
-  const char *param = NULL;
-  int rc = bd_qr_payload(target, &type, payload, err, errsz, &param);
-  /* a failed item still reports its type when the target made it clear */
-  if (rc == 0 || ((int)type >= 0 && !(param && !strcmp(param, "target")))) o->type = bd_qr_type_name(type);
-  if (rc != 0) return false;
-  o->target = target;
-  if (type == BD_QR_TYPE_URL) {
-    /* dynamic: the symbol encodes our short URL, the destination can change */
-    o->kind = "dynamic";
-    memcpy(o->id, "qr_", 3);
-    bd_rand_base62(o->id + 3, 20);
-    bd_rand_base62(o->short_code, 8);
-    bd_buf_reset(payload);
-    bd_buf_printf(payload, "%s/s/%s", bd_app.cfg.public_url, o->short_code);
-  } else {
-    o->kind = "static";
-    memcpy(o->id, "sqr_", 4);
-    bd_rand_base62(o->id + 4, 20);
-  }
-  if (!bd_qr_fits(payload->data, d)) {
-    snprintf(err, errsz, "the content is too long to fit in a QR code at error correction level %c",
-             bd_qr_design_ec(d));
-    return false;
-  }
-  return true;
-}
-
-static int append_cb(const char *buffer, size_t size, void *data) {
-  bd_buf_append(data, buffer, size);
-  return 0;
-}
-
-void qr_json_append(bd_buf_t *out, const json_t *j, size_t flags) {
-  json_dump_callback(j, append_cb, out, flags);
-}
-
-void qr_tags_literal(bd_buf_t *out, json_t *tags) {
-  bd_buf_putc(out, '{');
-  size_t i;
-  json_t *t;
-  json_array_foreach(tags, i, t) {
-    if (i) bd_buf_putc(out, ',');
-    bd_buf_putc(out, '"');
-    for (const char *s = json_string_value(t); *s; s++) {
-      if (*s == '"' || *s == '\\') bd_buf_putc(out, '\\');
-      bd_buf_putc(out, *s);
-    }
-    bd_buf_putc(out, '"');
-  }
-  bd_buf_putc(out, '}');
-}
-
-static void item_code_write(bd_buf_t *out, const qr_item_t *it, const char *payload) {
-  bd_jw_t w;
-  bd_jw_init(&w, out);
-  bd_jw_obj(&w);
-  bd_jw_kstr(&w, "id", it->id);
-  bd_jw_kstr(&w, "kind", it->kind);
-  bd_jw_kstr(&w, "type", it->type);
-  if (it->name) bd_jw_kstr(&w, "name", it->name);
-  bd_jw_kstr(&w, "payload", payload);
-  if (it->short_code[0]) bd_jw_kstr(&w, "short_code", it->short_code);
-  if (it->folder_id) bd_jw_kstr(&w, "folder_id", it->folder_id);
-  bd_jw_key(&w, "target");
-  if (it->target) {
-    bd_jw_raw(&w, "");
-    qr_json_append(out, it->target, JSON_COMPACT | JSON_ENCODE_ANY);
-  } else {
-    bd_jw_null(&w);
-  }
-  if (it->tags) {
-    bd_jw_key(&w, "tags");
-    bd_jw_raw(&w, "");
-    qr_json_append(out, it->tags, JSON_COMPACT);
-  }
-  bd_jw_obj_end(&w);
-}
-
-json_t *qr_item_code_json(const qr_item_t *it, const char *payload) {
-  bd_buf_t b = BD_BUF_INIT;
-  item_code_write(&b, it, payload);
-  json_t *o = json_loadb(b.data, b.len, 0, NULL);
-  bd_buf_free(&b);
-  return o;
-}
 
 /* --- rendering on the work queue -------------------------------------------------- */
 
@@ -257,13 +121,8 @@ static void on_create_rendered(bd_req_t *req, bd_buf_t *png, const char *err) {
   bd_hex_encode(hex, png->data, png->len);
   qr_ws_params(c);
   const char *p[] = {s->code_json, c->ws_s, c->mode_s, s->design_json, hex, sha, bd_app.cfg.public_url};
-  bd_req_hold(req);
-  int rc = bd_pg_query(bd_app.pg, &S_CREATE_CODE, 7, p, on_code_created, req);
-  free(hex);
-  if (rc != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &S_CREATE_CODE, 7, p, on_code_created, req);
+  free(hex); /* the parameters were copied */
 }
 
 static void create_code_render(bd_req_t *req) {
@@ -393,11 +252,7 @@ static void list_codes(bd_req_t *req) {
   qr_ws_params(c);
   const char *p[] = {c->ws_s, c->mode_s, kind, has_folder ? (v.data ? v.data : "") : NULL,
                      has_cursor ? c->scratch.data : NULL, limit, bd_app.cfg.public_url};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_LIST_CODES[sort][asc], 7, p, qr_on_list, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &S_LIST_CODES[sort][asc], 7, p, qr_on_list, req);
   bd_buf_free(&v);
 }
 
@@ -430,25 +285,25 @@ static void on_patched(void *ud, const bd_pg_result_t *r) {
   bd_req_release(req);
 }
 
-static void on_patch_row(void *ud, const bd_pg_result_t *r) {
-  bd_req_t *req = ud;
-  qr_ctx_t *c = req->ctx;
-  if (r->err) {
-    bd_app_db_error(req, r);
-    bd_req_release(req);
-    return;
-  }
-  if (PQntuples(r->res) == 0) {
-    qr_error(req, 404, "not_found", "No such QR code", NULL);
-    bd_req_release(req);
-    return;
-  }
-  bool dynamic = !strcmp(PQgetvalue(r->res, 0, 0), "dynamic");
-  json_t *body = c->body;
-  char err[256];
-  const char *name = NULL, *folder = NULL;
-  char *target_text = NULL, *design_text = NULL, *tags_text = NULL;
-  const char *active = NULL;
+/* What a PATCH sets ($4-$10 of S_PATCH); NULL keeps the stored value. */
+typedef struct {
+  const char *name;     /* new name (borrowed from the body) */
+  const char *folder;   /* new folder_id (borrowed from the body) */
+  char *target_text;    /* the stored target with the body's merged in (owned) */
+  char *design_text;    /* the new design, normalised (owned) */
+  char *tags_text;      /* the new tags as a text[] literal (owned) */
+  const char *active;   /* new is_active: "true" / "false" */
+} patch_t;
+
+static void patch_free(patch_t *pt) {
+  free(pt->target_text);
+  free(pt->design_text);
+  free(pt->tags_text);
+}
+
+/* Every member of the body must be one the code's kind may change; false:
+ * answered 400. */
+static bool patch_keys_allowed(bd_req_t *req, json_t *body, bool dynamic) {
   /* what each kind may change */
   static const char *k_dynamic[] = {"name", "target", "design", "folder_id", "tags", "is_active"};
   static const char *k_static[] = {"name", "folder_id", "design"};
@@ -461,94 +316,142 @@ static void on_patch_row(void *ud, const bd_pg_result_t *r) {
     for (size_t i = 0; i < na; i++)
       if (!strcmp(key, allowed[i])) ok = true;
     if (!ok) {
+      char err[256];
       snprintf(err, sizeof err, "%s cannot be changed on a %s code", key, dynamic ? "dynamic" : "static");
       qr_error(req, 400, "invalid_request", err, key);
-      goto out;
+      return false;
     }
   }
-  if (!opt_string(body, "name", 200, &name, err, sizeof err) ||
-      !opt_string(body, "folder_id", 64, &folder, err, sizeof err)) {
+  return true;
+}
+
+/* name and folder_id: optional strings; false: answered 400. */
+static bool patch_name_and_folder(bd_req_t *req, json_t *body, patch_t *pt) {
+  char err[256];
+  if (!qr_opt_string(body, "name", 200, &pt->name, err, sizeof err) ||
+      !qr_opt_string(body, "folder_id", 64, &pt->folder, err, sizeof err)) {
     qr_error(req, 400, "invalid_request", err, strstr(err, "name") == err ? "name" : "folder_id");
-    goto out;
+    return false;
   }
+  return true;
+}
+
+/* tags: an array of strings (null is refused), kept as a text[] literal;
+ * false: answered 400. */
+static bool patch_tags(bd_req_t *req, json_t *body, patch_t *pt) {
   json_t *tags = json_object_get(body, "tags");
-  if (tags) {
-    if (!valid_tags(tags, err, sizeof err) || json_is_null(tags)) {
-      qr_error(req, 400, "invalid_request", json_is_null(tags) ? "tags must be an array" : err, "tags");
-      goto out;
-    }
-    bd_buf_t tb = BD_BUF_INIT;
-    qr_tags_literal(&tb, tags);
-    tags_text = bd_buf_detach(&tb, NULL);
+  if (!tags) return true;
+  char err[256];
+  if (!qr_valid_tags(tags, err, sizeof err) || json_is_null(tags)) {
+    qr_error(req, 400, "invalid_request", json_is_null(tags) ? "tags must be an array" : err, "tags");
+    return false;
   }
+  bd_buf_t tb = BD_BUF_INIT;
+  qr_tags_literal(&tb, tags);
+  pt->tags_text = bd_buf_detach(&tb, NULL);
+  return true;
+}
+
+/* is_active: a boolean; false: answered 400. */
+static bool patch_is_active(bd_req_t *req, json_t *body, patch_t *pt) {
   json_t *ia = json_object_get(body, "is_active");
-  if (ia) {
-    if (!json_is_boolean(ia)) {
-      qr_error(req, 400, "invalid_request", "is_active must be a boolean", "is_active");
-      goto out;
-    }
-    active = json_is_true(ia) ? "true" : "false";
+  if (!ia) return true;
+  if (!json_is_boolean(ia)) {
+    qr_error(req, 400, "invalid_request", "is_active must be a boolean", "is_active");
+    return false;
   }
+  pt->active = json_is_true(ia) ? "true" : "false";
+  return true;
+}
+
+/* target: only the destination and its UTM tags can move, merged into the
+ * stored target (its JSON text), which must still be a URL target; false:
+ * answered 400. */
+static bool patch_target(bd_req_t *req, json_t *body, const char *stored, patch_t *pt) {
   json_t *tg = json_object_get(body, "target");
-  if (tg) {
-    if (!json_is_object(tg)) {
-      qr_error(req, 400, "invalid_request", "target must be an object", "target");
-      goto out;
-    }
-    /* only the destination and its UTM tags can move: merge into the stored target */
-    json_t *cur = json_loads(PQgetvalue(r->res, 0, 1), 0, NULL);
-    const char *k2;
-    json_t *v2;
-    json_object_foreach(tg, k2, v2) {
-      if (strcmp(k2, "destination") && strcmp(k2, "utm")) {
-        snprintf(err, sizeof err, "target.%s cannot be changed: only target.destination and target.utm", k2);
-        json_decref(cur);
-        qr_error(req, 400, "invalid_request", err, "target");
-        goto out;
-      }
-      json_object_set(cur, k2, v2);
-    }
-    bd_buf_t pl = BD_BUF_INIT;
-    bd_qr_type_t type;
-    const char *param = NULL;
-    if (bd_qr_payload(cur, &type, &pl, err, sizeof err, &param) != 0 || type != BD_QR_TYPE_URL) {
-      bd_buf_free(&pl);
+  if (!tg) return true;
+  if (!json_is_object(tg)) {
+    qr_error(req, 400, "invalid_request", "target must be an object", "target");
+    return false;
+  }
+  char err[256] = "";
+  json_t *cur = json_loads(stored, 0, NULL);
+  const char *key;
+  json_t *val;
+  json_object_foreach(tg, key, val) {
+    if (strcmp(key, "destination") && strcmp(key, "utm")) {
+      snprintf(err, sizeof err, "target.%s cannot be changed: only target.destination and target.utm", key);
       json_decref(cur);
-      qr_error(req, 400, "invalid_request", err[0] ? err : "target.destination must be a URL",
-               param ? param : "target.destination");
-      goto out;
+      qr_error(req, 400, "invalid_request", err, "target");
+      return false;
     }
+    json_object_set(cur, key, val);
+  }
+  bd_buf_t pl = BD_BUF_INIT;
+  bd_qr_type_t type;
+  const char *param = NULL;
+  if (bd_qr_payload(cur, &type, &pl, err, sizeof err, &param) != 0 || type != BD_QR_TYPE_URL) {
     bd_buf_free(&pl);
-    target_text = json_dumps(cur, JSON_COMPACT);
     json_decref(cur);
+    qr_error(req, 400, "invalid_request", err[0] ? err : "target.destination must be a URL",
+             param ? param : "target.destination");
+    return false;
   }
+  bd_buf_free(&pl);
+  pt->target_text = json_dumps(cur, JSON_COMPACT);
+  json_decref(cur);
+  return true;
+}
+
+/* design: a valid design object, kept normalised; false: answered 400. */
+static bool patch_design(bd_req_t *req, json_t *body, patch_t *pt) {
   json_t *dg = json_object_get(body, "design");
-  if (dg) {
-    const char *param = NULL;
-    bd_qr_design_t *d = json_is_object(dg) ? bd_qr_design_parse(dg, err, sizeof err, &param) : NULL;
-    if (!d) {
-      qr_error(req, 400, "invalid_request", json_is_object(dg) ? err : "design must be an object",
-               param ? param : "design");
-      goto out;
-    }
-    json_t *dj = bd_qr_design_to_json(d);
-    design_text = json_dumps(dj, JSON_COMPACT);
-    json_decref(dj);
-    bd_qr_design_free(d);
+  if (!dg) return true;
+  char err[256];
+  const char *param = NULL;
+  bd_qr_design_t *d = json_is_object(dg) ? bd_qr_design_parse(dg, err, sizeof err, &param) : NULL;
+  if (!d) {
+    qr_error(req, 400, "invalid_request", json_is_object(dg) ? err : "design must be an object",
+             param ? param : "design");
+    return false;
   }
+  json_t *dj = bd_qr_design_to_json(d);
+  pt->design_text = json_dumps(dj, JSON_COMPACT);
+  json_decref(dj);
+  bd_qr_design_free(d);
+  return true;
+}
+
+/* Sends S_PATCH (on_patched answers); the parameters are copied. */
+static void patch_send(bd_req_t *req, const patch_t *pt) {
+  qr_ctx_t *c = req->ctx;
   qr_ws_params(c);
-  const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s, name, target_text, design_text,
-                     json_object_get(body, "folder_id") ? "true" : "false", folder, tags_text, active,
-                     bd_app.cfg.public_url};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_PATCH, 11, p, on_patched, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
+  const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s, pt->name, pt->target_text, pt->design_text,
+                     json_object_get(c->body, "folder_id") ? "true" : "false", pt->folder, pt->tags_text,
+                     pt->active, bd_app.cfg.public_url};
+  bd_app_query(req, &S_PATCH, 11, p, on_patched, req);
+}
+
+/* pg callback of S_CODE_ROW: the stored kind decides what the body may
+ * change, the stored target is what a new destination is merged into;
+ * then S_PATCH. Releases the request (S_PATCH holds it again). */
+static void on_patch_row(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  qr_ctx_t *c = req->ctx;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else if (PQntuples(r->res) == 0) {
+    qr_error(req, 404, "not_found", "No such QR code", NULL);
+  } else {
+    bool dynamic = !strcmp(PQgetvalue(r->res, 0, 0), "dynamic");
+    json_t *body = c->body;
+    patch_t pt = {NULL};
+    if (patch_keys_allowed(req, body, dynamic) && patch_name_and_folder(req, body, &pt) &&
+        patch_tags(req, body, &pt) && patch_is_active(req, body, &pt) &&
+        patch_target(req, body, PQgetvalue(r->res, 0, 1), &pt) && patch_design(req, body, &pt))
+      patch_send(req, &pt);
+    patch_free(&pt);
   }
-out:
-  free(target_text);
-  free(design_text);
-  free(tags_text);
   bd_req_release(req);
 }
 
@@ -558,11 +461,7 @@ static void patch_code(bd_req_t *req) {
   if (qr_logo_step(req, patch_code)) return;
   qr_ws_params(c);
   const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_CODE_ROW, 3, p, on_patch_row, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &S_CODE_ROW, 3, p, on_patch_row, req);
 }
 
 /* --- DELETE /v1/qr-codes/{id} ---------------------------------------------------------- */
@@ -585,11 +484,7 @@ static void delete_code(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
   qr_ws_params(c);
   const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_DELETE, 3, p, on_deleted, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &S_DELETE, 3, p, on_deleted, req);
 }
 
 /* --- GET /v1/qr-codes/{id}/download ----------------------------------------------------- */
@@ -688,11 +583,7 @@ static void download(bd_req_t *req) {
   qr_ws_params(c);
   const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s,
                      d->fmt == BD_QR_PNG && d->size == 1024 ? "true" : "false"};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_DOWNLOAD, 4, p, on_download_row, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &S_DOWNLOAD, 4, p, on_download_row, req);
 }
 
 /* --- GET /v1/qr-codes/{id}/analytics ----------------------------------------------------- */
@@ -1045,7 +936,6 @@ static void flush_scans(void) {
 static void on_scan_timer(uv_timer_t *t) { flush_scans(); }
 
 void qr_codes_flush(void (*done)(void *ud), void *ud) {
-  bd_fetch_close(); /* requests have drained: no logo fetch is in flight */
   g_flush_done = done;
   g_flush_ud = ud;
   if (g_scan_timer_on) uv_timer_stop(&g_scan_timer);

@@ -1,26 +1,26 @@
-/* qr_common.c: what the /v1 handlers share (QRKit-compatible): the request
- * context, API keys (cache, lookup, scopes, mode), JSON bodies, rows sent as
- * they are, remote logos, design or template_id, list pages.
+/* qr_common.c: what the /v1 handlers of qr_batches.c and qr_codes.c share
+ * (QRKit-compatible): the request context, API keys (cache, lookup, scopes,
+ * mode), JSON bodies, rows sent as they are, remote logos, design or
+ * template_id, list pages, and validated items (qr_item_t) with their code
+ * rows. It calls nothing in the files above it.
  *
  * Request path of an authenticated call:
  *   qr_entry_scope → Bearer token → key cache (or one indexed query) → secret
  *   checked in constant time → live/test mode and scope → rate limit →
  *   Idempotency-Key (POST) → handler.
- * Responses are built by SQL functions (qr_code_json, qr_batch_json) so a
- * read is one round trip whose text is sent as it is.
-
+ * Most responses are built by SQL functions (qr_code_json, qr_batch_json) so
+ * a read is one round trip whose text is sent as it is (qr_send_json_row,
+ * qr_on_list); GET /v1/batches/{id} builds its JSON in C (qr_batches.c).
+ * Loop thread only, except the item helpers (pure).
  */
 #include "app.h"
 #include "auth.h"
 #include "fetch.h"
 #include "idem.h"
-#include "jobs.h"
 #include "json.h"
-#include "log.h"
 #include "qr.h"
 #include "qr_api.h"
 #include "util.h"
-#include "work.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,11 +153,7 @@ void qr_entry_scope(bd_req_t *req, uint32_t need, bd_handler_fn next) {
     return;
   }
   const char *p[] = {c->key_id};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_KEY, 1, p, on_key, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &S_KEY, 1, p, on_key, req);
 }
 
 /* Parses the JSON body: nesting limit, syntax, must be an object.
@@ -215,11 +211,7 @@ void qr_query_json(bd_req_t *req, bd_pg_stmt_t *st, int n, const char *const *p,
   qr_ctx_t *c = req->ctx;
   c->ok_status = ok_status;
   c->what = what;
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, st, n, p, on_json_row, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, st, n, p, on_json_row, req);
 }
 
 void qr_ws_params(qr_ctx_t *c) {
@@ -368,11 +360,7 @@ void qr_with_design(bd_req_t *req, bd_handler_fn next) {
   c->next_design = next;
   qr_ws_params(c);
   const char *p[] = {json_string_value(tpl), c->ws_s, c->mode_s};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_TEMPLATE, 3, p, on_template, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &S_TEMPLATE, 3, p, on_template, req);
 }
 
 /* Sends a list page built by SQL, wrapping its raw next_cursor into
@@ -443,3 +431,138 @@ bool qr_page_params(bd_req_t *req, char limit[8], bd_buf_t *cursor, bool *has_cu
   return true;
 }
 
+/* --- items: a batch's and a single create's ------------------------------------ */
+
+bool qr_opt_string(json_t *o, const char *key, size_t max, const char **out, char *err, size_t errsz) {
+  json_t *v = json_object_get(o, key);
+  *out = NULL;
+  if (!v || json_is_null(v)) return true;
+  if (!json_is_string(v) || json_string_length(v) > max) {
+    snprintf(err, errsz, "%s must be a string of at most %zu characters", key, max);
+    return false;
+  }
+  *out = json_string_value(v);
+  return true;
+}
+
+bool qr_valid_tags(json_t *tags, char *err, size_t errsz) {
+  if (!tags || json_is_null(tags)) return true;
+  if (!json_is_array(tags) || json_array_size(tags) > 10) {
+    snprintf(err, errsz, "tags must be an array of at most 10 strings");
+    return false;
+  }
+  size_t i;
+  json_t *t;
+  json_array_foreach(tags, i, t) {
+    if (!json_is_string(t) || json_string_length(t) == 0 || json_string_length(t) > 64) {
+      snprintf(err, errsz, "tags must be non-empty strings of at most 64 characters");
+      return false;
+    }
+  }
+  return true;
+}
+
+bool qr_item_parse(json_t *it, const bd_qr_design_t *d, qr_item_t *o, bd_buf_t *payload, char *err,
+                   size_t errsz) {
+  memset(o, 0, sizeof *o);
+  if (!json_is_object(it)) {
+    snprintf(err, errsz, "each item must be an object");
+    return false;
+  }
+  if (!qr_opt_string(it, "name", 200, &o->name, err, errsz) ||
+      !qr_opt_string(it, "folder_id", 64, &o->folder_id, err, errsz))
+    return false;
+  o->tags = json_object_get(it, "tags");
+  if (!qr_valid_tags(o->tags, err, errsz)) return false;
+  if (json_is_null(o->tags)) o->tags = NULL;
+  json_t *target = json_object_get(it, "target");
+  if (!json_is_object(target)) {
+    snprintf(err, errsz, "target is required and must be an object");
+    return false;
+  }
+  bd_qr_type_t type = (bd_qr_type_t)-1;
+  const char *param = NULL;
+  int rc = bd_qr_payload(target, &type, payload, err, errsz, &param);
+  /* a failed item still reports its type when the target made it clear */
+  if (rc == 0 || ((int)type >= 0 && !(param && !strcmp(param, "target")))) o->type = bd_qr_type_name(type);
+  if (rc != 0) return false;
+  o->target = target;
+  if (type == BD_QR_TYPE_URL) {
+    /* dynamic: the symbol encodes our short URL, the destination can change */
+    o->kind = "dynamic";
+    memcpy(o->id, "qr_", 3);
+    bd_rand_base62(o->id + 3, 20);
+    bd_rand_base62(o->short_code, 8);
+    bd_buf_reset(payload);
+    bd_buf_printf(payload, "%s/s/%s", bd_app.cfg.public_url, o->short_code);
+  } else {
+    o->kind = "static";
+    memcpy(o->id, "sqr_", 4);
+    bd_rand_base62(o->id + 4, 20);
+  }
+  if (!bd_qr_fits(payload->data, d)) {
+    snprintf(err, errsz, "the content is too long to fit in a QR code at error correction level %c",
+             bd_qr_design_ec(d));
+    return false;
+  }
+  return true;
+}
+
+static int append_cb(const char *buffer, size_t size, void *data) {
+  bd_buf_append(data, buffer, size);
+  return 0;
+}
+
+void qr_json_append(bd_buf_t *out, const json_t *j, size_t flags) {
+  json_dump_callback(j, append_cb, out, flags);
+}
+
+void qr_tags_literal(bd_buf_t *out, json_t *tags) {
+  bd_buf_putc(out, '{');
+  size_t i;
+  json_t *t;
+  json_array_foreach(tags, i, t) {
+    if (i) bd_buf_putc(out, ',');
+    bd_buf_putc(out, '"');
+    for (const char *s = json_string_value(t); *s; s++) {
+      if (*s == '"' || *s == '\\') bd_buf_putc(out, '\\');
+      bd_buf_putc(out, *s);
+    }
+    bd_buf_putc(out, '"');
+  }
+  bd_buf_putc(out, '}');
+}
+
+static void item_code_write(bd_buf_t *out, const qr_item_t *it, const char *payload) {
+  bd_jw_t w;
+  bd_jw_init(&w, out);
+  bd_jw_obj(&w);
+  bd_jw_kstr(&w, "id", it->id);
+  bd_jw_kstr(&w, "kind", it->kind);
+  bd_jw_kstr(&w, "type", it->type);
+  if (it->name) bd_jw_kstr(&w, "name", it->name);
+  bd_jw_kstr(&w, "payload", payload);
+  if (it->short_code[0]) bd_jw_kstr(&w, "short_code", it->short_code);
+  if (it->folder_id) bd_jw_kstr(&w, "folder_id", it->folder_id);
+  bd_jw_key(&w, "target");
+  if (it->target) {
+    bd_jw_raw(&w, "");
+    qr_json_append(out, it->target, JSON_COMPACT | JSON_ENCODE_ANY);
+  } else {
+    bd_jw_null(&w);
+  }
+  if (it->tags) {
+    bd_jw_key(&w, "tags");
+    bd_jw_raw(&w, "");
+    qr_json_append(out, it->tags, JSON_COMPACT);
+  }
+  bd_jw_obj_end(&w);
+}
+
+json_t *qr_item_code_json(const qr_item_t *it, const char *payload) {
+  bd_buf_t b = BD_BUF_INIT;
+  item_code_write(&b, it, payload);
+  json_t *o = json_loadb(b.data, b.len, 0, NULL);
+  bd_buf_free(&b);
+  return o;
+}

@@ -3,9 +3,11 @@
  *
  * This folder (src/qr) holds:
  *   qr_surface.c   this file: route table, the paths whose errors are
- *                  QRKit-shaped, start-up, the seed-demo section
+ *                  QRKit-shaped and that format, start-up and shutdown,
+ *                  the seed-demo section
  *   qr_common.c    request context, API keys and scopes, bodies, remote
- *                  logos, designs and templates, list pages (qr_api.h)
+ *                  logos, designs and templates, list pages, validated
+ *                  items (qr_api.h); calls none of the files below
  *   qr_batches.c   batch intake, batch reads, the qr.batch render job
  *   qr_codes.c     single codes, PATCH/DELETE, downloads, analytics,
  *                  templates, the redirect with its cache and scan counter
@@ -24,8 +26,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-void qr_format_error(const bd_req_t *req, int status, const char *code, const char *message, const char *param,
-                     bd_buf_t *out) {
+/* The surface's error format for bd_resp_error (QRKit: {"error": {code,
+ * message, param, request_id}}). */
+static void qr_format_error(const bd_req_t *req, int status, const char *code, const char *message,
+                            const char *param, bd_buf_t *out) {
   bd_jw_t w;
   bd_jw_init(&w, out);
   bd_jw_obj(&w);
@@ -115,8 +119,15 @@ static void qr_seed(bd_seed_t *s) {
 
 static void init(void) {
   qr_batches_init();
-  bd_fetch_init(bd_app.loop);
+  bd_fetch_init(bd_app.loop); /* remote logos (qr_common.c) */
   qr_codes_init();
+}
+
+/* At shutdown, once requests have drained: no logo fetch is in flight any
+ * more; then the buffered scans are written (done runs after them). */
+static void flush(void (*done)(void *ud), void *ud) {
+  bd_fetch_close();
+  qr_codes_flush(done, ud);
 }
 
 static const bd_route_t routes[] = {
@@ -144,6 +155,6 @@ const bd_surface_def_t bd_surface_qr = {
     .nroutes = BD_ARRAY_LEN(routes),
     .errors = {error_paths, qr_format_error},
     .init = init,
-    .flush = qr_codes_flush,
+    .flush = flush,
     .seed = qr_seed,
 };
