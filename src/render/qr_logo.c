@@ -43,7 +43,8 @@ static cairo_surface_t *jpeg_decode(const unsigned char *p, size_t n, bool probe
   if (jpeg_read_header(&ci, TRUE) != JPEG_HEADER_OK) longjmp(je.jb, 1);
   *w = (int)ci.image_width;
   *h = (int)ci.image_height;
-  if (probe || *w <= 0 || *h <= 0 || *w > 2048 || *h > 2048) {
+  /* the header alone gives the size: a bomb is refused before decoding */
+  if (probe || *w <= 0 || *h <= 0 || *w > BD_QR_LOGO_MAX_SIDE || *h > BD_QR_LOGO_MAX_SIDE) {
     jpeg_destroy_decompress(&ci);
     return NULL;
   }
@@ -83,7 +84,22 @@ static cairo_status_t read_mem(void *closure, unsigned char *data, unsigned int 
   return CAIRO_STATUS_SUCCESS;
 }
 
+/* The size a PNG declares in its IHDR chunk, read before anything is
+ * decoded: a few KB of deflate can declare 30000 x 30000 px (3.6 GB of
+ * pixels), which is refused here instead of allocated by the decoder. */
+static bool png_declared_size(const unsigned char *p, size_t n, uint32_t *w, uint32_t *h) {
+  static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (n < 24 || memcmp(p, sig, 8) != 0 || memcmp(p + 12, "IHDR", 4) != 0) return false;
+  *w = (uint32_t)p[16] << 24 | (uint32_t)p[17] << 16 | (uint32_t)p[18] << 8 | p[19];
+  *h = (uint32_t)p[20] << 24 | (uint32_t)p[21] << 16 | (uint32_t)p[22] << 8 | p[23];
+  return true;
+}
+
 static cairo_surface_t *png_decode(const unsigned char *p, size_t n) {
+  uint32_t dw, dh;
+  if (!png_declared_size(p, n, &dw, &dh) || dw == 0 || dh == 0 || dw > BD_QR_LOGO_MAX_SIDE ||
+      dh > BD_QR_LOGO_MAX_SIDE)
+    return NULL;
   mem_reader_t rd = {p, n, 0};
   cairo_surface_t *s = cairo_image_surface_create_from_png_stream(read_mem, &rd);
   if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) {
@@ -117,7 +133,7 @@ bool bd_qr_logo_probe(int kind, const unsigned char *p, size_t n) {
     w = cairo_image_surface_get_width(s);
     h = cairo_image_surface_get_height(s);
     cairo_surface_destroy(s);
-    return w > 0 && h > 0 && w <= 2048 && h <= 2048;
+    return w > 0 && h > 0 && w <= BD_QR_LOGO_MAX_SIDE && h <= BD_QR_LOGO_MAX_SIDE;
   }
   case BD_QR_LOGO_JPEG: {
     cairo_surface_t *s = jpeg_decode(p, n, false, &w, &h);

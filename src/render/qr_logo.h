@@ -8,6 +8,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Largest width and height of a raster logo, in pixels. Checked against
+ * the size the file declares (PNG IHDR, JPEG SOF) before a pixel is
+ * decoded, so a small file that would decode to gigabytes is refused. */
+#define BD_QR_LOGO_MAX_SIDE 2048
+
 enum { BD_QR_LOGO_PNG = 1, BD_QR_LOGO_JPEG, BD_QR_LOGO_SVG }; /* kinds of logo bytes */
 
 /* The bytes decode as an image of that kind. */

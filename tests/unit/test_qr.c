@@ -6,6 +6,8 @@
  * for SVG logos). The external tools run on temporary files under $TMPDIR.
  */
 #include "qr.h"
+#include "qr_logo.h"
+#include "util.h"
 
 #include "unit.h"
 
@@ -15,7 +17,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
+#include <zlib.h>
 
 /* --- helpers ---------------------------------------------------------------------- */
 
@@ -632,6 +636,85 @@ static void test_design_errors(void) {
   check_design_err("{\"error_correction\": \"H\", \"logo\": {}}", "design.logo.url");
 }
 
+/* --- decompression bombs ----------------------------------------------------------- */
+
+static void png_chunk(bd_buf_t *out, const char *type, const unsigned char *data, uint32_t n) {
+  unsigned char be[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16), (unsigned char)(n >> 8),
+                         (unsigned char)n};
+  bd_buf_append(out, (const char *)be, 4);
+  size_t at = out->len;
+  bd_buf_append(out, type, 4);
+  if (n) bd_buf_append(out, (const char *)data, n);
+  uint32_t crc = (uint32_t)crc32(0, (const unsigned char *)out->data + at, (uInt)(n + 4));
+  unsigned char c[4] = {(unsigned char)(crc >> 24), (unsigned char)(crc >> 16), (unsigned char)(crc >> 8),
+                        (unsigned char)crc};
+  bd_buf_append(out, (const char *)c, 4);
+}
+
+/* A valid 8-bit grey PNG of side x side black pixels, deflated as it is made
+ * (one row at a time, so making it costs no memory): at 16000 px it is about
+ * 250 KB and decodes to 1 GB of cairo pixels. */
+static void png_bomb(bd_buf_t *out, uint32_t side) {
+  static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  bd_buf_append(out, (const char *)sig, 8);
+  unsigned char ihdr[13] = {(unsigned char)(side >> 24), (unsigned char)(side >> 16), (unsigned char)(side >> 8),
+                            (unsigned char)side,         (unsigned char)(side >> 24), (unsigned char)(side >> 16),
+                            (unsigned char)(side >> 8),  (unsigned char)side,         8, 0, 0, 0, 0};
+  png_chunk(out, "IHDR", ihdr, 13);
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  deflateInit(&z, 9);
+  unsigned char *row = calloc(1, side + 1), *zout = malloc(1 << 16);
+  bd_buf_t idat = BD_BUF_INIT;
+  for (uint32_t y = 0; y <= side; y++) {
+    z.next_in = row;
+    z.avail_in = y < side ? side + 1 : 0;
+    int flush = y < side ? Z_NO_FLUSH : Z_FINISH;
+    do {
+      z.next_out = zout;
+      z.avail_out = 1 << 16;
+      deflate(&z, flush);
+      bd_buf_append(&idat, (const char *)zout, (1 << 16) - z.avail_out);
+    } while (z.avail_out == 0);
+  }
+  deflateEnd(&z);
+  png_chunk(out, "IDAT", (const unsigned char *)idat.data, (uint32_t)idat.len);
+  png_chunk(out, "IEND", NULL, 0);
+  bd_buf_free(&idat);
+  free(row);
+  free(zout);
+}
+
+static long max_rss_kb(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss;
+}
+
+/* A logo that declares more than BD_QR_LOGO_MAX_SIDE px is refused from its
+ * header: probing it, or parsing a design that carries it, allocates next to
+ * nothing (decoding it would take 1 GB), and the small one beside it passes. */
+static void test_logo_bomb(void) {
+  bd_buf_t small = BD_BUF_INIT, bomb = BD_BUF_INIT;
+  png_bomb(&small, 64);
+  png_bomb(&bomb, 16000);
+  CHECK(bomb.len < 1024 * 1024); /* within the 1 MiB of a logo */
+  CHECK(bd_qr_logo_probe(BD_QR_LOGO_PNG, (const unsigned char *)small.data, small.len));
+  long before = max_rss_kb();
+  CHECK(!bd_qr_logo_probe(BD_QR_LOGO_PNG, (const unsigned char *)bomb.data, bomb.len));
+  bd_buf_t json = BD_BUF_INIT;
+  bd_buf_puts(&json, "{\"error_correction\": \"H\", \"logo\": {\"url\": \"data:image/png;base64,");
+  bd_b64_encode(&json, bomb.data, bomb.len);
+  bd_buf_puts(&json, "\"}}");
+  check_design_err(json.data, "design.logo.url");
+  long grown_mb = (max_rss_kb() - before) / 1024;
+  if (grown_mb >= 64) fprintf(stderr, "  the bomb grew the peak RSS by %ld MB\n", grown_mb);
+  CHECK(grown_mb < 64);
+  bd_buf_free(&json);
+  bd_buf_free(&small);
+  bd_buf_free(&bomb);
+}
+
 /* --- rendering ----------------------------------------------------------------------------- */
 
 /* Every payload type, built by bd_qr_payload, decodes back exactly. */
@@ -965,6 +1048,7 @@ int main(void) {
   RUN(test_payload_vcard);
   RUN(test_design_parse_and_json);
   RUN(test_design_errors);
+  RUN(test_logo_bomb);
   RUN(test_render_every_type);
   RUN(test_render_png_fast_path);
   RUN(test_render_fast_path_pixels);
