@@ -807,19 +807,6 @@ static bool wants_json(const bd_req_t *req) {
   return false;
 }
 
-static void html_escape(bd_buf_t *b, const char *s) {
-  for (; s && *s; s++) {
-    switch (*s) {
-      case '<': bd_buf_puts(b, "&lt;"); break;
-      case '>': bd_buf_puts(b, "&gt;"); break;
-      case '&': bd_buf_puts(b, "&amp;"); break;
-      case '"': bd_buf_puts(b, "&quot;"); break;
-      case '\'': bd_buf_puts(b, "&#39;"); break;
-      default: bd_buf_putc(b, *s);
-    }
-  }
-}
-
 static const char k_html_head[] =
     "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
     "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
@@ -833,7 +820,7 @@ static void verify_html(bd_req_t *req, json_t *v, const char *ref) {
   bd_buf_puts(&b, k_html_head);
   if (!v) {
     bd_buf_puts(&b, "<h1>Certificate not found</h1><p>No certificate has the reference <code>");
-    html_escape(&b, ref);
+    bd_html_escape(&b, ref);
     bd_buf_puts(&b, "</code>.</p></body></html>");
     bd_resp_header(req, "Cache-Control", "no-store");
     bd_resp_send(req, 404, "text/html; charset=utf-8", b.data, b.len);
@@ -864,7 +851,7 @@ static void verify_html(bd_req_t *req, json_t *v, const char *ref) {
     bd_buf_printf(&b, "<dt>%s</dt><dd>", rows[i].label);
     bool code = i >= 5;
     if (code) bd_buf_puts(&b, "<code>");
-    html_escape(&b, rows[i].val);
+    bd_html_escape(&b, rows[i].val);
     if (code) bd_buf_puts(&b, "</code>");
     bd_buf_puts(&b, "</dd>");
   }
@@ -874,20 +861,20 @@ static void verify_html(bd_req_t *req, json_t *v, const char *ref) {
     for (size_t i = 0; i < json_array_size(sigs); i++) {
       json_t *s = json_array_get(sigs, i);
       bd_buf_puts(&b, "<dd>");
-      html_escape(&b, json_string_value(json_object_get(s, "name")));
+      bd_html_escape(&b, json_string_value(json_object_get(s, "name")));
       const char *d = json_string_value(json_object_get(s, "designation"));
       if (d && *d) {
         bd_buf_puts(&b, ", ");
-        html_escape(&b, d);
+        bd_html_escape(&b, d);
       }
       bd_buf_puts(&b, "</dd>");
     }
   }
   bd_buf_puts(&b, "</dl><p>The signature covers the canonical record below; the public keys are at "
                   "<a href=\"");
-  html_escape(&b, json_string_value(json_object_get(sig, "keys_url")));
+  bd_html_escape(&b, json_string_value(json_object_get(sig, "keys_url")));
   bd_buf_puts(&b, "\">batchd-keys.json</a>.</p><pre><code>");
-  html_escape(&b, json_string_value(json_object_get(sig, "canonical_record")));
+  bd_html_escape(&b, json_string_value(json_object_get(sig, "canonical_record")));
   bd_buf_puts(&b, "</code></pre></body></html>");
   bd_resp_header(req, "Cache-Control", "no-cache");
   bd_resp_send(req, 200, "text/html; charset=utf-8", b.data, b.len);

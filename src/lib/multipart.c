@@ -208,163 +208,208 @@ int bd_mp_finish(bd_mp_t *m) {
 
 /* ---- the push parser -------------------------------------------------- */
 
+/* Every step below handles the byte(s) at p[*i] in the current state and
+ * advances *i past what it consumed. It returns BD_MP_OK to go on,
+ * BD_MP_PAUSED (a callback paused: *i already counts the bytes handed to
+ * it) or a negative status, which is then also m->err (sticky). State must
+ * already describe "after this callback" when a callback runs. */
+
 static bool delim_term(char c) { return c == '-' || c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* A step's result for a callback's: go on, pause, or abort for good. */
+static int cb_status(bd_mp_t *m, int rc) {
+  if (rc == BD_MP_CB_OK) return BD_MP_OK;
+  if (rc == BD_MP_CB_PAUSE) return BD_MP_PAUSED;
+  return m->err = BD_MP_ECALLBACK;
+}
+
+/* Runs callback `fn` (a NULL member counts as BD_MP_CB_OK): a step's result. */
+#define CALL(m, fn, ...) cb_status((m), (m)->cb.fn ? (m)->cb.fn((m)->ud, ##__VA_ARGS__) : BD_MP_CB_OK)
+
+static int fail(bd_mp_t *m, int code) { return m->err = code; }
+
+/* Finds the next delimiter candidate in p[pos..n): returns its offset (n if
+ * none) and sets *full when it is complete, terminator included; otherwise
+ * the candidate runs off the end of the chunk. */
+static size_t find_delim(const bd_mp_t *m, const char *p, size_t pos, size_t n, bool *full) {
+  *full = false;
+  while (pos < n) {
+    const char *cr = memchr(p + pos, '\r', n - pos);
+    if (!cr) break;
+    size_t k = (size_t)(cr - p), avail = n - k;
+    if (avail > m->dlen) {
+      if (memcmp(cr, m->delim, m->dlen) == 0 && delim_term(cr[m->dlen])) {
+        *full = true;
+        return k;
+      }
+    } else if (memcmp(cr, m->delim, avail) == 0) {
+      return k; /* candidate runs off the end of the chunk */
+    }
+    pos = k + 1;
+  }
+  return n;
+}
+
+/* A whole delimiter was consumed: the current part (if any) ends. */
+static int delimiter_seen(bd_mp_t *m) {
+  bool body = m->state == S_BODY;
+  m->state = S_AFTER_DELIM;
+  return body ? CALL(m, on_part_end) : BD_MP_OK;
+}
+
+/* S_PREAMBLE, S_BODY with m->match bytes of a delimiter held from an
+ * earlier chunk: p[*i] extends it, completes it, or proves it data. */
+static int scan_held(bd_mp_t *m, const char *p, size_t *i) {
+  if (m->match < m->dlen) {
+    if (p[*i] == m->delim[m->match]) {
+      m->match++, (*i)++;
+      return BD_MP_OK;
+    }
+  } else if (delim_term(p[*i])) {
+    m->match = 0;
+    return delimiter_seen(m);
+  }
+  size_t held = m->match; /* not a delimiter: replay what we held back */
+  m->match = 0;
+  /* p[*i] is examined again in scan mode */
+  return m->state == S_BODY ? CALL(m, on_part_data, m->delim, held) : BD_MP_OK;
+}
+
+/* S_PREAMBLE, S_BODY, nothing held: hands the bytes up to the next
+ * delimiter candidate to on_part_data (in S_BODY), then consumes the
+ * delimiter or holds the candidate's prefix that ends the chunk. */
+static int scan_run(bd_mp_t *m, const char *p, size_t n, size_t *i) {
+  size_t start = *i;
+  bool full;
+  size_t at = find_delim(m, p, start, n, &full);
+  if (m->state == S_BODY && at > start) {
+    *i = at; /* on pause, the delimiter candidate is re-scanned on re-feed */
+    int st = CALL(m, on_part_data, p + start, at - start);
+    if (st != BD_MP_OK) return st;
+  }
+  if (at == n) {
+    *i = n;
+    return BD_MP_OK;
+  }
+  if (!full) {
+    m->match = n - at;
+    *i = n;
+    return BD_MP_OK;
+  }
+  *i = at + m->dlen;
+  return delimiter_seen(m);
+}
+
+/* S_AFTER_DELIM: "-" may start the closing "--", anything else is padding. */
+static int after_delim(bd_mp_t *m, const char *p, size_t *i) {
+  if (p[*i] == '-') {
+    m->state = S_CLOSE, (*i)++;
+    return BD_MP_OK;
+  }
+  m->state = S_PAD;
+  return BD_MP_OK;
+}
+
+/* The LF ending the boundary line at p[*i]: a new part's headers follow. */
+static int begin_part(bd_mp_t *m, size_t *i) {
+  (*i)++;
+  if (++m->nparts > m->lim.max_parts) return fail(m, BD_MP_ETOO_MANY_PARTS);
+  m->hlen = m->hline = 0;
+  m->state = S_HEADERS;
+  return BD_MP_OK;
+}
+
+/* S_PAD: spaces and tabs up to the CRLF or LF of the boundary line. */
+static int boundary_pad(bd_mp_t *m, const char *p, size_t *i) {
+  if (ows(p[*i])) {
+    (*i)++;
+    return BD_MP_OK;
+  }
+  if (p[*i] == '\r') {
+    m->state = S_LF, (*i)++;
+    return BD_MP_OK;
+  }
+  if (p[*i] != '\n') return fail(m, BD_MP_ESYNTAX);
+  return begin_part(m, i);
+}
+
+/* S_LF: the boundary line's CR must be followed by LF. */
+static int boundary_lf(bd_mp_t *m, const char *p, size_t *i) {
+  if (p[*i] != '\n') return fail(m, BD_MP_ESYNTAX);
+  return begin_part(m, i);
+}
+
+/* S_CLOSE: the second '-' of the closing delimiter. */
+static int close_dash(bd_mp_t *m, const char *p, size_t *i) {
+  if (p[*i] != '-') return fail(m, BD_MP_ESYNTAX);
+  (*i)++;
+  m->state = S_EPILOGUE;
+  m->done = true;
+  return CALL(m, on_done);
+}
+
+/* The empty line ended the header block hbuf[0..hline): the part begins. */
+static int headers_done(bd_mp_t *m) {
+  bd_mp_part_t part;
+  int hr = parse_headers(m, m->hline, &part);
+  if (hr != BD_MP_OK) return fail(m, hr);
+  m->state = S_BODY;
+  m->match = 0;
+  return CALL(m, on_part_begin, &part);
+}
+
+/* S_HEADERS: collects header bytes up to and including the next LF. */
+static int header_line(bd_mp_t *m, const char *p, size_t n, size_t *i) {
+  const char *nl = memchr(p + *i, '\n', n - *i);
+  size_t end = nl ? (size_t)(nl - p) + 1 : n, len = end - *i;
+  if (len > m->lim.max_header_bytes - m->hlen) return fail(m, BD_MP_EHEADER_TOO_BIG);
+  memcpy(m->hbuf + m->hlen, p + *i, len);
+  m->hlen += len;
+  *i = end;
+  if (!nl) return BD_MP_OK;
+  size_t ll = m->hlen - m->hline - 1; /* the line without its LF */
+  if (ll && m->hbuf[m->hline + ll - 1] == '\r') ll--;
+  if (ll) {
+    m->hline = m->hlen;
+    return BD_MP_OK;
+  }
+  return headers_done(m);
+}
+
+/* One step in the current state (i < n). */
+static int step(bd_mp_t *m, const char *p, size_t n, size_t *i) {
+  switch (m->state) {
+  case S_PREAMBLE:
+  case S_BODY: return m->match ? scan_held(m, p, i) : scan_run(m, p, n, i);
+  case S_AFTER_DELIM: return after_delim(m, p, i);
+  case S_PAD: return boundary_pad(m, p, i);
+  case S_LF: return boundary_lf(m, p, i);
+  case S_CLOSE: return close_dash(m, p, i);
+  case S_HEADERS: return header_line(m, p, n, i);
+  case S_EPILOGUE:
+    *i = n; /* discarded */
+    return BD_MP_OK;
+  }
+  return BD_MP_OK;
+}
+
+#undef CALL
 
 size_t bd_mp_feed(bd_mp_t *m, const char *p, size_t n, int *status) {
   size_t i = 0;
-  int rc;
   if (m->err) {
     *status = m->err;
     return 0;
   }
-/* Runs a callback; returns from bd_mp_feed on pause or abort. State must
- * already describe "after this callback" and i the bytes consumed. */
-#define CALL(fn, ...)                                                  \
-  do {                                                                 \
-    rc = m->cb.fn ? m->cb.fn(m->ud, ##__VA_ARGS__) : BD_MP_CB_OK;      \
-    if (rc != BD_MP_CB_OK) {                                           \
-      if (rc == BD_MP_CB_PAUSE) {                                      \
-        *status = BD_MP_PAUSED;                                        \
-        return i;                                                      \
-      }                                                                \
-      goto abort_cb;                                                   \
-    }                                                                  \
-  } while (0)
-#define FAIL(code)   \
-  do {               \
-    m->err = (code); \
-    goto fail;       \
-  } while (0)
-
   while (i < n) {
-    switch (m->state) {
-    case S_PREAMBLE:
-    case S_BODY: {
-      bool body = m->state == S_BODY;
-      if (m->match) {
-        /* Continue a delimiter that started in an earlier chunk. */
-        if (m->match < m->dlen) {
-          if (p[i] == m->delim[m->match]) {
-            m->match++, i++;
-            continue;
-          }
-        } else if (delim_term(p[i])) {
-          m->match = 0;
-          goto delimiter;
-        }
-        size_t held = m->match; /* not a delimiter: replay what we held back */
-        m->match = 0;
-        if (body) CALL(on_part_data, m->delim, held);
-        continue; /* p[i] is examined again in scan mode */
-      }
-      size_t start = i, pos = i, at = n;
-      bool full = false;
-      while (pos < n) {
-        const char *cr = memchr(p + pos, '\r', n - pos);
-        if (!cr) break;
-        size_t k = (size_t)(cr - p), avail = n - k;
-        if (avail > m->dlen) {
-          if (memcmp(cr, m->delim, m->dlen) == 0 && delim_term(cr[m->dlen])) {
-            at = k, full = true;
-            break;
-          }
-        } else if (memcmp(cr, m->delim, avail) == 0) {
-          at = k; /* candidate runs off the end of the chunk */
-          break;
-        }
-        pos = k + 1;
-      }
-      if (body && at > start) {
-        i = at; /* on pause, the delimiter candidate is re-scanned on re-feed */
-        CALL(on_part_data, p + start, at - start);
-      }
-      if (at == n) {
-        i = n;
-        continue;
-      }
-      if (!full) {
-        m->match = n - at;
-        i = n;
-        continue;
-      }
-      i = at + m->dlen;
-    delimiter:
-      if (m->state == S_BODY) {
-        m->state = S_AFTER_DELIM;
-        CALL(on_part_end);
-      }
-      m->state = S_AFTER_DELIM;
-      continue;
-    }
-    case S_AFTER_DELIM:
-      if (p[i] == '-') {
-        m->state = S_CLOSE, i++;
-        continue;
-      }
-      m->state = S_PAD;
-      continue;
-    case S_PAD:
-      if (ows(p[i])) {
-        i++;
-        continue;
-      }
-      if (p[i] == '\r') {
-        m->state = S_LF, i++;
-        continue;
-      }
-      if (p[i] != '\n') FAIL(BD_MP_ESYNTAX);
-      goto begin_part;
-    case S_LF:
-      if (p[i] != '\n') FAIL(BD_MP_ESYNTAX);
-    begin_part:
-      i++;
-      if (++m->nparts > m->lim.max_parts) FAIL(BD_MP_ETOO_MANY_PARTS);
-      m->hlen = m->hline = 0;
-      m->state = S_HEADERS;
-      continue;
-    case S_CLOSE:
-      if (p[i] != '-') FAIL(BD_MP_ESYNTAX);
-      i++;
-      m->state = S_EPILOGUE;
-      m->done = true;
-      CALL(on_done);
-      continue;
-    case S_HEADERS: {
-      const char *nl = memchr(p + i, '\n', n - i);
-      size_t end = nl ? (size_t)(nl - p) + 1 : n, len = end - i;
-      if (len > m->lim.max_header_bytes - m->hlen) FAIL(BD_MP_EHEADER_TOO_BIG);
-      memcpy(m->hbuf + m->hlen, p + i, len);
-      m->hlen += len;
-      i = end;
-      if (!nl) continue;
-      size_t ll = m->hlen - m->hline - 1; /* the line without its LF */
-      if (ll && m->hbuf[m->hline + ll - 1] == '\r') ll--;
-      if (ll) {
-        m->hline = m->hlen;
-        continue;
-      }
-      bd_mp_part_t part;
-      int hr = parse_headers(m, m->hline, &part);
-      if (hr != BD_MP_OK) FAIL(hr);
-      m->state = S_BODY;
-      m->match = 0;
-      CALL(on_part_begin, &part);
-      continue;
-    }
-    case S_EPILOGUE:
-      i = n;
-      continue;
+    int st = step(m, p, n, &i);
+    if (st != BD_MP_OK) {
+      *status = st;
+      return i;
     }
   }
   *status = m->done ? BD_MP_DONE : BD_MP_OK;
   return i;
-abort_cb:
-  m->err = BD_MP_ECALLBACK;
-fail:
-  *status = m->err;
-  return i;
-#undef CALL
-#undef FAIL
 }
 
 /* ---- Laravel field names ---------------------------------------------- */

@@ -255,6 +255,19 @@ void bd_url_encode(bd_buf_t *out, const char *s, size_t n) {
   out->data[out->len] = '\0'; /* reserved above; matters when n == 0 on a fresh buffer */
 }
 
+void bd_html_escape(bd_buf_t *out, const char *s) {
+  for (; s && *s; s++) {
+    switch (*s) {
+    case '<': bd_buf_puts(out, "&lt;"); break;
+    case '>': bd_buf_puts(out, "&gt;"); break;
+    case '&': bd_buf_puts(out, "&amp;"); break;
+    case '"': bd_buf_puts(out, "&quot;"); break;
+    case '\'': bd_buf_puts(out, "&#39;"); break;
+    default: bd_buf_putc(out, *s);
+    }
+  }
+}
+
 /* Whether the form-encoded key k[0..n) decodes to exactly name[0..nl),
  * without allocating. */
 static bool key_eq(const char *k, size_t n, const char *name, size_t nl) {

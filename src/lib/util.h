@@ -33,6 +33,11 @@ bool bd_url_decode(bd_buf_t *out, const char *s, size_t n, bool form);
 /* Percent-encodes everything but unreserved characters (RFC 3986). */
 void bd_url_encode(bd_buf_t *out, const char *s, size_t n);
 
+/* Escapes s for HTML text and quoted attribute values: & < > " and ' become
+ * entities (&amp; &lt; &gt; &quot; &#39;), every other byte is copied as
+ * it is (UTF-8 passes through). Appended to out; NULL s appends nothing. */
+void bd_html_escape(bd_buf_t *out, const char *s);
+
 /* Finds parameter `name` in a raw query string ("a=1&b=x%20y", without '?')
  * and appends its decoded value to out ('+' is a space). Returns true when
  * present (even if empty, as in "a" or "a="); out->data is then a valid

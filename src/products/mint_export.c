@@ -362,11 +362,7 @@ static void export_start(bd_req_t *req, const char *id, bool zip) {
   req->ctx = e;
   bd_req_defer(req, exp_free, e);
   const char *p[] = {e->job, e->sub};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_JOB, 2, p, on_job, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &S_JOB, 2, p, on_job, req);
 }
 
 void bd_export_csv(bd_req_t *req) {

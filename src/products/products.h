@@ -1,6 +1,9 @@
 /* products.h: the products surface's private header (/rpc, exports,
  * resolver, passports): the helpers of products_common.c, then the
- * handlers and start-up hooks products_surface.c wires up. Loop thread only.
+ * handlers and start-up hooks products_surface.c wires up. Calls go one
+ * way: products_surface.c → rpc.c, mint.c, mint_export.c, resolver.c →
+ * products_common.c, which calls none of them; the four in the middle do
+ * not call each other. Loop thread only.
  */
 #ifndef BD_PRODUCTS_H
 #define BD_PRODUCTS_H
@@ -22,8 +25,11 @@ void bd_rpc_error(bd_req_t *req, int status, const char *code, const char *messa
  * answers 401 and returns false. */
 bool bd_rpc_authenticate(bd_req_t *req, char sub[201]) BD_MUSTCHECK;
 
-/* Maps a failed query of an rpc_*-style function to a PostgREST error
- * (SQLSTATE → status as in rpc.c) or 503/500. */
+/* Maps a failed query of an rpc_*-style function to a PostgREST error:
+ *   42501 → 403 Forbidden    22023, 22P02, 23502, 23514, 22003, 22001 → 400 Invalid input
+ *   P0002 → 404              23505 → 409
+ * anything else as bd_app_db_error (unavailable → 503, else 500). Does
+ * not release the request. */
 void bd_rpc_db_error(bd_req_t *req, const bd_pg_result_t *r);
 
 /* rpc.c: POST /rpc/{fn} and /rest/v1/rpc/{fn} */

@@ -1,13 +1,16 @@
-/* products_common.c: what every handler of the products surface shares:
- * PostgREST-shaped error bodies, the SQLSTATE → status map of the rpc_*
- * functions, and the Bearer JWT check. Loop thread only.
+/* products_common.c: what the handlers of the products surface share:
+ * PostgREST-shaped error bodies (also the surface's error format), the
+ * SQLSTATE → status map of the rpc_* functions, and the Bearer JWT check.
+ * It calls only the core and the libraries, no other file of this folder.
+ * Loop thread only.
  */
 #include "products.h"
 
 #include "app.h"
 #include "auth.h"
 #include "json.h"
-#include "util.h"
+
+#include <jansson.h>
 
 #include <stdio.h>
 #include <stdlib.h>

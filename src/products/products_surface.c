@@ -9,6 +9,8 @@
  *   mint.c              the pp.mint job: units written by parallel COPY
  *   mint_export.c       GET /exports/mint-jobs/{id}.csv and …/qr.zip
  *   resolver.c          GET /01/…, /.well-known/gs1resolver, /passports/{id}
+ * Calls go downwards only: this file → rpc.c, mint.c, mint_export.c,
+ * resolver.c (which do not call each other) → products_common.c.
  * It uses the core (src/core), the libraries (src/lib) and the renderer
  * (src/render), and no other surface.
  */
@@ -16,9 +18,10 @@
 
 #include "app.h"
 #include "auth.h"
-#include "json.h"
+#include "seed.h"
 #include "surface.h"
-#include "util.h"
+
+#include <jansson.h>
 
 #include <stdio.h>
 #include <stdlib.h>

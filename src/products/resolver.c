@@ -34,7 +34,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <strings.h>
 
 #define KEY_MAX (BD_GS1_GTIN14_LEN + 2 + 2 * BD_GS1_VALUE_MAX + 1)
 
@@ -302,25 +301,12 @@ static bool parse_passport_id(const char *id, passport_ctx_t *c) {
   return ok;
 }
 
-static void html_esc(bd_buf_t *b, const char *s) {
-  for (; s && *s; s++) {
-    switch (*s) {
-    case '<': bd_buf_puts(b, "&lt;"); break;
-    case '>': bd_buf_puts(b, "&gt;"); break;
-    case '&': bd_buf_puts(b, "&amp;"); break;
-    case '"': bd_buf_puts(b, "&quot;"); break;
-    case '\'': bd_buf_puts(b, "&#39;"); break;
-    default: bd_buf_putc(b, *s);
-    }
-  }
-}
-
 static void html_row(bd_buf_t *b, const char *k, const char *v) {
   if (!v) return;
   bd_buf_puts(b, "<tr><th>");
-  html_esc(b, k);
+  bd_html_escape(b, k);
   bd_buf_puts(b, "</th><td>");
-  html_esc(b, v);
+  bd_html_escape(b, v);
   bd_buf_puts(b, "</td></tr>\n");
 }
 
@@ -349,13 +335,13 @@ static void passport_html(bd_req_t *req, json_t *doc) {
   bd_buf_t b = BD_BUF_INIT;
   bd_buf_puts(&b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                   "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>");
-  html_esc(&b, name);
+  bd_html_escape(&b, name);
   bd_buf_puts(&b, " - digital product passport</title>\n<style>body{font-family:system-ui,sans-serif;max-width:40em;"
                   "margin:2em auto;padding:0 1em}th{text-align:left;padding-right:1em}.recall{background:#fdd;"
                   "padding:.5em;border:1px solid #c00}</style></head>\n<body>\n<h1>");
-  html_esc(&b, name);
+  bd_html_escape(&b, name);
   bd_buf_puts(&b, "</h1>\n<p>Digital product passport (");
-  html_esc(&b, json_string_value(json_object_get(doc, "level")));
+  bd_html_escape(&b, json_string_value(json_object_get(doc, "level")));
   bd_buf_puts(&b, " level)</p>\n");
   if (status && !strcmp(status, "recalled"))
     bd_buf_puts(&b, "<p class=\"recall\"><strong>This batch has been recalled.</strong></p>\n");
@@ -387,7 +373,7 @@ static void passport_404(bd_req_t *req, bool json, int status, const char *what)
                     "<body><h1>%s</h1><p>",
                 status == 400 ? "Invalid passport link" : "Passport not found",
                 status == 400 ? "Invalid passport link" : "Passport not found");
-  html_esc(&b, what);
+  bd_html_escape(&b, what);
   bd_buf_puts(&b, "</p></body></html>\n");
   bd_resp_send(req, status, "text/html; charset=utf-8", b.data, b.len);
   bd_buf_free(&b);
@@ -422,9 +408,5 @@ void bd_passport_handle(bd_req_t *req) {
     return;
   }
   const char *p[] = {c->gtin, c->lot[0] ? c->lot : NULL, c->serial[0] ? c->serial : NULL, bd_app.cfg.public_url};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &S_PASSPORT, 4, p, on_passport, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &S_PASSPORT, 4, p, on_passport, req);
 }

@@ -6,18 +6,19 @@
  * required, `sub` is the user); brand roles decide what it may do. Each
  * function is one call to its rpc_* SQL function (src/sql/003_products.sql)
  * with (sub, arguments): the logic, the role checks and the validation run
- * in one round trip, and SQLSTATEs become PostgREST-shaped errors here:
- *   42501 → 403 Forbidden       22023, 22P02, 23502, 23514 → 400 Invalid input
- *   P0002 → 404                 23505 → 409
+ * in one round trip, and SQLSTATEs become PostgREST-shaped errors
+ * (bd_rpc_db_error, products_common.c; the map is in products.h). The
+ * body is checked here (a JSON object within BATCHD_MAX_JSON_DEPTH), the
+ * call runs under bd_idem_wrap (Idempotency-Key), and a submitted mint
+ * request kicks the job runner.
  */
 #include "app.h"
-#include "auth.h"
 #include "idem.h"
 #include "jobs.h"
 #include "json.h"
-#include "log.h"
 #include "products.h"
-#include "util.h"
+
+#include <jansson.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,11 +66,7 @@ static void on_rpc(void *ud, const bd_pg_result_t *r) {
 static void call(bd_req_t *req) {
   rpc_ctx_t *c = req->ctx;
   const char *p[] = {c->sub, req->body.data, bd_app.cfg.public_url};
-  bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, &c->fn->stmt, c->fn->nparams ? c->fn->nparams : 2, p, on_rpc, req) != 0) {
-    bd_app_unavailable(req);
-    bd_req_release(req);
-  }
+  bd_app_query(req, &c->fn->stmt, c->fn->nparams ? c->fn->nparams : 2, p, on_rpc, req);
 }
 
 void bd_rpc_handle(bd_req_t *req) {

@@ -1038,94 +1038,75 @@ static bool parse_logo(const json_t *logo, bd_qr_design_t *d, char *err, size_t 
   return true;
 }
 
-bd_qr_design_t *bd_qr_design_parse(const json_t *j, char *err, size_t errsz, const char **param) {
-  bd_qr_design_t *d = bd_calloc(1, sizeof *d);
-  d->ec = 'M';
-  d->fg = 0x000000;
-  d->bg = 0xFFFFFF;
-  if (param) *param = NULL;
-  if (!j || json_is_null(j)) return d;
-  if (!json_is_object(j))
-    return fail(err, errsz, param, "design", "design must be an object"), dfail(d);
-  static const char *const top[] = {
-      "error_correction",      "colors", "gradient", "shapes", "eye_colors", "logo",
-      "transparent_background"};
-  if (!known_members(j, top, BD_ARRAY_LEN(top), "design", err, errsz, param)) return dfail(d);
-
+/* design.error_correction: L, M, Q or H, either case; absent/null keeps M. */
+static bool parse_ec(const json_t *j, bd_qr_design_t *d, char *err, size_t errsz,
+                     const char **param) {
   json_t *ec = json_object_get(j, "error_correction");
-  if (ec && !json_is_null(ec)) {
-    const char *e = json_string_value(ec);
-    if (!e || strlen(e) != 1 || !strchr("LMQHlmqh", e[0]))
-      return fail(err, errsz, param, "design.error_correction",
-                  "design.error_correction must be L, M, Q or H"),
-             dfail(d);
-    d->ec = (char)(e[0] & ~0x20);
-  }
+  if (!ec || json_is_null(ec)) return true;
+  const char *e = json_string_value(ec);
+  if (!e || strlen(e) != 1 || !strchr("LMQHlmqh", e[0]))
+    return !fail(err, errsz, param, "design.error_correction",
+                 "design.error_correction must be L, M, Q or H");
+  d->ec = (char)(e[0] & ~0x20);
+  return true;
+}
 
-  const json_t *colors, *g, *sh, *eyes, *logo;
-  if (!obj_member(j, "colors", &colors, "design.colors", err, errsz, param) ||
-      !obj_member(j, "gradient", &g, "design.gradient", err, errsz, param) ||
-      !obj_member(j, "shapes", &sh, "design.shapes", err, errsz, param) ||
-      !obj_member(j, "eye_colors", &eyes, "design.eye_colors", err, errsz, param) ||
-      !obj_member(j, "logo", &logo, "design.logo", err, errsz, param))
-    return dfail(d);
-
+/* design.colors: foreground and background. */
+static bool parse_colors(const json_t *colors, bd_qr_design_t *d, char *err, size_t errsz,
+                         const char **param) {
   static const char *const k_colors[] = {"foreground", "background"};
-  if (colors && (!known_members(colors, k_colors, 2, "design.colors", err, errsz, param) ||
-                 !color_member(colors, "foreground", &d->fg, NULL, "design.colors.foreground", err,
-                               errsz, param) ||
-                 !color_member(colors, "background", &d->bg, NULL, "design.colors.background", err,
-                               errsz, param)))
-    return dfail(d);
+  return known_members(colors, k_colors, 2, "design.colors", err, errsz, param) &&
+         color_member(colors, "foreground", &d->fg, NULL, "design.colors.foreground", err, errsz,
+                      param) &&
+         color_member(colors, "background", &d->bg, NULL, "design.colors.background", err, errsz,
+                      param);
+}
 
-  if (g) {
-    static const char *const k_grad[] = {"start", "end", "type"};
-    bool s1 = false, s2 = false;
-    int gi = 0;
-    if (!known_members(g, k_grad, 3, "design.gradient", err, errsz, param) ||
-        !color_member(g, "start", &d->grad_start, &s1, "design.gradient.start", err, errsz,
-                      param) ||
-        !color_member(g, "end", &d->grad_end, &s2, "design.gradient.end", err, errsz, param) ||
-        !enum_member(g, "type", k_gradients, 4, &gi, "design.gradient.type", err, errsz, param))
-      return dfail(d);
-    if (!s1)
-      return fail(err, errsz, param, "design.gradient.start", "design.gradient.start is required"),
-             dfail(d);
-    if (!s2)
-      return fail(err, errsz, param, "design.gradient.end", "design.gradient.end is required"),
-             dfail(d);
-    d->gradient = gi + 1;
-  }
+/* design.gradient: start and end (both required) and a type (k_gradients). */
+static bool parse_gradient(const json_t *g, bd_qr_design_t *d, char *err, size_t errsz,
+                           const char **param) {
+  static const char *const k_grad[] = {"start", "end", "type"};
+  bool s1 = false, s2 = false;
+  int gi = 0;
+  if (!known_members(g, k_grad, 3, "design.gradient", err, errsz, param) ||
+      !color_member(g, "start", &d->grad_start, &s1, "design.gradient.start", err, errsz, param) ||
+      !color_member(g, "end", &d->grad_end, &s2, "design.gradient.end", err, errsz, param) ||
+      !enum_member(g, "type", k_gradients, 4, &gi, "design.gradient.type", err, errsz, param))
+    return false;
+  if (!s1)
+    return !fail(err, errsz, param, "design.gradient.start", "design.gradient.start is required");
+  if (!s2)
+    return !fail(err, errsz, param, "design.gradient.end", "design.gradient.end is required");
+  d->gradient = gi + 1;
+  return true;
+}
 
-  if (sh) {
-    static const char *const k_shapes[] = {"body", "eye_frame", "eye_ball"};
-    if (!known_members(sh, k_shapes, 3, "design.shapes", err, errsz, param) ||
-        !enum_member(sh, "body", k_body, 3, &d->body, "design.shapes.body", err, errsz, param) ||
-        !enum_member(sh, "eye_frame", k_eye, 3, &d->eye_frame, "design.shapes.eye_frame", err,
-                     errsz, param) ||
-        !enum_member(sh, "eye_ball", k_eye, 3, &d->eye_ball, "design.shapes.eye_ball", err, errsz,
-                     param))
-      return dfail(d);
-  }
+/* design.shapes: body (k_body), eye_frame and eye_ball (k_eye). */
+static bool parse_shapes(const json_t *sh, bd_qr_design_t *d, char *err, size_t errsz,
+                         const char **param) {
+  static const char *const k_shapes[] = {"body", "eye_frame", "eye_ball"};
+  return known_members(sh, k_shapes, 3, "design.shapes", err, errsz, param) &&
+         enum_member(sh, "body", k_body, 3, &d->body, "design.shapes.body", err, errsz, param) &&
+         enum_member(sh, "eye_frame", k_eye, 3, &d->eye_frame, "design.shapes.eye_frame", err,
+                     errsz, param) &&
+         enum_member(sh, "eye_ball", k_eye, 3, &d->eye_ball, "design.shapes.eye_ball", err, errsz,
+                     param);
+}
 
-  if (eyes) {
-    static const char *const k_eyes[] = {"frame", "ball"};
-    if (!known_members(eyes, k_eyes, 2, "design.eye_colors", err, errsz, param) ||
-        !color_member(eyes, "frame", &d->eye_frame_color, &d->has_eye_frame_color,
-                      "design.eye_colors.frame", err, errsz, param) ||
-        !color_member(eyes, "ball", &d->eye_ball_color, &d->has_eye_ball_color,
-                      "design.eye_colors.ball", err, errsz, param))
-      return dfail(d);
-  }
+/* design.eye_colors: frame and ball, each drawn only when given. */
+static bool parse_eye_colors(const json_t *eyes, bd_qr_design_t *d, char *err, size_t errsz,
+                             const char **param) {
+  static const char *const k_eyes[] = {"frame", "ball"};
+  return known_members(eyes, k_eyes, 2, "design.eye_colors", err, errsz, param) &&
+         color_member(eyes, "frame", &d->eye_frame_color, &d->has_eye_frame_color,
+                      "design.eye_colors.frame", err, errsz, param) &&
+         color_member(eyes, "ball", &d->eye_ball_color, &d->has_eye_ball_color,
+                      "design.eye_colors.ball", err, errsz, param);
+}
 
-  if (!bool_member(j, "transparent_background", &d->transparent, "design.transparent_background",
-                   err, errsz, param))
-    return dfail(d);
-
-  if (logo && !parse_logo(logo, d, err, errsz, param)) return dfail(d);
-
-  /* scannability: every colour that draws dark modules, against the
-   * background (qr.h explains the thresholds) */
+/* Scannability: every colour that draws dark modules, against the
+ * background (qr.h explains the thresholds). */
+static bool check_contrast(const bd_qr_design_t *d, char *err, size_t errsz, const char **param) {
   const struct {
     uint32_t c;    /* the colour */
     bool on;       /* whether it is drawn */
@@ -1139,19 +1120,50 @@ bd_qr_design_t *bd_qr_design_parse(const json_t *j, char *err, size_t errsz, con
     if (!darks[i].on) continue;
     char a[8], b[8];
     if (luminance(darks[i].c) >= luminance(d->bg))
-      return fail(err, errsz, param, darks[i].p,
-                  "%s (%s) must be darker than the background (%s): light-on-dark codes fail on "
-                  "many readers",
-                  darks[i].p, color_str(darks[i].c, a), color_str(d->bg, b)),
-             dfail(d);
+      return !fail(err, errsz, param, darks[i].p,
+                   "%s (%s) must be darker than the background (%s): light-on-dark codes fail on "
+                   "many readers",
+                   darks[i].p, color_str(darks[i].c, a), color_str(d->bg, b));
     double cr = contrast(darks[i].c, d->bg);
     if (cr < 3.0)
-      return fail(err, errsz, param, darks[i].p,
-                  "%s (%s) has too little contrast with the background (%s): %.2f:1, at least 3:1 "
-                  "is needed to scan",
-                  darks[i].p, color_str(darks[i].c, a), color_str(d->bg, b), cr),
-             dfail(d);
+      return !fail(err, errsz, param, darks[i].p,
+                   "%s (%s) has too little contrast with the background (%s): %.2f:1, at least 3:1 "
+                   "is needed to scan",
+                   darks[i].p, color_str(darks[i].c, a), color_str(d->bg, b), cr);
   }
+  return true;
+}
+
+bd_qr_design_t *bd_qr_design_parse(const json_t *j, char *err, size_t errsz, const char **param) {
+  bd_qr_design_t *d = bd_calloc(1, sizeof *d);
+  d->ec = 'M';
+  d->fg = 0x000000;
+  d->bg = 0xFFFFFF;
+  if (param) *param = NULL;
+  if (!j || json_is_null(j)) return d;
+  if (!json_is_object(j))
+    return fail(err, errsz, param, "design", "design must be an object"), dfail(d);
+  static const char *const top[] = {
+      "error_correction",      "colors", "gradient", "shapes", "eye_colors", "logo",
+      "transparent_background"};
+  if (!known_members(j, top, BD_ARRAY_LEN(top), "design", err, errsz, param)) return dfail(d);
+  /* the level first: the logo's size limit depends on it */
+  const json_t *colors, *g, *sh, *eyes, *logo;
+  if (!parse_ec(j, d, err, errsz, param) ||
+      !obj_member(j, "colors", &colors, "design.colors", err, errsz, param) ||
+      !obj_member(j, "gradient", &g, "design.gradient", err, errsz, param) ||
+      !obj_member(j, "shapes", &sh, "design.shapes", err, errsz, param) ||
+      !obj_member(j, "eye_colors", &eyes, "design.eye_colors", err, errsz, param) ||
+      !obj_member(j, "logo", &logo, "design.logo", err, errsz, param))
+    return dfail(d);
+  if ((colors && !parse_colors(colors, d, err, errsz, param)) ||
+      (g && !parse_gradient(g, d, err, errsz, param)) ||
+      (sh && !parse_shapes(sh, d, err, errsz, param)) ||
+      (eyes && !parse_eye_colors(eyes, d, err, errsz, param)) ||
+      !bool_member(j, "transparent_background", &d->transparent, "design.transparent_background",
+                   err, errsz, param) ||
+      (logo && !parse_logo(logo, d, err, errsz, param)) || !check_contrast(d, err, errsz, param))
+    return dfail(d);
   return d;
 }
 

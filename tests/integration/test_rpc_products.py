@@ -149,6 +149,11 @@ def test_authorization(srv, demo, other):
     assert_pgrst(rpc(srv, "list_products", {"_brand_id": demo["brand_id"]}, other["jwt"]), 403, "Forbidden")
     assert_pgrst(rpc(srv, "list_product_batches", {"_brand_id": demo["brand_id"], "_product_id": demo["product_id"]},
                      other["jwt"]), 403)
+    # a brand that does not exist is refused exactly like another tenant's:
+    # the 403 says "not yours", never whether the brand exists
+    missing = rpc(srv, "list_products", {"_brand_id": "7d1c3a4e-0000-4000-8000-000000000000"}, other["jwt"])
+    foreign = rpc(srv, "list_products", {"_brand_id": demo["brand_id"]}, other["jwt"])
+    assert (missing.status_code, missing.json()) == (foreign.status_code, foreign.json()) == (403, foreign.json())
     # a product of another brand, through one's own brand: 404, nothing leaks
     r = rpc(srv, "list_product_batches", {"_brand_id": other["brand_id"], "_product_id": demo["product_id"]},
             other["jwt"])
