@@ -29,6 +29,8 @@ static const opt_t opts[] = {
   {"BATCHD_PUBLIC_URL", "public-url", T_STR, O(public_url), "", 0, 0,
    "base URL of short, download, verification and resolver links (default http://<listen>)"},
   {"BATCHD_JWT_SECRET", "jwt-secret", T_STR, O(jwt_secret), "", 0, 0, "HS256 secret for /rpc JWTs"},
+  {"BATCHD_JWT_MAX_TTL_S", "jwt-max-ttl-s", T_INT, O(jwt_max_ttl_s), "2592000", 60, 315360000,
+   "longest JWT lifetime accepted: exp further out than now + this is 401"},
   {"BATCHD_SIGNING_KEY_FILE", "signing-key-file", T_STR, O(signing_key_file), "batchd-signing.key", 0, 0,
    "Ed25519 certificate signing key (created if missing)"},
   {"BATCHD_WORKERS", "workers", T_INT, O(workers), "0", 0, 64, "render threads (0 = number of CPUs)"},

@@ -17,6 +17,7 @@ typedef struct {
   char *listen;                  /* host:port */
   char *public_url;              /* base of links we hand out */
   char *jwt_secret;              /* HS256 secret of the /rpc surface */
+  int jwt_max_ttl_s;             /* a JWT whose exp is further out than this is refused */
   char *signing_key_file;        /* Ed25519 key for certificate signatures */
   int64_t workers;               /* render threads (libuv threadpool) */
   int64_t worker_nice;           /* their nice value (0: as the loop thread) */

@@ -34,9 +34,11 @@ typedef struct {
   char gtin[16];    /* its GTIN-14 */
 } rpc_seed_t;
 
+/* The demo's tokens live 30 days, or as long as BATCHD_JWT_MAX_TTL_S allows. */
 static char *make_jwt(const char *sub) {
-  json_t *claims = json_pack("{s:s, s:I, s:I, s:s}", "sub", sub, "iat", (json_int_t)(bd_wall_us() / 1000000),
-                             "exp", (json_int_t)(bd_wall_us() / 1000000 + 30 * 86400), "role", "authenticated");
+  json_int_t now = (json_int_t)(bd_wall_us() / 1000000);
+  json_int_t ttl = bd_app.cfg.jwt_max_ttl_s < 30 * 86400 ? bd_app.cfg.jwt_max_ttl_s : 30 * 86400;
+  json_t *claims = json_pack("{s:s, s:I, s:I, s:s}", "sub", sub, "iat", now, "exp", now + ttl, "role", "authenticated");
   bd_buf_t b = BD_BUF_INIT;
   bd_jwt_sign(&b, claims, bd_app.jwt_key, bd_app.jwt_key_len);
   json_decref(claims);

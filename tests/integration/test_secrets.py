@@ -28,12 +28,14 @@ from conftest import JWT_SECRET, find_tool
 
 @pytest.fixture(scope="module")
 def srv(server_factory):
-    return server_factory(env={"BATCHD_RATE_LIMIT": "0", "BATCHD_ACCESS_LOG": "1", "BATCHD_MAX_HEADER_BYTES": "4096"})
+    return server_factory(env={"BATCHD_RATE_LIMIT": "0", "BATCHD_ACCESS_LOG": "1", "BATCHD_MAX_HEADER_BYTES": "4096",
+                               "BATCHD_JWT_MAX_TTL_S": str(JWT_MAX_TTL)})
 
 
 @pytest.fixture(scope="module")
 def demo(srv, run_batchd):
-    out = run_batchd("seed-demo", "--json", env={"BATCHD_PUBLIC_URL": srv.url})
+    # the demo's tokens are made to live as long as the cap allows
+    out = run_batchd("seed-demo", "--json", env={"BATCHD_PUBLIC_URL": srv.url, "BATCHD_JWT_MAX_TTL_S": str(JWT_MAX_TTL)})
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -127,6 +129,7 @@ def test_secrets_never_logged(srv, demo):
 
 
 NOW = int(time.time())
+JWT_MAX_TTL = 7 * 86400  # BATCHD_JWT_MAX_TTL_S of this module's server (the default is 30 days)
 
 
 def bad_jwts(sub):
@@ -157,6 +160,8 @@ def bad_jwts(sub):
         "exp missing": jwt({"sub": sub}),
         "exp a string": jwt({"sub": sub, "exp": str(NOW + 600)}),
         "nbf in the future": jwt({"sub": sub, "exp": NOW + 600, "nbf": NOW + 300}),
+        "exp beyond BATCHD_JWT_MAX_TTL_S": jwt({"sub": sub, "exp": NOW + JWT_MAX_TTL + 3600}),
+        "exp a century out": jwt({"sub": sub, "exp": NOW + 100 * 365 * 86400}),
         "duplicate exp claim": "%s.%s.%s" % (b64(b'{"alg":"HS256"}'), b64(('{"sub":"%s","exp":%d,"exp":%d}' % (
             sub, NOW - 100, NOW + 600)).encode()), "SIG"),
         "two parts": ".".join(jwt(ok).split(".")[:2]),
@@ -172,7 +177,8 @@ def test_jwt_attacks_rejected(srv, demo):
     # the positive controls: the seed's token and one we sign the same way
     for tok in (pr["jwt"], jwt({"sub": pr["user_id"], "exp": NOW + 600}),
                 jwt({"sub": pr["user_id"], "exp": NOW - 10}),          # within the 30 s leeway
-                jwt({"sub": pr["user_id"], "exp": NOW + 600, "nbf": NOW + 10})):
+                jwt({"sub": pr["user_id"], "exp": NOW + 600, "nbf": NOW + 10}),
+                jwt({"sub": pr["user_id"], "exp": NOW + JWT_MAX_TTL - 3600})):  # within the lifetime cap
         r = requests.post(srv.url + "/rpc/list_products", headers={"Authorization": "Bearer " + tok}, data=args)
         assert r.status_code == 200, r.text
     # the duplicate-claim token signed for real (the signature is not what rejects it)
