@@ -29,6 +29,9 @@ endif()
 add_library(llhttp STATIC ${LLHTTP_SRC_DIR}/llhttp.c ${LLHTTP_SRC_DIR}/api.c ${LLHTTP_SRC_DIR}/http.c)
 target_include_directories(llhttp SYSTEM PUBLIC ${LLHTTP_INCLUDE_DIR})
 target_compile_options(llhttp PRIVATE -w -O2)
+# Strict mode: the CRLF after chunk data, bare CR/LF, spaces in field names
+# and other lenient shapes are parse errors, not guesses (SECURITY.md).
+target_compile_definitions(llhttp PUBLIC LLHTTP_STRICT_MODE=1)
 set_target_properties(llhttp PROPERTIES POSITION_INDEPENDENT_CODE ON)
 
 find_package(Threads REQUIRED)

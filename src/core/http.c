@@ -15,6 +15,7 @@
  * them.
  */
 #include "http.h"
+#include "http_grammar.h"
 
 #include "json.h"
 #include "log.h"
@@ -37,6 +38,9 @@
 void (*bd_http_on_request_done)(bd_req_t *req, uint64_t dur_ns);
 
 typedef enum { CS_IDLE, CS_HEADERS, CS_BODY, CS_HANDLING } conn_state_t;
+
+/* scan_head's states (0, SCAN_PRE, for a new connection) */
+enum { SCAN_PRE, SCAN_REQLINE, SCAN_REQLINE_SP, SCAN_LINE, SCAN_LSTART, SCAN_LSTART_CR, SCAN_DONE };
 
 typedef struct {
   uint32_t noff, nlen; /* header name: offset/length in head_buf */
@@ -71,11 +75,19 @@ struct bd_conn {
   uint32_t url_off, url_len;  /* url in head_buf */
   hoff_t hoff[BD_MAX_HEADERS];/* header offsets while parsing */
   int nh;                     /* headers seen */
-  bool in_value;              /* last span was a header value */
   bool too_many_headers;      /* > BD_MAX_HEADERS: answered with 431 */
   uint32_t head_bytes;        /* request line + header bytes so far */
-  int early_status;           /* error decided while parsing (413/431), 0 if none */
-  uint8_t fold_scan;          /* obs-fold scanner state over the head bytes, see scan_head */
+  int early_status;           /* error decided while parsing (400/413/431/501/505), 0 if none */
+  const char *early_msg;      /* its message (static), NULL: the status's default */
+  uint8_t head_scan;          /* scanner state over the head bytes, see scan_head */
+  bool scan_cr;               /* the last head byte scanned was CR */
+  bool name_open;             /* a field name has begun and not completed */
+  uint32_t name_len;          /* its bytes so far (llhttp reports ": v" as an empty name) */
+  bool value_due;             /* a field name completed: its value comes next */
+  bool saw_version;           /* the request line carried an HTTP version */
+  const char *exec_start;     /* the bytes llhttp_execute is parsing now */
+  char prev_byte, prev_byte2; /* the last two bytes it parsed before them (prev_byte last) */
+  bool dispatch_pending;      /* a chunked message is complete: its end is checked first */
   bool bad_method;            /* the path exists with other methods (405) */
   bool parser_hold;           /* a streamed handler runs: the parser holds the request */
   bool header_deadline;       /* the header timer is armed (data does not extend it) */
@@ -96,6 +108,7 @@ struct bd_server {
   bd_conn_t *ready;           /* connections with deferred work */
   bd_server_stats_t stats;    /* counters */
   bool shutting_down;         /* no new connections or requests */
+  bool grace_over;            /* the shutdown grace has ended (see on_grace) */
   int handles;                /* open server handles (listener, idle, grace) */
   void (*done)(void *ud);     /* shutdown completion */
   void *done_ud;              /* its argument */
@@ -155,6 +168,7 @@ const char *bd_http_reason(int status) {
   case 500: return "Internal Server Error";
   case 501: return "Not Implemented";
   case 503: return "Service Unavailable";
+  case 505: return "HTTP Version Not Supported";
   default: return "Unknown";
   }
 }
@@ -509,10 +523,11 @@ static int on_message_begin(llhttp_t *p) {
   c->req = req_new(c);
   c->url_off = c->url_len = 0;
   c->nh = 0;
-  c->in_value = false;
   c->too_many_headers = false;
   c->head_bytes = 0;
   c->early_status = 0;
+  c->early_msg = NULL;
+  c->name_open = c->value_due = c->saw_version = false;
   c->discard_body = false;
   c->bad_method = false;
   c->header_deadline = false;
@@ -539,45 +554,140 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
+static int head_fail(bd_conn_t *c, int status, const char *msg) {
+  c->early_status = status;
+  c->early_msg = msg;
+  return HPE_USER;
+}
+
+/* Field names are tokens (RFC 9110 5.1), in the head and in trailers alike:
+ * llhttp strict refuses a space in one but takes other non-tchars. */
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   bd_conn_t *c = p->data;
   if (head_limit(c, n)) return HPE_USER;
+  if (!bd_http_is_token(at, n)) return head_fail(c, 400, "Malformed HTTP request: a field name is not a token");
+  bool begin = !c->name_open;
+  if (begin) c->name_len = 0;
+  c->name_open = true;
+  c->name_len += (uint32_t)n;
   /* Trailer fields of a chunked body are counted against the head limit
    * and dropped: nothing reads them, and appending them would move
    * head_buf under the path and headers the handler already holds. */
   if (c->headers_done) return 0;
-  if (c->in_value || c->nh == 0) {
-    /* a new header begins */
+  if (begin) {
     if (c->nh >= BD_MAX_HEADERS) {
       c->early_status = 431;
       return HPE_USER;
     }
     c->hoff[c->nh] = (hoff_t){(uint32_t)c->req->head_buf.len, 0, 0, 0};
     c->nh++;
-    c->in_value = false;
   }
   bd_buf_append(&c->req->head_buf, at, n);
   c->hoff[c->nh - 1].nlen += (uint32_t)n;
   return 0;
 }
 
+/* A field line with nothing before its colon (": v") completes a name of
+ * no bytes: llhttp reports it as an empty span, or none. */
+static int on_header_field_complete(llhttp_t *p) {
+  bd_conn_t *c = p->data;
+  if (!c->name_open || c->name_len == 0) return head_fail(c, 400, "Malformed HTTP request: a field line has an empty name");
+  c->name_open = false;
+  c->value_due = true;
+  return 0;
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   bd_conn_t *c = p->data;
   if (head_limit(c, n)) return HPE_USER;
+  if (!c->value_due) return head_fail(c, 400, "Malformed HTTP request: a field line has an empty name");
+  /* A value span that begins a line is an obs-fold continuation (llhttp
+   * reports one as a second span of the value). scan_head refuses folds in
+   * the head before llhttp sees them; this catches those in trailers. */
+  char before = at > c->exec_start ? at[-1] : c->prev_byte;
+  if (n && before == '\n') return head_fail(c, 400, "Malformed HTTP request: obsolete line folding in a trailer");
   if (c->headers_done) return 0; /* a trailer (see on_header_field) */
   hoff_t *h = &c->hoff[c->nh - 1];
-  if (!c->in_value) {
-    h->voff = (uint32_t)c->req->head_buf.len;
-    c->in_value = true;
-  }
+  if (h->vlen == 0) h->voff = (uint32_t)c->req->head_buf.len;
   bd_buf_append(&c->req->head_buf, at, n);
   h->vlen += (uint32_t)n;
+  return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  bd_conn_t *c = p->data;
+  if (!c->value_due) return head_fail(c, 400, "Malformed HTTP request: a field line has an empty name");
+  c->value_due = false;
+  return 0;
+}
+
+static int on_version_complete(llhttp_t *p) {
+  ((bd_conn_t *)p->data)->saw_version = true;
   return 0;
 }
 
 static void conn_arm_timer(bd_conn_t *c);
 
 static void send_continue(bd_conn_t *c) { conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25); }
+
+/* The request line and fields are well-formed to llhttp; these are the
+ * rules it leaves to us (RFC 9112 2.3, 3, 3.2, 6.1; RFC 9110 7.2). Returns
+ * the status to refuse the request with, 0 to serve it. */
+static int head_check(bd_conn_t *c, bd_req_t *r, llhttp_t *p, bd_target_form_t form) {
+  if (!c->saw_version) {
+    c->early_msg = "Malformed HTTP request: the request line has no HTTP version";
+    return 400;
+  }
+  if (p->http_major != 1) {
+    c->early_msg = "Only HTTP/1.0 and HTTP/1.1 are served";
+    return 505;
+  }
+  if (r->method == HTTP_CONNECT) {
+    c->early_msg = "CONNECT is not implemented";
+    return 501;
+  }
+  if (form == BD_TARGET_BAD) {
+    c->early_msg = "Malformed HTTP request: the target is neither origin-form nor an http(s) absolute-form";
+    return 400;
+  }
+  int hosts = 0;
+  const char *te[BD_MAX_HEADERS];
+  size_t te_len[BD_MAX_HEADERS];
+  int nte = 0;
+  for (int i = 0; i < r->nheaders; i++) {
+    bd_str_t name = r->headers[i].name;
+    if (bd_str_ieq(name, "Host")) {
+      if (++hosts > 1 || !bd_http_host_valid(r->headers[i].value.p, r->headers[i].value.len)) {
+        c->early_msg = hosts > 1 ? "Malformed HTTP request: more than one Host field"
+                                 : "Malformed HTTP request: the Host field is not a valid host";
+        return 400;
+      }
+    } else if (bd_str_ieq(name, "Transfer-Encoding")) {
+      te[nte] = r->headers[i].value.p;
+      te_len[nte++] = r->headers[i].value.len;
+    }
+  }
+  if (hosts == 0 && p->http_minor >= 1) {
+    c->early_msg = "Malformed HTTP request: an HTTP/1.1 request must have one Host field";
+    return 400;
+  }
+  if (nte > 0) {
+    if (p->http_minor == 0) {
+      c->early_msg = "Malformed HTTP request: Transfer-Encoding in an HTTP/1.0 request";
+      return 400;
+    }
+    bd_te_t t = bd_http_te_check(te, te_len, nte);
+    if (t == BD_TE_UNSUPPORTED) {
+      c->early_msg = "Only the chunked transfer coding is implemented";
+      return 501;
+    }
+    if (t != BD_TE_OK) {
+      c->early_msg = "Malformed HTTP request: the body's length cannot be determined from Transfer-Encoding";
+      return 400;
+    }
+  }
+  return 0;
+}
 
 static int on_headers_complete(llhttp_t *p) {
   bd_conn_t *c = p->data;
@@ -587,9 +697,15 @@ static int on_headers_complete(llhttp_t *p) {
   c->headers_done = true;
   const char *base = r->head_buf.data ? r->head_buf.data : "";
   bd_str_t url = {base + c->url_off, c->url_len};
-  const char *q = memchr(url.p, '?', url.len);
-  r->path = (bd_str_t){url.p, q ? (size_t)(q - url.p) : url.len};
-  r->query = q ? (bd_str_t){q + 1, url.len - r->path.len - 1} : (bd_str_t){"", 0};
+  size_t path_off = 0;
+  bd_target_form_t form = bd_http_target(url.p, url.len, &path_off);
+  /* absolute-form (RFC 9112 3.2.2): the authority is dropped, the path and
+   * query route as in origin-form, an empty path is "/" */
+  bd_str_t target = form == BD_TARGET_ABSOLUTE ? (bd_str_t){url.p + path_off, url.len - path_off} : url;
+  const char *q = memchr(target.p, '?', target.len);
+  r->path = (bd_str_t){target.p, q ? (size_t)(q - target.p) : target.len};
+  if (form == BD_TARGET_ABSOLUTE && r->path.len == 0) r->path = (bd_str_t){"/", 1};
+  r->query = q ? (bd_str_t){q + 1, (size_t)(target.p + target.len - q - 1)} : (bd_str_t){"", 0};
   for (int i = 0; i < c->nh; i++) {
     r->headers[i].name = (bd_str_t){base + c->hoff[i].noff, c->hoff[i].nlen};
     r->headers[i].value = trim((bd_str_t){base + c->hoff[i].voff, c->hoff[i].vlen});
@@ -600,6 +716,14 @@ static int on_headers_complete(llhttp_t *p) {
   r->head = r->method == HTTP_HEAD;
   r->keep_alive = llhttp_should_keep_alive(p);
   r->errfmt = error_format(r->srv, r->path);
+  int bad = head_check(c, r, p, form);
+  if (bad) {
+    c->early_status = bad;
+    return HPE_USER;
+  }
+  /* Upgrade is not implemented and ignored (RFC 9110 7.8): the connection
+   * goes on as HTTP/1.1 rather than pausing for another protocol */
+  p->upgrade = 0;
 
   bd_str_t rid = bd_req_header(r, "X-Request-Id");
   if (sane_request_id(rid)) {
@@ -679,10 +803,11 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
-static int on_message_complete(llhttp_t *p) {
-  bd_conn_t *c = p->data;
+/* The message is complete: hand it to its handler (or answer 404/405). */
+static void message_dispatch(bd_conn_t *c) {
   bd_req_t *r = c->req;
-  c->fold_scan = 0; /* the next message's head is scanned afresh */
+  c->head_scan = SCAN_PRE; /* the next message's head is scanned afresh */
+  c->scan_cr = false;
   c->state = CS_HANDLING;
   uv_timer_stop(&c->timer);
   c->requests++;
@@ -700,7 +825,17 @@ static int on_message_complete(llhttp_t *p) {
     req_start(r);
     r->route->fn(r);
   }
-  /* stop here: the next pipelined request waits for this response */
+}
+
+/* Stops the parser after every message: the next pipelined request waits
+ * for this response. A chunked message is dispatched by conn_process once
+ * it has checked the bytes that ended it: llhttp, even strict, takes a bare
+ * LF as the empty line that ends a trailer section, a shape a front proxy
+ * may frame differently (RFC 9112 2.2, 7.1.2). */
+static int on_message_complete(llhttp_t *p) {
+  bd_conn_t *c = p->data;
+  if (p->flags & F_CHUNKED) c->dispatch_pending = true;
+  else message_dispatch(c);
   return HPE_PAUSED;
 }
 
@@ -870,7 +1005,12 @@ static void conn_fail(bd_conn_t *c, int status, const char *code, const char *ms
     return;
   }
   if (r->route && (r->route->flags & BD_ROUTE_STREAM)) {
-    /* the handler saw the headers: tell it the body will not complete */
+    /* the handler saw the headers: the client is answered first (unless the
+     * handler already has), then the handler is told the body will not
+     * complete; whatever it answers then goes nowhere */
+    c->state = CS_HANDLING;
+    uv_timer_stop(&c->timer);
+    bd_resp_error(r, status, code, msg, NULL);
     if (r->on_abort) {
       void (*cb)(bd_req_t *) = r->on_abort;
       r->on_abort = NULL;
@@ -880,9 +1020,9 @@ static void conn_fail(bd_conn_t *c, int status, const char *code, const char *ms
     r->on_body_end = NULL;
     if (c->parser_hold) {
       c->parser_hold = false;
-      bd_req_release(r); /* the parser's hold */
+      bd_req_release(r); /* the parser's hold: r may be gone after it */
     }
-    if (r->resp_done) return;
+    return;
   }
   req_start(r);
   c->state = CS_HANDLING;
@@ -890,30 +1030,77 @@ static void conn_fail(bd_conn_t *c, int status, const char *code, const char *ms
   bd_resp_error(r, status, code, msg, NULL);
 }
 
-/* obs-fold (a header line starting with SP or HT, RFC 9112 5.2) is passed
- * through by llhttp as a continuation of the previous value, and
- * "Transfer-Encoding:\r\n chunked" is taken as chunked: a request-smuggling
- * shape when a front proxy reads it differently. llhttp's callbacks cannot
- * tell a fold from a value split across two reads, so the head bytes are
- * scanned here before llhttp sees them, with a state kept across reads:
- * 0 inside a line, 1 at a line start, 2 after CR at a line start, 3 the
- * head is over (body bytes are not scanned). The first line is the request
- * line; bytes before it are not special. Returns true on a fold. */
-static bool scan_head(bd_conn_t *c, const char *p, size_t n) {
-  uint8_t st = c->fold_scan;
-  for (size_t i = 0; i < n && st != 3; i++) {
+/* The head bytes are scanned here before llhttp sees them, for shapes a
+ * front proxy may read differently from llhttp and that its callbacks
+ * cannot tell from a value split across two reads:
+ *  - obs-fold (a field line starting with SP or HT, RFC 9112 5.2), which
+ *    llhttp passes through as a continuation of the previous value, so
+ *    "Transfer-Encoding:\r\n chunked" would be taken as chunked;
+ *  - a bare LF ending a line (RFC 9112 2.2 allows accepting it; we do not,
+ *    in the request line, a field line or the empty line alike);
+ *  - more than one SP between request-line parts, or an HT there (RFC 9112
+ *    3 allows splitting on any whitespace; we take the single-SP grammar).
+ * The state is kept across reads (head_scan, scan_cr); empty lines before
+ * the request line are skipped as llhttp does (RFC 9112 2.2), and body
+ * bytes are not scanned. Returns NULL or the refusal's message. */
+
+static const char *scan_head(bd_conn_t *c, const char *p, size_t n) {
+  uint8_t st = c->head_scan;
+  bool cr = c->scan_cr;
+  for (size_t i = 0; i < n && st != SCAN_DONE; i++) {
     char ch = p[i];
+    if (ch == '\n' && !cr) return "Malformed HTTP request: a line ends in LF without CR";
     switch (st) {
-    case 0: if (ch == '\n') st = 1; break;
-    case 1:
-      if (ch == ' ' || ch == '\t') return true;
-      st = ch == '\n' ? 3 : ch == '\r' ? 2 : 0;
+    case SCAN_PRE:
+      if (ch != '\r' && ch != '\n') st = SCAN_REQLINE;
       break;
-    case 2: st = ch == '\n' ? 3 : 0; break;
+    case SCAN_REQLINE:
+    case SCAN_REQLINE_SP:
+      if (ch == '\t' || (ch == ' ' && st == SCAN_REQLINE_SP))
+        return "Malformed HTTP request: the request line's parts are not separated by single spaces";
+      st = ch == '\n' ? SCAN_LSTART : ch == ' ' ? SCAN_REQLINE_SP : SCAN_REQLINE;
+      break;
+    case SCAN_LINE: {
+      /* the rest of a field line: jump to its LF */
+      const char *nl = memchr(p + i, '\n', n - i);
+      if (!nl) {
+        i = n - 1;
+        ch = p[i];
+        break;
+      }
+      size_t j = (size_t)(nl - p);
+      if (j > i) cr = p[j - 1] == '\r';
+      if (!cr) return "Malformed HTTP request: a line ends in LF without CR";
+      i = j;
+      ch = '\n';
+      st = SCAN_LSTART;
+      break;
     }
+    case SCAN_LSTART:
+      if (ch == ' ' || ch == '\t') return "Malformed HTTP request: obsolete line folding in a header";
+      st = ch == '\r' ? SCAN_LSTART_CR : SCAN_LINE;
+      break;
+    case SCAN_LSTART_CR:
+      st = ch == '\n' ? SCAN_DONE : SCAN_LINE;
+      break;
+    }
+    cr = ch == '\r';
   }
-  c->fold_scan = st;
-  return false;
+  c->head_scan = st;
+  c->scan_cr = cr;
+  return NULL;
+}
+
+/* Keeps the last two bytes llhttp has parsed (see on_header_value and
+ * on_message_complete). */
+static void remember_tail(bd_conn_t *c, const char *p, size_t n) {
+  if (n >= 2) {
+    c->prev_byte2 = p[n - 2];
+    c->prev_byte = p[n - 1];
+  } else if (n == 1) {
+    c->prev_byte2 = c->prev_byte;
+    c->prev_byte = p[0];
+  }
 }
 
 /* Parses buffered input until the parser pauses (a request is complete or
@@ -924,27 +1111,46 @@ static void conn_process(bd_conn_t *c) {
     const char *start = c->in.data ? c->in.data + c->in_off : "";
     size_t avail = c->in.len - c->in_off;
     if (c->state == CS_IDLE) conn_arm_timer(c); /* re-armed as headers by message_begin */
-    if ((c->state == CS_IDLE || c->state == CS_HEADERS) && c->fold_scan != 3 && scan_head(c, start, avail)) {
-      bd_log(BD_LOG_INFO, "malformed request on a connection: obsolete line folding");
+    const char *bad;
+    if ((c->state == CS_IDLE || c->state == CS_HEADERS) && c->head_scan != SCAN_DONE &&
+        (bad = scan_head(c, start, avail))) {
+      bd_log(BD_LOG_INFO, "malformed request on a connection: %s", bad);
       c->in_off = c->in.len;
-      conn_fail(c, 400, "invalid_request", "Malformed HTTP request: obsolete line folding in a header");
+      conn_fail(c, 400, "invalid_request", bad);
       return;
     }
+    c->exec_start = start;
     llhttp_errno_t err = llhttp_execute(&c->parser, start, avail);
     if (err == HPE_OK) {
+      remember_tail(c, start, avail);
       c->in_off = c->in.len;
     } else if (err == HPE_PAUSED) {
       const char *pos = llhttp_get_error_pos(&c->parser);
+      remember_tail(c, start, (size_t)(pos - start));
       c->in_off += (size_t)(pos - start);
       llhttp_resume(&c->parser);
+      if (c->dispatch_pending) {
+        c->dispatch_pending = false;
+        if (c->prev_byte2 != '\r' || c->prev_byte != '\n') {
+          bd_log(BD_LOG_INFO, "malformed request on a connection: a trailer section ends in a bare LF");
+          c->in_off = c->in.len;
+          conn_fail(c, 400, "invalid_request", "Malformed HTTP request: a line ends in LF without CR");
+          return;
+        }
+        message_dispatch(c);
+      }
     } else {
       int st = c->early_status ? c->early_status : 400;
-      const char *reason = llhttp_get_error_reason(&c->parser);
-      if (st == 400) bd_log(BD_LOG_INFO, "malformed request on a connection: %s", reason ? reason : "parse error");
+      const char *reason = c->early_msg ? c->early_msg : llhttp_get_error_reason(&c->parser);
+      if (st == 400 || st >= 500)
+        bd_log(BD_LOG_INFO, "malformed request on a connection: %s", reason ? reason : "parse error");
       c->in_off = c->in.len;
       if (st == 431) conn_fail(c, 431, "header_too_large", "Request line and headers are too large");
       else if (st == 413) conn_fail(c, 413, "payload_too_large", "Request body is too large");
       else if (st == 417) conn_fail(c, 417, "expectation_failed", "Only Expect: 100-continue is supported");
+      else if (st == 501) conn_fail(c, 501, "not_implemented", reason);
+      else if (st == 505) conn_fail(c, 505, "http_version_not_supported", reason);
+      else if (c->early_msg) conn_fail(c, 400, "invalid_request", c->early_msg);
       else {
         char msg[160];
         snprintf(msg, sizeof msg, "Malformed HTTP request: %s", reason ? reason : "parse error");
@@ -1102,6 +1308,9 @@ bd_server_t *bd_server_new(uv_loop_t *loop, const bd_server_config_t *cfg, const
     g_settings.on_url = on_url;
     g_settings.on_header_field = on_header_field;
     g_settings.on_header_value = on_header_value;
+    g_settings.on_header_field_complete = on_header_field_complete;
+    g_settings.on_header_value_complete = on_header_value_complete;
+    g_settings.on_version_complete = on_version_complete;
     g_settings.on_headers_complete = on_headers_complete;
     g_settings.on_body = on_body;
     g_settings.on_message_complete = on_message_complete;
@@ -1178,12 +1387,31 @@ static void server_maybe_done(bd_server_t *s) {
   }
 }
 
+/* The grace period is over. A request still arriving (its head or body,
+ * e.g. a long upload) has not been accepted: it is answered 503 with
+ * Retry-After, so the client knows to send it again to the next process,
+ * and its connection closes once that is written (streamed handlers are
+ * told through on_abort and roll back). Everything else, and whatever is
+ * left when GRACE_FINAL_MS more have passed, is closed. A request whose
+ * body is complete is not answered 503: its handler may already have
+ * committed it. */
+#define GRACE_FINAL_MS 1000
 static void on_grace(uv_timer_t *t) {
   bd_server_t *s = t->data;
+  bool final = s->grace_over;
+  s->grace_over = true;
   for (bd_conn_t *c = s->conns, *next; c; c = next) {
     next = c->next;
-    conn_close(c);
+    bool arriving = (c->state == CS_HEADERS || c->state == CS_BODY) && c->req && !c->req->resp_started &&
+                    !c->req->resp_done && !c->closing && !c->peer_gone;
+    if (final || !arriving) {
+      conn_close(c);
+      continue;
+    }
+    bd_resp_header(c->req, "Retry-After", "5");
+    conn_fail(c, 503, "shutting_down", "The server is shutting down; send the request again");
   }
+  if (!final && s->conns) uv_timer_start(&s->grace, on_grace, GRACE_FINAL_MS, 0);
 }
 
 void bd_server_shutdown(bd_server_t *s, uint32_t grace_ms, void (*done)(void *ud), void *ud) {

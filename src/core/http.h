@@ -64,9 +64,10 @@ struct bd_req {
   /* streamed bodies (BD_ROUTE_STREAM) */
   void (*on_body)(bd_req_t *req, const char *p, size_t n); /* takes every byte */
   void (*on_body_end)(bd_req_t *req);                      /* body complete */
-  /* The client went away (or the body was malformed) before the response
-   * ended. The handler must still complete a response (it goes nowhere)
-   * and release its holds: until it does the request is not freed. */
+  /* The client went away, or the body was malformed or cut off by the
+   * shutdown grace (the core has then answered the client already), before
+   * the response ended. The handler must still complete a response (it goes
+   * nowhere) and release its holds: until it does the request is not freed. */
   void (*on_abort)(bd_req_t *req);
 
   /* response state */

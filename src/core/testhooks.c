@@ -186,7 +186,7 @@ static void stream_end(bd_req_t *req) {
 }
 
 static void stream_abort(bd_req_t *req) {
-  /* the client left: complete the request into the void so it is freed */
+  /* the client left or the body failed: complete the request into the void so it is freed */
   bd_resp_send(req, 400, "text/plain", "", 0);
 }
 

@@ -5,11 +5,16 @@ of it. Nothing of an interrupted upload may persist, the failed request gets
 a clear error (503 + Retry-After), and uploads work again after recovery.
 """
 import json
+import os
+import signal
+import socket
 import threading
 import time
 import uuid
 
 import requests
+
+from batchd_client import parse_response
 # --- the certificate surface's streamed upload ------------------------------------------------
 
 
@@ -124,3 +129,48 @@ def test_database_stopped_mid_upload(private_pg, server_factory, run_batchd):
     assert r.status_code == 201, r.text
     b = json.loads(before.replace("|", ",").join("[]"))
     assert biz_counts(psql) == "%d|%d|%d" % (b[0] + 1, b[1] + 10, b[2] + 1), "the interrupted upload left rows behind"
+
+
+def test_upload_still_arriving_when_the_grace_ends_gets_503(server_factory, run_batchd, psql):
+    """SIGTERM, then the shutdown grace (BATCHD_SHUTDOWN_GRACE_MS) ends while
+    an upload's body is still arriving: the client is answered 503 with
+    Retry-After in the surface's error format before the connection closes
+    (not a bare close), the COPY is rolled back, and the process exits 0."""
+    srv = server_factory(env={"BATCHD_RATE_LIMIT": "0", "BATCHD_SHUTDOWN_GRACE_MS": "1000"})
+    out = run_batchd("seed-demo", "--json", env={"BATCHD_PUBLIC_URL": srv.url})
+    biz = json.loads(out.stdout)["business"]
+    before = biz_counts(psql)
+    boundary = "G" + uuid.uuid4().hex
+    head = ("--%s\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\ngrace\r\n"
+            "--%s\r\nContent-Disposition: form-data; name=\"template_id\"\r\n\r\n%s\r\n"
+            "--%s\r\nContent-Disposition: form-data; name=\"csv_file\"; filename=\"r.csv\"\r\n"
+            "Content-Type: text/csv\r\n\r\nRecipientsEmail,RecipientsName\r\n" % (
+                boundary, boundary, biz["template_ids"]["plain"], boundary)).encode()
+    rows = b"".join(b"g%d@example.com,G %d\r\n" % (i, i) for i in range(5000))
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    s.sendall(("POST /business/batches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+               "Content-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n" % (
+                   biz["token"], boundary, 50 << 20)).encode() + head + rows)
+    deadline = time.time() + 20
+    while time.time() < deadline and psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY biz%'") == "0":
+        time.sleep(0.05)
+    t0 = time.time()
+    os.kill(srv.pid, signal.SIGTERM)
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    waited = time.time() - t0
+    s.close()
+    resp, _ = parse_response(data, eof=True)
+    assert resp.status == 503, data[:400]
+    assert resp.header("retry-after") == "5" and resp.header("connection", "").lower() == "close", resp.header_list
+    assert "message" in resp.json(), resp.body  # the business surface's error format
+    assert 0.9 <= waited < 5, waited  # answered when the grace ended, not before, not at the hard close
+    assert srv.wait(timeout=15) == 0
+    assert biz_counts(psql) == before, "the interrupted upload left rows behind"
