@@ -18,15 +18,18 @@
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
+#include "notify.h"
 #include "seed.h"
 #include "surface.h"
 #include "util.h"
 #include "work.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -55,17 +58,57 @@ static bool g_json;                     /* seed-demo --json */
 
 #define LAG_PERIOD_MS 10
 
+/* The commands, for --help and the man page alike. */
+static const struct {
+  const char *synopsis, *what;
+} g_commands[] = {
+    {"batchd [serve] [--flag value ...]", "serve HTTP (applies pending migrations first, under an advisory lock)"},
+    {"batchd migrate", "apply pending migrations and exit"},
+    {"batchd seed-demo [--tenant NAME] [--json]", "create a demo tenant on every surface, print its credentials"},
+    {"batchd --help | --version | --man", "this text, the version, the man page (roff)"},
+};
+
 static void usage(FILE *out) {
-  fprintf(out,
-          "batchd %s: bulk issuance server (certificates, QR codes, product passports)\n\n"
-          "Usage:\n"
-          "  batchd [serve] [--flag value ...]   serve HTTP (applies migrations first)\n"
-          "  batchd migrate                      apply pending migrations and exit\n"
-          "  batchd seed-demo [--tenant NAME] [--json]\n"
-          "                                      create a demo tenant on every surface, print its credentials\n"
-          "  batchd --help | --version\n\n",
+  fprintf(out, "batchd %s: bulk issuance server (certificates, QR codes, product passports)\n\nUsage:\n",
           BATCHD_VERSION);
+  for (size_t i = 0; i < BD_ARRAY_LEN(g_commands); i++)
+    fprintf(out, "  %-42s %s\n", g_commands[i].synopsis, g_commands[i].what);
+  fputs("\nEvery setting is an environment variable or a flag; flags win.\n", out);
   bd_config_usage(out);
+}
+
+/* batchd(1), written from the tables --help prints (make installs it). */
+static void man_page(FILE *out) {
+  fprintf(out,
+          ".TH BATCHD 1 \"\" \"batchd %s\" \"User Commands\"\n"
+          ".SH NAME\nbatchd \\- bulk issuance server: certificates, QR codes, product passports\n"
+          ".SH SYNOPSIS\n",
+          BATCHD_VERSION);
+  for (size_t i = 0; i < BD_ARRAY_LEN(g_commands); i++) fprintf(out, ".B %s\n.br\n", g_commands[i].synopsis);
+  fputs(".SH DESCRIPTION\n"
+        "batchd is one single-threaded event-loop HTTP/1.1 server in front of PostgreSQL that turns batches into\n"
+        "issued, verifiable things: certificate batches from CSV rosters, QR-code batches with dynamic redirects,\n"
+        "and serialised product passports with GS1 Digital Link identifiers and a resolver. Rendering runs on a\n"
+        "bounded pool of worker threads; every accepted batch is a durable job.\n"
+        ".SH COMMANDS\n",
+        out);
+  for (size_t i = 0; i < BD_ARRAY_LEN(g_commands); i++)
+    fprintf(out, ".TP\n.B %s\n%s\n", g_commands[i].synopsis, g_commands[i].what);
+  fputs(".SH ENVIRONMENT\n"
+        "Every setting is read from the environment variable named here or from its flag; a flag wins.\n",
+        out);
+  bd_config_man(out);
+  fputs(".SH SIGNALS\n"
+        ".TP\n.B SIGTERM, SIGINT\n"
+        "stop accepting, let requests and jobs finish within BATCHD_SHUTDOWN_GRACE_MS, then exit 0; a request\n"
+        "still arriving when the grace ends is answered 503 with Retry-After.\n"
+        ".SH FILES\n"
+        ".TP\n.I /etc/batchd/batchd.env\nthe settings of the systemd unit (batchd.service)\n"
+        ".TP\n.I /var/lib/batchd/batchd-signing.key\nthe certificate signing key of the unit, created on first start\n"
+        ".SH EXIT STATUS\n0 stopped cleanly or the command succeeded; 1 a runtime failure (database, listen);\n"
+        "2 a usage or configuration error.\n"
+        ".SH SEE ALSO\n.BR systemd.exec (5),\n.BR psql (1)\n",
+        out);
 }
 
 static void on_lag(uv_timer_t *t) {
@@ -137,6 +180,7 @@ static void begin_shutdown(void) {
   if (bd_app.stopping) return;
   bd_app.stopping = true;
   bd_info("shutdown: stopping (grace %lld ms)", (long long)bd_app.cfg.shutdown_grace_ms);
+  bd_notify("STOPPING=1");
   uv_timer_stop(&g_migrate_retry);
   g_pending_stop = 2;
   bd_server_shutdown(bd_app.server, (uint32_t)bd_app.cfg.shutdown_grace_ms, stop_step_done, NULL);
@@ -164,6 +208,8 @@ static void on_served_migrated(void *ud, int err, const char *msg) {
   }
   bd_app.migrated = true;
   bd_info("database schema at version %d", bd_migrate_latest());
+  /* listening, pool up, schema current: ready (Type=notify units) */
+  if (bd_notify("READY=1") != 0) bd_warn("could not notify the service manager: %s", strerror(errno));
   bd_jobs_config_t jc = {bd_app.instance, (uint32_t)bd_app.cfg.job_lease_ms, (uint32_t)bd_app.cfg.job_poll_ms};
   bd_jobs_start(bd_app.loop, bd_app.pg, &jc);
 }
@@ -283,6 +329,10 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       usage(stdout);
+      return 0;
+    }
+    if (!strcmp(argv[i], "--man")) {
+      man_page(stdout);
       return 0;
     }
     if (!strcmp(argv[i], "--version")) {

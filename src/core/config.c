@@ -191,6 +191,32 @@ void bd_config_free(bd_config_t *cfg) {
     }
 }
 
+/* roff text: a leading '.' or '\'' would start a request, '\\' an escape, '-' is a hyphen */
+static void roff_text(FILE *out, const char *s) {
+  if (*s == '.' || *s == '\'') fputs("\\&", out);
+  for (; *s; s++) {
+    if (*s == '\\') fputs("\\e", out);
+    else if (*s == '-') fputs("\\-", out);
+    else fputc(*s, out);
+  }
+}
+
+void bd_config_man(FILE *out) {
+  for (size_t i = 0; i < BD_ARRAY_LEN(opts); i++) {
+    fputs(".TP\n.B ", out);
+    roff_text(out, opts[i].env);
+    fputs("\n", out);
+    fputs("(flag \\fB\\-\\-", out);
+    roff_text(out, opts[i].flag);
+    fputs("\\fR; default ", out);
+    roff_text(out, *opts[i].def ? opts[i].def : "none");
+    if (opts[i].type == T_INT) fprintf(out, "; %lld to %lld", (long long)opts[i].min, (long long)opts[i].max);
+    fputs(")\n", out);
+    roff_text(out, opts[i].help);
+    fputs("\n", out);
+  }
+}
+
 void bd_config_usage(FILE *out) {
   fprintf(out, "Settings (environment variable, flag, default):\n");
   for (size_t i = 0; i < BD_ARRAY_LEN(opts); i++)

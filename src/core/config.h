@@ -59,5 +59,7 @@ typedef struct {
 bool bd_config_load(bd_config_t *cfg, int argc, char **argv, int first, char **pos, int *npos) BD_MUSTCHECK;
 void bd_config_free(bd_config_t *cfg);
 void bd_config_usage(FILE *out);
+/* The settings as roff, for the man page (batchd --man): the same table. */
+void bd_config_man(FILE *out);
 
 #endif

@@ -17,6 +17,7 @@
  * mode), and no request or connection leaks (LeakSanitizer at exit, and the
  * server's active-connection count returns to 0 after every input).
  */
+#include "fuzz_conn.h"
 #include "http.h"
 #include "log.h"
 
@@ -191,10 +192,17 @@ static void drain(int fd, resp_check_t *rc, bool *head_seen) {
   }
 }
 
-static void run_once(int fd, resp_check_t *rc, bool *head_seen) {
-  uv_run(&g_loop, UV_RUN_NOWAIT);
-  drain(fd, rc, head_seen);
+typedef struct {
+  resp_check_t *rc;
+  bool *head_seen;
+} drain_ud_t;
+
+static void drain_cb(int fd, void *ud) {
+  drain_ud_t *d = ud;
+  drain(fd, d->rc, d->head_seen);
 }
+
+static bool queue_busy(void) { return g_nq != 0; }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1 || size > 65536) return 0;
@@ -204,45 +212,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size / step > 1024) step = size / 1024; /* at most ~1k writes: keeps each input fast */
   bool head_seen = memmem(data, size, "HEAD", 4) != NULL;
 
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0) abort();
-  if (bd_server_adopt_fd(g_srv, sv[0]) != 0) abort();
-
   resp_check_t rc = {0};
   llhttp_settings_init(&rc.s);
   rc.s.on_message_complete = on_resp_complete;
   llhttp_init(&rc.p, HTTP_RESPONSE, &rc.s);
   rc.p.data = &rc;
-
-  size_t off = 0;
-  int stalls = 0;
-  while (off < size) {
-    size_t n = size - off < step ? size - off : step;
-    ssize_t w = write(sv[1], data + off, n);
-    if (w > 0) {
-      off += (size_t)w;
-      stalls = 0;
-    } else if (w < 0 && errno != EAGAIN) {
-      break; /* the server closed its end (an early error): the rest is dropped */
-    } else if (++stalls > 10000) {
-      abort(); /* the server neither reads nor closes: a hang */
-    }
-    run_once(sv[1], &rc, &head_seen);
-  }
-  for (int i = 0; i < 16; i++) run_once(sv[1], &rc, &head_seen);
-  shutdown(sv[1], SHUT_WR);
-  bd_server_stats_t st;
-  for (int i = 0;; i++) {
-    run_once(sv[1], &rc, &head_seen);
-    bd_server_stats(g_srv, &st);
-    if (st.active == 0 && g_nq == 0) break;
-    if (i > 100000) {
-      fprintf(stderr, "connection did not end after EOF\n");
-      abort();
-    }
-  }
-  /* closes and frees complete in the next iterations */
-  for (int i = 0; i < 4; i++) run_once(sv[1], &rc, &head_seen);
-  close(sv[1]);
+  drain_ud_t d = {&rc, &head_seen};
+  fuzz_conn_run(&g_loop, g_srv, data, size, step, drain_cb, &d, queue_busy);
   return 0;
 }

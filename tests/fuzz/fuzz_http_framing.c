@@ -22,6 +22,7 @@
  * bytes per write); the rest is the payload. A disagreement aborts with
  * both sides printed.
  */
+#include "fuzz_conn.h"
 #include "http.h"
 #include "http_grammar.h"
 
@@ -188,39 +189,7 @@ static void drain(int fd, first_t *f) {
     if (llhttp_execute(&f->p, buf, (size_t)n) != HPE_OK && !f->done) abort(); /* invalid HTTP written */
 }
 
-static void serve(const uint8_t *req, size_t size, size_t step, first_t *f) {
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0) abort();
-  if (bd_server_adopt_fd(g_srv, sv[0]) != 0) abort();
-  size_t off = 0;
-  int stalls = 0;
-  while (off < size) {
-    size_t n = size - off < step ? size - off : step;
-    ssize_t w = write(sv[1], req + off, n);
-    if (w > 0) {
-      off += (size_t)w;
-      stalls = 0;
-    } else if (w < 0 && errno != EAGAIN) {
-      break;
-    } else if (++stalls > 10000) {
-      abort();
-    }
-    uv_run(&g_loop, UV_RUN_NOWAIT);
-    drain(sv[1], f);
-  }
-  shutdown(sv[1], SHUT_WR);
-  bd_server_stats_t st;
-  for (int i = 0;; i++) {
-    uv_run(&g_loop, UV_RUN_NOWAIT);
-    drain(sv[1], f);
-    bd_server_stats(g_srv, &st);
-    if (st.active == 0) break;
-    if (i > 100000) abort();
-  }
-  for (int i = 0; i < 4; i++) uv_run(&g_loop, UV_RUN_NOWAIT);
-  drain(sv[1], f);
-  close(sv[1]);
-}
+static void drain_cb(int fd, void *ud) { drain(fd, ud); }
 
 static void disagree(const char *what, ref_t ref, const first_t *f, const uint8_t *p, size_t n) {
   fprintf(stderr, "%s: reference %d, server %d %.*s; payload (%zu bytes): ", what, (int)ref, f->status,
@@ -268,7 +237,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   s.on_message_complete = on_rdone;
   llhttp_init(&f.p, HTTP_RESPONSE, &s);
   f.p.data = &f;
-  serve(req, len, step, &f);
+  fuzz_conn_run(&g_loop, g_srv, req, len, step, drain_cb, &f, NULL);
 
   const char *what = field_mode ? "field line" : "chunked body";
   switch (ref) {

@@ -163,26 +163,30 @@ def connect(port, timeout=5.0, host="127.0.0.1"):
     return s
 
 
-def read_until_close(sock, timeout=5.0):
-    """Everything the peer sends until it closes or `timeout` seconds pass
-    (in total, not per read)."""
+def recv_until_close(sock, timeout=5.0):
+    """(bytes, closed): everything the peer sends until it closes (closed:
+    EOF or a reset) or `timeout` seconds pass (in total, not per read)."""
     out = bytearray()
     deadline = time.time() + timeout
     while True:
         left = deadline - time.time()
         if left <= 0:
-            break
-        sock.settimeout(left)
+            return bytes(out), False
+        sock.settimeout(max(0.01, left))
         try:
             c = sock.recv(65536)
         except socket.timeout:
-            break
+            return bytes(out), False
         except ConnectionResetError:
-            break
+            return bytes(out), True
         if not c:
-            break
+            return bytes(out), True
         out += c
-    return bytes(out)
+
+
+def read_until_close(sock, timeout=5.0):
+    """Everything the peer sends until it closes or `timeout` seconds pass."""
+    return recv_until_close(sock, timeout)[0]
 
 
 def raw_request(port, data, timeout=5.0, host="127.0.0.1"):

@@ -19,7 +19,7 @@ import time
 import pytest
 import requests
 
-from batchd_client import parse_response, recv_responses, request_bytes, Incomplete
+from batchd_client import parse_response, recv_responses, recv_until_close, request_bytes, Incomplete
 
 HEALTH_BUDGET_S = 0.050
 
@@ -151,21 +151,8 @@ def conn(srv, timeout=5):
 
 
 def read_all(s, timeout=3.0):
-    """Everything until the server closes (or timeout)."""
-    out = b""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        s.settimeout(max(0.01, deadline - time.time()))
-        try:
-            c = s.recv(65536)
-        except socket.timeout:
-            break
-        except ConnectionResetError:
-            break
-        if not c:
-            return out, True
-        out += c
-    return out, False
+    """(bytes, closed) until the server closes (or timeout)."""
+    return recv_until_close(s, timeout)
 
 
 def split_responses(buf):

@@ -33,7 +33,7 @@ import time
 
 import pytest
 
-from batchd_client import Incomplete, parse_response
+from batchd_client import Incomplete, parse_response, recv_until_close
 
 FOLLOW_UP = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: follow-up\r\n\r\n"
 
@@ -319,24 +319,6 @@ CASES = [
 ]
 
 
-def _read_until_close(s, timeout):
-    """Bytes until the server closes (closed=True) or `timeout` passes."""
-    out = b""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        s.settimeout(max(0.01, deadline - time.time()))
-        try:
-            c = s.recv(65536)
-        except socket.timeout:
-            break
-        except ConnectionResetError:
-            return out, True
-        if not c:
-            return out, True
-        out += c
-    return out, False
-
-
 def _split(buf, head_first):
     """Final responses in buf (1xx interim answers are skipped)."""
     out = []
@@ -360,13 +342,13 @@ def _exchange(srv, case):
         except (BrokenPipeError, ConnectionResetError):
             pass  # answered and closed before everything was sent (e.g. 431)
         if case.close:
-            data, closed = _read_until_close(s, 4.0)
+            data, closed = recv_until_close(s, 4.0)
         else:
             # a kept connection: read until both answers are in (the server does not close)
             data, closed = b"", False
             deadline = time.time() + 4.0
             while time.time() < deadline and len(_split(data, case.head)) < 2:
-                more, closed = _read_until_close(s, 0.05)
+                more, closed = recv_until_close(s, 0.05)
                 data += more
                 if closed:
                     break
@@ -424,7 +406,7 @@ def test_absolute_form_routes_by_path_and_query(srv):
     resps, closed = [], False
     data = b""
     while not resps and time.time() - t0 < 5:
-        more, closed = _read_until_close(s, 0.05)
+        more, closed = recv_until_close(s, 0.05)
         data += more
         resps = _split(data, False)
         if closed:
@@ -451,7 +433,7 @@ def test_split_writes_are_parsed_alike(srv):
             pass
         if status == 200:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        out, closed = _read_until_close(s, 4.0)
+        out, closed = recv_until_close(s, 4.0)
         s.close()
         resps = _split(out, False)
         assert resps and resps[0].status == status and closed, (data, out[:300])
