@@ -65,6 +65,8 @@ static const struct {
     {"batchd [serve] [--flag value ...]", "serve HTTP (applies pending migrations first, under an advisory lock)"},
     {"batchd migrate", "apply pending migrations and exit"},
     {"batchd seed-demo [--tenant NAME] [--json]", "create a demo tenant on every surface, print its credentials"},
+    {"batchd config check [--json]",
+     "print the effective settings, secrets masked, and where each came from; exit 2 if one is invalid"},
     {"batchd --help | --version | --man", "this text, the version, the man page (roff)"},
 };
 
@@ -73,7 +75,9 @@ static void usage(FILE *out) {
           BATCHD_VERSION);
   for (size_t i = 0; i < BD_ARRAY_LEN(g_commands); i++)
     fprintf(out, "  %-42s %s\n", g_commands[i].synopsis, g_commands[i].what);
-  fputs("\nEvery setting is an environment variable or a flag; flags win.\n", out);
+  fputs("\nEvery setting is an environment variable or a flag, and may be a NAME=value line of a\n"
+        "--config FILE (any command); defaults < file < environment < flags.\n",
+        out);
   bd_config_usage(out);
 }
 
@@ -94,8 +98,12 @@ static void man_page(FILE *out) {
         out);
   for (size_t i = 0; i < BD_ARRAY_LEN(g_commands); i++)
     fprintf(out, ".TP\n.B %s\n%s\n", g_commands[i].synopsis, g_commands[i].what);
-  fputs(".SH ENVIRONMENT\n"
-        "Every setting is read from the environment variable named here or from its flag; a flag wins.\n",
+  fputs(".SH OPTIONS\n.TP\n.BI \\-\\-config \" FILE\"\n"
+        "read settings from FILE: NAME=value lines with the names below, '#' comments, optional quotes\n"
+        "(the systemd EnvironmentFile syntax); an unknown name or one set twice is an error.\n"
+        ".SH ENVIRONMENT\n"
+        "Every setting is read from the environment variable named here or from its flag;\n"
+        "defaults < \\-\\-config file < environment < flags.\n",
         out);
   bd_config_man(out);
   fputs(".SH SIGNALS\n"
@@ -319,6 +327,37 @@ static void raise_fd_limit(void) {
   }
 }
 
+/* batchd config check [--json]: the settings were loaded (a bad one has
+ * already exited 2); shows them, and whether the required ones are there. */
+static int config_command(char **pos, int npos) {
+  bool json = false, check = false;
+  for (int i = 0; i < npos; i++) {
+    if (!strcmp(pos[i], "check")) check = true;
+    else if (!strcmp(pos[i], "--json")) json = true;
+    else {
+      fprintf(stderr, "batchd: config: unexpected argument \"%s\"\n", pos[i]);
+      return 2;
+    }
+  }
+  if (!check) {
+    fprintf(stderr, "batchd: config: the subcommand is \"check\"\n");
+    return 2;
+  }
+  bool ok = *bd_app.cfg.database_url != '\0';
+  if (json) {
+    json_t *o = json_pack("{s:b, s:o}", "ok", ok, "settings", bd_config_effective(&bd_app.cfg));
+    if (!ok) json_object_set_new(o, "problems", json_pack("[s]", "DATABASE_URL is required"));
+    char *s = json_dumps(o, JSON_INDENT(2));
+    puts(s);
+    free(s);
+    json_decref(o);
+  } else {
+    bd_config_print(&bd_app.cfg, stdout);
+    if (!ok) fprintf(stderr, "batchd: DATABASE_URL (or --database-url) is required\n");
+  }
+  return ok ? 0 : 2;
+}
+
 int main(int argc, char **argv) {
   const char *cmd = "serve";
   int first = 1;
@@ -340,7 +379,7 @@ int main(int argc, char **argv) {
       return 0;
     }
   }
-  if (strcmp(cmd, "serve") && strcmp(cmd, "migrate") && strcmp(cmd, "seed-demo")) {
+  if (strcmp(cmd, "serve") && strcmp(cmd, "migrate") && strcmp(cmd, "seed-demo") && strcmp(cmd, "config")) {
     fprintf(stderr, "batchd: unknown command \"%s\"\n\n", cmd);
     usage(stderr);
     return 2;
@@ -348,6 +387,7 @@ int main(int argc, char **argv) {
   char **pos = bd_calloc((size_t)argc + 1, sizeof *pos);
   int npos = 0;
   if (!bd_config_load(&bd_app.cfg, argc, argv, first, pos, &npos)) return 2;
+  if (!strcmp(cmd, "config")) return config_command(pos, npos);
   for (int i = 0; i < npos; i++) {
     if (!strcmp(cmd, "seed-demo") && !strcmp(pos[i], "--json")) g_json = true;
     else if (!strcmp(cmd, "seed-demo") && !strcmp(pos[i], "--tenant") && i + 1 < npos) g_seed_tenant = pos[++i];

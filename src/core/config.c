@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 typedef enum { T_STR, T_INT, T_DOUBLE, T_BOOL } opt_type_t;
@@ -133,17 +134,115 @@ static bool set_opt(bd_config_t *cfg, const opt_t *o, const char *v, const char 
   return false;
 }
 
+/* Where each setting's value came from, for `batchd config check`. */
+static char g_source[BD_ARRAY_LEN(opts)][160];
+
+static void set_source(size_t i, const char *fmt, const char *a, long n) {
+  snprintf(g_source[i], sizeof g_source[i], fmt, a, n);
+}
+
+static const opt_t *opt_by_env(const char *name, size_t len, size_t *idx) {
+  for (size_t i = 0; i < BD_ARRAY_LEN(opts); i++)
+    if (strlen(opts[i].env) == len && !strncmp(opts[i].env, name, len)) return *idx = i, &opts[i];
+  return NULL;
+}
+
+/* A value of a config file line: surrounding blanks trimmed; "..." (with
+ * \" and \\ escapes) or '...' unquoted. Returns false on an open quote. */
+static bool file_value(char *v, char **out) {
+  while (*v == ' ' || *v == '\t') v++;
+  size_t n = strlen(v);
+  while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) v[--n] = '\0';
+  if (n == 0 || (v[0] != '"' && v[0] != '\'')) return *out = v, true;
+  char q = v[0];
+  char *w = v, *r = v + 1;
+  for (; *r && *r != q; r++) {
+    if (q == '"' && *r == '\\' && (r[1] == '"' || r[1] == '\\')) r++;
+    *w++ = *r;
+  }
+  if (*r != q || r[1] != '\0') return false;
+  *w = '\0';
+  return *out = v, true;
+}
+
+/* The --config file: NAME=value lines with the environment's names (the
+ * systemd EnvironmentFile syntax: '#' comments, blank lines, an optional
+ * "export ", quoted values). An unknown name or one set twice is an error. */
+static bool load_file(bd_config_t *cfg, const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "batchd: --config %s: %s\n", path, strerror(errno));
+    return false;
+  }
+  bool seen[BD_ARRAY_LEN(opts)] = {false};
+  char line[8192];
+  long ln = 0;
+  bool ok = true;
+  while (ok && fgets(line, sizeof line, f)) {
+    ln++;
+    size_t len = strlen(line);
+    if (len == sizeof line - 1 && line[len - 1] != '\n') {
+      fprintf(stderr, "batchd: %s:%ld: line too long\n", path, ln);
+      ok = false;
+      break;
+    }
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+    char *p = line;
+    while (*p == ' ' || *p == '\t') p++;
+    if (*p == '\0' || *p == '#') continue;
+    if (!strncmp(p, "export ", 7)) p += 7;
+    char *eq = strchr(p, '=');
+    size_t nlen = eq ? (size_t)(eq - p) : 0;
+    while (nlen > 0 && (p[nlen - 1] == ' ' || p[nlen - 1] == '\t')) nlen--;
+    size_t idx;
+    const opt_t *o = eq ? opt_by_env(p, nlen, &idx) : NULL;
+    char *v;
+    char src[256];
+    snprintf(src, sizeof src, "%s:%ld", path, ln);
+    if (!eq) fprintf(stderr, "batchd: %s: expected NAME=value\n", src), ok = false;
+    else if (!o) fprintf(stderr, "batchd: %s: unknown setting %.*s\n", src, (int)nlen, p), ok = false;
+    else if (seen[idx]) fprintf(stderr, "batchd: %s: %s is set twice\n", src, o->env), ok = false;
+    else if (!file_value(eq + 1, &v)) fprintf(stderr, "batchd: %s: unterminated quote\n", src), ok = false;
+    else if (!set_opt(cfg, o, v, src)) ok = false;
+    else {
+      seen[idx] = true;
+      set_source(idx, "%s:%ld", path, ln);
+    }
+  }
+  fclose(f);
+  return ok;
+}
+
 bool bd_config_load(bd_config_t *cfg, int argc, char **argv, int first, char **pos, int *npos) {
   memset(cfg, 0, sizeof *cfg);
-  for (size_t i = 0; i < BD_ARRAY_LEN(opts); i++)
+  for (size_t i = 0; i < BD_ARRAY_LEN(opts); i++) {
     if (!set_opt(cfg, &opts[i], opts[i].def, "default")) return false;
+    set_source(i, "%s", "default", 0);
+  }
+  /* defaults < --config FILE < environment < flags */
+  for (int a = first; a < argc; a++) {
+    const char *path = !strcmp(argv[a], "--config") && a + 1 < argc ? argv[a + 1]
+                       : !strncmp(argv[a], "--config=", 9)          ? argv[a] + 9
+                                                                    : NULL;
+    if (!strcmp(argv[a], "--config") && a + 1 >= argc) {
+      fprintf(stderr, "batchd: --config needs a file\n");
+      return false;
+    }
+    if (path && !load_file(cfg, path)) return false;
+  }
   for (size_t i = 0; i < BD_ARRAY_LEN(opts); i++) {
     const char *v = getenv(opts[i].env);
     if (v && !set_opt(cfg, &opts[i], v, opts[i].env)) return false;
+    if (v) set_source(i, "%s", "environment", 0);
   }
   *npos = 0;
   for (int a = first; a < argc; a++) {
     const char *arg = argv[a];
+    if (!strcmp(arg, "--config")) {
+      a++;
+      continue;
+    }
+    if (!strncmp(arg, "--config=", 9)) continue;
     if (strncmp(arg, "--", 2) != 0) {
       pos[(*npos)++] = argv[a];
       continue;
@@ -169,6 +268,7 @@ bool bd_config_load(bd_config_t *cfg, int argc, char **argv, int first, char **p
       }
     }
     if (!set_opt(cfg, o, v, arg)) return false;
+    set_source((size_t)(o - opts), "flag --%s", o->flag, 0);
   }
   if (!*cfg->public_url) {
     free(cfg->public_url);
@@ -222,4 +322,62 @@ void bd_config_usage(FILE *out) {
   for (size_t i = 0; i < BD_ARRAY_LEN(opts); i++)
     fprintf(out, "  %-28s --%-22s %-14s %s\n", opts[i].env, opts[i].flag, *opts[i].def ? opts[i].def : "(none)",
             opts[i].help);
+}
+
+/* A value as `config check` shows it: the JWT secret never (only whether it
+ * is set, and its length), the database URL without its password (URL
+ * userinfo or a conninfo password=, also in a URL's query). */
+static void masked(const opt_t *o, const char *v, char *out, size_t cap) {
+  if (!strcmp(o->env, "BATCHD_JWT_SECRET")) {
+    if (*v) snprintf(out, cap, "(set, %zu bytes)", strlen(v));
+    else snprintf(out, cap, "(not set)");
+    return;
+  }
+  snprintf(out, cap, "%s", v);
+  if (strcmp(o->env, "DATABASE_URL") != 0) return;
+  char *scheme = strstr(out, "://");
+  if (scheme) {
+    char *auth = scheme + 3, *at = strchr(auth, '@'), *slash = strchr(auth, '/');
+    char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (at && colon && (!slash || at < slash)) {
+      memmove(colon + 4, at, strlen(at) + 1);
+      memcpy(colon, ":***", 4);
+    }
+  }
+  for (char *p = out; (p = strstr(p, "password=")) != NULL;) {
+    p += 9;
+    size_t n = strcspn(p, " &");
+    memmove(p + 3, p + n, strlen(p + n) + 1);
+    memcpy(p, "***", 3);
+  }
+}
+
+static void value_text(const bd_config_t *cfg, const opt_t *o, char *out, size_t cap) {
+  const char *base = (const char *)cfg + o->off;
+  char raw[4096];
+  switch (o->type) {
+  case T_STR: snprintf(raw, sizeof raw, "%s", *(char *const *)base ? *(char *const *)base : ""); break;
+  case T_INT: snprintf(raw, sizeof raw, "%lld", (long long)*(const int64_t *)base); break;
+  case T_BOOL: snprintf(raw, sizeof raw, "%s", *(const int64_t *)base ? "1" : "0"); break;
+  case T_DOUBLE: snprintf(raw, sizeof raw, "%g", *(const double *)base); break;
+  }
+  masked(o, raw, out, cap);
+}
+
+json_t *bd_config_effective(const bd_config_t *cfg) {
+  json_t *a = json_array();
+  for (size_t i = 0; i < BD_ARRAY_LEN(opts); i++) {
+    char v[4096];
+    value_text(cfg, &opts[i], v, sizeof v);
+    json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "name", opts[i].env, "value", v, "source", g_source[i]));
+  }
+  return a;
+}
+
+void bd_config_print(const bd_config_t *cfg, FILE *out) {
+  for (size_t i = 0; i < BD_ARRAY_LEN(opts); i++) {
+    char v[4096];
+    value_text(cfg, &opts[i], v, sizeof v);
+    fprintf(out, "%-30s %-40s %s\n", opts[i].env, v, g_source[i]);
+  }
 }

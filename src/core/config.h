@@ -1,7 +1,8 @@
 /* config.h: configuration from the environment and command-line flags.
  *
  * Every setting has an environment variable (BATCHD_*, DATABASE_URL) and a
- * flag (--listen, --max-json-body, ...); flags win. `batchd --help` prints
+ * flag (--listen, --max-json-body, ...), and may be in a --config FILE of
+ * NAME=value lines; defaults < file < environment < flags. `batchd --help` prints
  * the table in config.c, which is the single source of names, defaults and
  * descriptions. Loop thread only after start-up (read-only).
  */
@@ -10,6 +11,7 @@
 
 #include "common.h"
 
+#include <jansson.h>
 #include <stdio.h>
 
 typedef struct {
@@ -17,7 +19,7 @@ typedef struct {
   char *listen;                  /* host:port */
   char *public_url;              /* base of links we hand out */
   char *jwt_secret;              /* HS256 secret of the /rpc surface */
-  int jwt_max_ttl_s;             /* a JWT whose exp is further out than this is refused */
+  int64_t jwt_max_ttl_s;         /* a JWT whose exp is further out than this is refused */
   char *signing_key_file;        /* Ed25519 key for certificate signatures */
   int64_t workers;               /* render threads (libuv threadpool) */
   int64_t worker_nice;           /* their nice value (0: as the loop thread) */
@@ -59,6 +61,11 @@ typedef struct {
 bool bd_config_load(bd_config_t *cfg, int argc, char **argv, int first, char **pos, int *npos) BD_MUSTCHECK;
 void bd_config_free(bd_config_t *cfg);
 void bd_config_usage(FILE *out);
+/* The effective settings with secrets masked, and where each came from
+ * ("default", "FILE:LINE", "environment", "flag --x"): `batchd config check`.
+ * As [{"name","value","source"}] or as a table. */
+json_t *bd_config_effective(const bd_config_t *cfg);
+void bd_config_print(const bd_config_t *cfg, FILE *out);
 /* The settings as roff, for the man page (batchd --man): the same table. */
 void bd_config_man(FILE *out);
 

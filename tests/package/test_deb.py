@@ -81,6 +81,9 @@ def main():
         assert ".SH ENVIRONMENT" in open("/usr/share/man/man1/batchd.1").read()
         assert "BATCHD_JWT_MAX_TTL_S" in open("/usr/share/man/man1/batchd.1").read()
         assert oct(os.stat("/etc/batchd/batchd.env").st_mode & 0o777) == "0o600"
+        # the example env file is valid for --config as it is (a placeholder DATABASE_URL)
+        r = run("/usr/bin/batchd", "config", "check", "--config", "/etc/batchd/batchd.env", check=False)
+        assert r.returncode == 0 and "/etc/batchd/batchd.env:" in r.stdout, r.stdout + r.stderr
         r = run("systemd-analyze", "verify", "--man=no", "/usr/lib/systemd/system/batchd.service", check=False)
         assert r.returncode == 0, r.stdout + r.stderr
 
