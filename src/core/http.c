@@ -85,9 +85,7 @@ struct bd_conn {
   uint32_t name_len;          /* its bytes so far (llhttp reports ": v" as an empty name) */
   bool value_due;             /* a field name completed: its value comes next */
   bool saw_version;           /* the request line carried an HTTP version */
-  const char *exec_start;     /* the bytes llhttp_execute is parsing now */
-  char prev_byte, prev_byte2; /* the last two bytes it parsed before them (prev_byte last) */
-  bool dispatch_pending;      /* a chunked message is complete: its end is checked first */
+  bool trailers_next;         /* the last chunk's size line is parsed: trailers follow */
   bool bad_method;            /* the path exists with other methods (405) */
   bool parser_hold;           /* a streamed handler runs: the parser holds the request */
   bool header_deadline;       /* the header timer is armed (data does not extend it) */
@@ -601,11 +599,6 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   bd_conn_t *c = p->data;
   if (head_limit(c, n)) return HPE_USER;
   if (!c->value_due) return head_fail(c, 400, "Malformed HTTP request: a field line has an empty name");
-  /* A value span that begins a line is an obs-fold continuation (llhttp
-   * reports one as a second span of the value). scan_head refuses folds in
-   * the head before llhttp sees them; this catches those in trailers. */
-  char before = at > c->exec_start ? at[-1] : c->prev_byte;
-  if (n && before == '\n') return head_fail(c, 400, "Malformed HTTP request: obsolete line folding in a trailer");
   if (c->headers_done) return 0; /* a trailer (see on_header_field) */
   hoff_t *h = &c->hoff[c->nh - 1];
   if (h->vlen == 0) h->voff = (uint32_t)c->req->head_buf.len;
@@ -828,14 +821,20 @@ static void message_dispatch(bd_conn_t *c) {
 }
 
 /* Stops the parser after every message: the next pipelined request waits
- * for this response. A chunked message is dispatched by conn_process once
- * it has checked the bytes that ended it: llhttp, even strict, takes a bare
- * LF as the empty line that ends a trailer section, a shape a front proxy
- * may frame differently (RFC 9112 2.2, 7.1.2). */
+ * for this response. */
 static int on_message_complete(llhttp_t *p) {
-  bd_conn_t *c = p->data;
-  if (p->flags & F_CHUNKED) c->dispatch_pending = true;
-  else message_dispatch(c);
+  message_dispatch(p->data);
+  return HPE_PAUSED;
+}
+
+/* The last chunk's size line: the parser stops right after it so that
+ * conn_process can scan the trailer section as it scans the head (llhttp,
+ * even strict, takes obs-fold there, a whitespace-only one included, and a
+ * bare LF as the empty line that ends it: shapes a front proxy may frame
+ * differently, RFC 9112 2.2, 5.2, 7.1.2; found by fuzz_http_framing). */
+static int on_chunk_header(llhttp_t *p) {
+  if (p->content_length != 0) return 0;
+  ((bd_conn_t *)p->data)->trailers_next = true;
   return HPE_PAUSED;
 }
 
@@ -1042,7 +1041,8 @@ static void conn_fail(bd_conn_t *c, int status, const char *code, const char *ms
  *    3 allows splitting on any whitespace; we take the single-SP grammar).
  * The state is kept across reads (head_scan, scan_cr); empty lines before
  * the request line are skipped as llhttp does (RFC 9112 2.2), and body
- * bytes are not scanned. Returns NULL or the refusal's message. */
+ * bytes are not scanned, but a chunked body's trailer section is (from
+ * on_chunk_header on). Returns NULL or the refusal's message. */
 
 static const char *scan_head(bd_conn_t *c, const char *p, size_t n) {
   uint8_t st = c->head_scan;
@@ -1077,7 +1077,7 @@ static const char *scan_head(bd_conn_t *c, const char *p, size_t n) {
       break;
     }
     case SCAN_LSTART:
-      if (ch == ' ' || ch == '\t') return "Malformed HTTP request: obsolete line folding in a header";
+      if (ch == ' ' || ch == '\t') return "Malformed HTTP request: obsolete line folding in a field line";
       st = ch == '\r' ? SCAN_LSTART_CR : SCAN_LINE;
       break;
     case SCAN_LSTART_CR:
@@ -1091,18 +1091,6 @@ static const char *scan_head(bd_conn_t *c, const char *p, size_t n) {
   return NULL;
 }
 
-/* Keeps the last two bytes llhttp has parsed (see on_header_value and
- * on_message_complete). */
-static void remember_tail(bd_conn_t *c, const char *p, size_t n) {
-  if (n >= 2) {
-    c->prev_byte2 = p[n - 2];
-    c->prev_byte = p[n - 1];
-  } else if (n == 1) {
-    c->prev_byte2 = c->prev_byte;
-    c->prev_byte = p[0];
-  }
-}
-
 /* Parses buffered input until the parser pauses (a request is complete or
  * the body consumer asked to pause) or the input runs out. */
 static void conn_process(bd_conn_t *c) {
@@ -1112,32 +1100,26 @@ static void conn_process(bd_conn_t *c) {
     size_t avail = c->in.len - c->in_off;
     if (c->state == CS_IDLE) conn_arm_timer(c); /* re-armed as headers by message_begin */
     const char *bad;
-    if ((c->state == CS_IDLE || c->state == CS_HEADERS) && c->head_scan != SCAN_DONE &&
+    /* the head, and a chunked body's trailer section (see on_chunk_header) */
+    if (c->state != CS_HANDLING && c->head_scan != SCAN_DONE &&
         (bad = scan_head(c, start, avail))) {
       bd_log(BD_LOG_INFO, "malformed request on a connection: %s", bad);
       c->in_off = c->in.len;
       conn_fail(c, 400, "invalid_request", bad);
       return;
     }
-    c->exec_start = start;
     llhttp_errno_t err = llhttp_execute(&c->parser, start, avail);
     if (err == HPE_OK) {
-      remember_tail(c, start, avail);
       c->in_off = c->in.len;
     } else if (err == HPE_PAUSED) {
       const char *pos = llhttp_get_error_pos(&c->parser);
-      remember_tail(c, start, (size_t)(pos - start));
       c->in_off += (size_t)(pos - start);
       llhttp_resume(&c->parser);
-      if (c->dispatch_pending) {
-        c->dispatch_pending = false;
-        if (c->prev_byte2 != '\r' || c->prev_byte != '\n') {
-          bd_log(BD_LOG_INFO, "malformed request on a connection: a trailer section ends in a bare LF");
-          c->in_off = c->in.len;
-          conn_fail(c, 400, "invalid_request", "Malformed HTTP request: a line ends in LF without CR");
-          return;
-        }
-        message_dispatch(c);
+      if (c->trailers_next) {
+        /* scan_head goes on from the start of a line after CRLF */
+        c->trailers_next = false;
+        c->head_scan = SCAN_LSTART;
+        c->scan_cr = false;
       }
     } else {
       int st = c->early_status ? c->early_status : 400;
@@ -1313,6 +1295,7 @@ bd_server_t *bd_server_new(uv_loop_t *loop, const bd_server_config_t *cfg, const
     g_settings.on_version_complete = on_version_complete;
     g_settings.on_headers_complete = on_headers_complete;
     g_settings.on_body = on_body;
+    g_settings.on_chunk_header = on_chunk_header;
     g_settings.on_message_complete = on_message_complete;
     g_settings_init = true;
   }

@@ -236,6 +236,10 @@ CASES = [
          chunked(b"5\r\nhello\r\n0\r\n\n" + FOLLOW_UP.replace(b"follow-up", b"smuggled")), 400, True),
     Case(S, "trailer_field_bare_lf_end", "RFC 9112 2.2, 7.1.2",
          chunked(b"5\r\nhello\r\n0\r\nX: a\r\n\n"), 400, True),
+    Case(S, "trailer_whitespace_fold", "RFC 9112 5.2, 7.1.2",
+         chunked(b"5\r\nhello\r\n0\r\nX:\r\n \r\n\r\n"), 400, True),
+    Case(S, "trailer_bare_lf_inside", "RFC 9112 2.2, 7.1.2",
+         chunked(b"5\r\nhello\r\n0\r\nX: a\nY: b\r\n\r\n"), 400, True),
     Case(S, "bare_cr_in_field", "RFC 9112 2.2", b"GET /healthz HTTP/1.1\r\nHost: x\rX-A: b\r\n\r\n", 400, True),
     # RFC 9112 2.2 lets a recipient accept a bare LF as a line end; batchd
     # refuses it everywhere in the head, since a proxy in front may not.
