@@ -83,7 +83,6 @@ struct bd_conn {
   bool scan_cr;               /* the last head byte scanned was CR */
   bool name_open;             /* a field name has begun and not completed */
   uint32_t name_len;          /* its bytes so far (llhttp reports ": v" as an empty name) */
-  bool value_due;             /* a field name completed: its value comes next */
   bool saw_version;           /* the request line carried an HTTP version */
   bool trailers_next;         /* the last chunk's size line is parsed: trailers follow */
   bool bad_method;            /* the path exists with other methods (405) */
@@ -525,7 +524,7 @@ static int on_message_begin(llhttp_t *p) {
   c->head_bytes = 0;
   c->early_status = 0;
   c->early_msg = NULL;
-  c->name_open = c->value_due = c->saw_version = false;
+  c->name_open = c->saw_version = false;
   c->discard_body = false;
   c->bad_method = false;
   c->header_deadline = false;
@@ -591,26 +590,17 @@ static int on_header_field_complete(llhttp_t *p) {
   bd_conn_t *c = p->data;
   if (!c->name_open || c->name_len == 0) return head_fail(c, 400, "Malformed HTTP request: a field line has an empty name");
   c->name_open = false;
-  c->value_due = true;
   return 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   bd_conn_t *c = p->data;
   if (head_limit(c, n)) return HPE_USER;
-  if (!c->value_due) return head_fail(c, 400, "Malformed HTTP request: a field line has an empty name");
   if (c->headers_done) return 0; /* a trailer (see on_header_field) */
   hoff_t *h = &c->hoff[c->nh - 1];
   if (h->vlen == 0) h->voff = (uint32_t)c->req->head_buf.len;
   bd_buf_append(&c->req->head_buf, at, n);
   h->vlen += (uint32_t)n;
-  return 0;
-}
-
-static int on_header_value_complete(llhttp_t *p) {
-  bd_conn_t *c = p->data;
-  if (!c->value_due) return head_fail(c, 400, "Malformed HTTP request: a field line has an empty name");
-  c->value_due = false;
   return 0;
 }
 
@@ -1291,7 +1281,6 @@ bd_server_t *bd_server_new(uv_loop_t *loop, const bd_server_config_t *cfg, const
     g_settings.on_header_field = on_header_field;
     g_settings.on_header_value = on_header_value;
     g_settings.on_header_field_complete = on_header_field_complete;
-    g_settings.on_header_value_complete = on_header_value_complete;
     g_settings.on_version_complete = on_version_complete;
     g_settings.on_headers_complete = on_headers_complete;
     g_settings.on_body = on_body;
