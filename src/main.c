@@ -11,6 +11,7 @@
  * then close the database pool and every remaining handle. The loop then
  * runs out of handles and main checks uv_loop_close() == 0.
  */
+#include "admin.h"
 #include "app.h"
 #include "idem.h"
 #include "jobs.h"
@@ -65,6 +66,7 @@ static const struct {
     {"batchd [serve] [--flag value ...]", "serve HTTP (applies pending migrations first, under an advisory lock)"},
     {"batchd migrate", "apply pending migrations and exit"},
     {"batchd seed-demo [--tenant NAME] [--json]", "create a demo tenant on every surface, print its credentials"},
+    {"batchd tenant|user|token|template VERB ...", "provision tenants, users, keys and templates (below)"},
     {"batchd config check [--json]",
      "print the effective settings, secrets masked, and where each came from; exit 2 if one is invalid"},
     {"batchd --help | --version | --man", "this text, the version, the man page (roff)"},
@@ -78,6 +80,8 @@ static void usage(FILE *out) {
   fputs("\nEvery setting is an environment variable or a flag, and may be a NAME=value line of a\n"
         "--config FILE (any command); defaults < file < environment < flags.\n",
         out);
+  bd_admin_usage(out, g_surfaces, BD_ARRAY_LEN(g_surfaces));
+  fputc('\n', out);
   bd_config_usage(out);
 }
 
@@ -98,6 +102,7 @@ static void man_page(FILE *out) {
         out);
   for (size_t i = 0; i < BD_ARRAY_LEN(g_commands); i++)
     fprintf(out, ".TP\n.B %s\n%s\n", g_commands[i].synopsis, g_commands[i].what);
+  bd_admin_man(out, g_surfaces, BD_ARRAY_LEN(g_surfaces));
   fputs(".SH OPTIONS\n.TP\n.BI \\-\\-config \" FILE\"\n"
         "read settings from FILE: NAME=value lines with the names below, '#' comments, optional quotes\n"
         "(the systemd EnvironmentFile syntax); an unknown name or one set twice is an error.\n"
@@ -114,7 +119,8 @@ static void man_page(FILE *out) {
         ".TP\n.I /etc/batchd/batchd.env\nthe settings of the systemd unit (batchd.service)\n"
         ".TP\n.I /var/lib/batchd/batchd-signing.key\nthe certificate signing key of the unit, created on first start\n"
         ".SH EXIT STATUS\n0 stopped cleanly or the command succeeded; 1 a runtime failure (database, listen);\n"
-        "2 a usage or configuration error.\n"
+        "2 a usage or configuration error; the provisioning commands also 3 not found, 4 already exists,\n"
+        "5 invalid input.\n"
         ".SH SEE ALSO\n.BR systemd.exec (5),\n.BR psql (1)\n",
         out);
 }
@@ -379,7 +385,8 @@ int main(int argc, char **argv) {
       return 0;
     }
   }
-  if (strcmp(cmd, "serve") && strcmp(cmd, "migrate") && strcmp(cmd, "seed-demo") && strcmp(cmd, "config")) {
+  bool admin = bd_admin_is_command(cmd, g_surfaces, BD_ARRAY_LEN(g_surfaces));
+  if (!admin && strcmp(cmd, "serve") && strcmp(cmd, "migrate") && strcmp(cmd, "seed-demo") && strcmp(cmd, "config")) {
     fprintf(stderr, "batchd: unknown command \"%s\"\n\n", cmd);
     usage(stderr);
     return 2;
@@ -388,6 +395,18 @@ int main(int argc, char **argv) {
   int npos = 0;
   if (!bd_config_load(&bd_app.cfg, argc, argv, first, pos, &npos)) return 2;
   if (!strcmp(cmd, "config")) return config_command(pos, npos);
+  if (admin) {
+    if (sodium_init() < 0) {
+      fprintf(stderr, "batchd: libsodium failed to initialise\n");
+      return 1;
+    }
+    /* the products surface signs /rpc JWTs with it */
+    if (*bd_app.cfg.jwt_secret) {
+      bd_app.jwt_key_len = strlen(bd_app.cfg.jwt_secret);
+      bd_app.jwt_key = (uint8_t *)bd_strdup(bd_app.cfg.jwt_secret);
+    }
+    return bd_admin_main(cmd, pos, npos, bd_app.cfg.database_url, g_surfaces, BD_ARRAY_LEN(g_surfaces));
+  }
   for (int i = 0; i < npos; i++) {
     if (!strcmp(cmd, "seed-demo") && !strcmp(pos[i], "--json")) g_json = true;
     else if (!strcmp(cmd, "seed-demo") && !strcmp(pos[i], "--tenant") && i + 1 < npos) g_seed_tenant = pos[++i];

@@ -12,6 +12,7 @@
 #ifndef BD_BUSINESS_H
 #define BD_BUSINESS_H
 
+#include "admin.h"
 #include "http.h"
 #include "pg.h"
 
@@ -144,5 +145,8 @@ void bd_biz_batch_get(bd_req_t *req);     /* GET /business/batches/{batchId} */
 void bd_biz_batch_list(bd_req_t *req);    /* GET /business/batches */
 void bd_biz_batch_approve(bd_req_t *req); /* POST /business/batches/{batchId}/approve */
 void bd_biz_batch_errors(bd_req_t *req);  /* GET /business/batches/{batchId}/errors.csv */
+
+/* Provisioning: the institution, users, templates and tokens (business_admin.c). */
+extern const bd_admin_hooks_t bd_biz_admin;
 
 #endif

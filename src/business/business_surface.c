@@ -253,4 +253,5 @@ const bd_surface_def_t bd_surface_business = {
     .init = bd_biz_certs_init,
     .fini = bd_cert_render_shutdown,
     .seed = biz_seed,
+    .admin = &bd_biz_admin,
 };

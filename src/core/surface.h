@@ -12,12 +12,15 @@
  *     channels, caches), flush() during shutdown after requests and jobs
  *     have stopped (e.g. buffered scan events), fini() after the loop has
  *     ended (free thread-local or process-wide caches), and seed() from
- *     `batchd seed-demo`, in list order.
+ *     `batchd seed-demo`, in list order;
+ *   - runs the provisioning commands (admin.h) with the surface's admin
+ *     hooks: its part of a tenant, its keys, its own commands.
  * Loop thread only, except fini (main thread, loop gone).
  */
 #ifndef BD_SURFACE_H
 #define BD_SURFACE_H
 
+#include "admin.h"
 #include "http.h"
 #include "seed.h"
 
@@ -30,6 +33,7 @@ typedef struct bd_surface_def {
   void (*flush)(void (*done)(void *ud), void *ud);    /* may be NULL; calls done once */
   void (*fini)(void);                                 /* may be NULL */
   void (*seed)(bd_seed_t *s);                         /* may be NULL; ends with bd_seed_next */
+  const bd_admin_hooks_t *admin;                      /* may be NULL: provisioning (admin.h) */
 } bd_surface_def_t;
 
 /* The core's own test surface (core/testhooks.c): listed by main.c like any other. */

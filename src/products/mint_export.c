@@ -67,8 +67,8 @@ struct zip_work_s {
 };
 
 static bd_pg_stmt_t S_JOB = BD_PG_STMT(
-    "SELECT j.gtin, j.lot, j.first_unit_id, j.requested_quantity, j.status FROM pp_mint_jobs j"
-    " WHERE j.id = $1 AND EXISTS (SELECT 1 FROM pp_members m WHERE m.brand_id = j.brand_id AND m.user_id = $2)");
+    "SELECT j.gtin, j.lot, j.first_unit_id, j.requested_quantity, j.status FROM pp_caller($2, $3) c, pp_mint_jobs j"
+    " WHERE j.id = $1 AND EXISTS (SELECT 1 FROM pp_members m WHERE m.brand_id = j.brand_id AND m.user_id = c)");
 static bd_pg_stmt_t S_PAGE = BD_PG_STMT(
     "SELECT id, serial FROM pp_units WHERE id >= $1 AND id < $2 ORDER BY id LIMIT $3");
 
@@ -344,8 +344,8 @@ static void on_job(void *ud, const bd_pg_result_t *r) {
 }
 
 static void export_start(bd_req_t *req, const char *id, bool zip) {
-  char sub[201];
-  if (!bd_rpc_authenticate(req, sub)) return;
+  char sub[201], jti[16];
+  if (!bd_rpc_authenticate(req, sub, jti)) return;
   if (!bd_uuid_valid(bd_str_c(id))) {
     bd_rpc_error(req, 400, "22023", "Invalid input", "the mint job id must be a UUID", NULL);
     return;
@@ -361,8 +361,8 @@ static void export_start(bd_req_t *req, const char *id, bool zip) {
   snprintf(e->sub, sizeof e->sub, "%s", sub);
   req->ctx = e;
   bd_req_defer(req, exp_free, e);
-  const char *p[] = {e->job, e->sub};
-  bd_app_query(req, &S_JOB, 2, p, on_job, req);
+  const char *p[] = {e->job, e->sub, jti[0] ? jti : NULL};
+  bd_app_query(req, &S_JOB, 3, p, on_job, req);
 }
 
 void bd_export_csv(bd_req_t *req) {

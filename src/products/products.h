@@ -8,6 +8,7 @@
 #ifndef BD_PRODUCTS_H
 #define BD_PRODUCTS_H
 
+#include "admin.h"
 #include "http.h"
 #include "pg.h"
 
@@ -21,11 +22,15 @@ void bd_rpc_error(bd_req_t *req, int status, const char *code, const char *messa
                   const char *hint);
 
 /* Verifies the Bearer JWT of the request. On success copies its sub into
- * `sub` (NUL-terminated, at most 200 bytes) and returns true; otherwise
- * answers 401 and returns false. */
-bool bd_rpc_authenticate(bd_req_t *req, char sub[201]) BD_MUSTCHECK;
+ * `sub` (NUL-terminated, at most 200 bytes) and, when its jti is one that
+ * `batchd token create` minted ("jwt_" + 12 base62), that id without the
+ * prefix into `jti` ("" otherwise), and returns true; otherwise answers 401
+ * and returns false. The caller passes jti (NULL when "") to pp_caller in
+ * its statement: that is where a revoked token is refused. */
+bool bd_rpc_authenticate(bd_req_t *req, char sub[201], char jti[16]) BD_MUSTCHECK;
 
 /* Maps a failed query of an rpc_*-style function to a PostgREST error:
+ *   28000 → 401 Not authenticated (a revoked token, pp_caller)
  *   42501 → 403 Forbidden    22023, 22P02, 23502, 23514, 22003, 22001 → 400 Invalid input
  *   P0002 → 404              23505 → 409
  * anything else as bd_app_db_error (unavailable → 503, else 500). Does
@@ -47,5 +52,8 @@ void bd_resolver_init(void);
 void bd_resolver_handle(bd_req_t *req);
 void bd_resolver_wellknown(bd_req_t *req);
 void bd_passport_handle(bd_req_t *req);
+
+/* Provisioning: the brand and /rpc JWTs (products_admin.c). */
+extern const bd_admin_hooks_t bd_products_admin;
 
 #endif

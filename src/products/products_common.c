@@ -65,6 +65,11 @@ void bd_rpc_db_error(bd_req_t *req, const bd_pg_result_t *r) {
     const char *st = r->sqlstate;
     int status = 0;
     const char *msg = r->message;
+    if (!strcmp(st, "28000")) {
+      bd_resp_header(req, "WWW-Authenticate", "Bearer");
+      bd_rpc_error(req, 401, "PGRST301", "Not authenticated", r->detail ? r->detail : r->message, NULL);
+      return;
+    }
     if (!strcmp(st, "42501")) status = 403, msg = "Forbidden";
     else if (!strcmp(st, "22023") || !strcmp(st, "22P02") || !strcmp(st, "23502") || !strcmp(st, "23514") ||
              !strcmp(st, "22003") || !strcmp(st, "22001"))
@@ -83,7 +88,7 @@ void bd_rpc_db_error(bd_req_t *req, const bd_pg_result_t *r) {
   }
 }
 
-bool bd_rpc_authenticate(bd_req_t *req, char sub_out[201]) {
+bool bd_rpc_authenticate(bd_req_t *req, char sub_out[201], char jti_out[16]) {
   bd_str_t tok;
   json_t *claims = NULL;
   int jrc = BD_JWT_EMALFORMED;
@@ -104,6 +109,9 @@ bool bd_rpc_authenticate(bd_req_t *req, char sub_out[201]) {
     return false;
   }
   snprintf(sub_out, 201, "%s", sub);
+  const char *jti = json_string_value(json_object_get(claims, "jti"));
+  jti_out[0] = '\0';
+  if (jti && strlen(jti) == 4 + BD_TOKEN_ID_LEN && !strncmp(jti, "jwt_", 4)) memcpy(jti_out, jti + 4, BD_TOKEN_ID_LEN + 1);
   json_decref(claims);
   return true;
 }

@@ -159,4 +159,5 @@ const bd_surface_def_t bd_surface_products = {
     .errors = {error_paths, bd_products_format_error},
     .init = rpc_init,
     .seed = rpc_seed,
+    .admin = &bd_products_admin,
 };

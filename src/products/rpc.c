@@ -25,24 +25,25 @@
 
 typedef struct {
   const char *name;   /* function name in the URL */
-  bd_pg_stmt_t stmt;  /* SELECT rpc_<name>($1, $2::jsonb[, $3])::text */
-  int nparams;        /* 2, or 3 when the function also takes the public base URL */
+  bd_pg_stmt_t stmt;  /* SELECT rpc_<name>(pp_caller($1 sub, $3 jti), $2::jsonb[, $4])::text */
+  int nparams;        /* 3, or 4 when the function also takes the public base URL */
 } rpc_fn_t;
 
 static rpc_fn_t k_fns[] = {
-  {"create_product", BD_PG_STMT("SELECT rpc_create_product($1, $2::jsonb)::text")},
-  {"list_products", BD_PG_STMT("SELECT rpc_list_products($1, $2::jsonb)::text")},
-  {"create_product_batch", BD_PG_STMT("SELECT rpc_create_product_batch($1, $2::jsonb)::text")},
-  {"list_product_batches", BD_PG_STMT("SELECT rpc_list_product_batches($1, $2::jsonb)::text")},
-  {"update_product_batch", BD_PG_STMT("SELECT rpc_update_product_batch($1, $2::jsonb)::text")},
-  {"submit_mint_request", BD_PG_STMT("SELECT rpc_submit_mint_request($1, $2::jsonb)::text")},
-  {"get_mint_job", BD_PG_STMT("SELECT rpc_get_mint_job($1, $2::jsonb)::text")},
-  {"list_mint_units", BD_PG_STMT("SELECT rpc_list_mint_units($1, $2::jsonb, $3)::text"), 3},
+  {"create_product", BD_PG_STMT("SELECT rpc_create_product(pp_caller($1, $3), $2::jsonb)::text")},
+  {"list_products", BD_PG_STMT("SELECT rpc_list_products(pp_caller($1, $3), $2::jsonb)::text")},
+  {"create_product_batch", BD_PG_STMT("SELECT rpc_create_product_batch(pp_caller($1, $3), $2::jsonb)::text")},
+  {"list_product_batches", BD_PG_STMT("SELECT rpc_list_product_batches(pp_caller($1, $3), $2::jsonb)::text")},
+  {"update_product_batch", BD_PG_STMT("SELECT rpc_update_product_batch(pp_caller($1, $3), $2::jsonb)::text")},
+  {"submit_mint_request", BD_PG_STMT("SELECT rpc_submit_mint_request(pp_caller($1, $3), $2::jsonb)::text")},
+  {"get_mint_job", BD_PG_STMT("SELECT rpc_get_mint_job(pp_caller($1, $3), $2::jsonb)::text")},
+  {"list_mint_units", BD_PG_STMT("SELECT rpc_list_mint_units(pp_caller($1, $3), $2::jsonb, $4)::text"), 4},
 };
 
 typedef struct {
   rpc_fn_t *fn;       /* the function called */
   char *sub;          /* the caller (JWT sub) */
+  char jti[16];       /* its jti if minted by batchd token create, else "" */
 } rpc_ctx_t;
 
 static void rpc_ctx_free(void *arg) {
@@ -65,8 +66,8 @@ static void on_rpc(void *ud, const bd_pg_result_t *r) {
 
 static void call(bd_req_t *req) {
   rpc_ctx_t *c = req->ctx;
-  const char *p[] = {c->sub, req->body.data, bd_app.cfg.public_url};
-  bd_app_query(req, &c->fn->stmt, c->fn->nparams ? c->fn->nparams : 2, p, on_rpc, req);
+  const char *p[] = {c->sub, req->body.data, c->jti[0] ? c->jti : NULL, bd_app.cfg.public_url};
+  bd_app_query(req, &c->fn->stmt, c->fn->nparams ? c->fn->nparams : 3, p, on_rpc, req);
 }
 
 void bd_rpc_handle(bd_req_t *req) {
@@ -75,10 +76,11 @@ void bd_rpc_handle(bd_req_t *req) {
   for (size_t i = 0; i < BD_ARRAY_LEN(k_fns); i++)
     if (!strcmp(k_fns[i].name, name)) fn = &k_fns[i];
   /* authentication first: an unauthenticated caller learns nothing */
-  char sub[201];
-  if (!bd_rpc_authenticate(req, sub)) return;
+  char sub[201], jti[16];
+  if (!bd_rpc_authenticate(req, sub, jti)) return;
   rpc_ctx_t *c = bd_calloc(1, sizeof *c);
   c->sub = bd_strdup(sub);
+  memcpy(c->jti, jti, sizeof c->jti);
   c->fn = fn;
   req->ctx = c;
   bd_req_defer(req, rpc_ctx_free, c);

@@ -4,6 +4,7 @@
 #ifndef BD_QR_API_H
 #define BD_QR_API_H
 
+#include "admin.h"
 #include "http.h"
 #include "pg.h"
 #include "qr.h"
@@ -120,5 +121,8 @@ void qr_h_analytics(bd_req_t *req);
 void qr_h_create_template(bd_req_t *req);
 void qr_h_list_templates(bd_req_t *req);
 void qr_h_redirect(bd_req_t *req);
+
+/* Provisioning: the workspace and API keys (qr_admin.c). */
+extern const bd_admin_hooks_t qr_admin;
 
 #endif

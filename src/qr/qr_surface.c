@@ -157,4 +157,5 @@ const bd_surface_def_t bd_surface_qr = {
     .init = init,
     .flush = flush,
     .seed = qr_seed,
+    .admin = &qr_admin,
 };

@@ -1,0 +1,216 @@
+/* qr_admin.c: the QR surface's part of provisioning (admin.h): a tenant's
+ * workspace ("default") and its API keys "qr_live_<id>_<secret>" /
+ * "qr_test_<id>_<secret>", listed and ended as "key_<id>" like /v1/tokens.
+ *
+ * Servers cache keys; every change that ends one fires NOTIFY
+ * bd_credentials (012_credentials.sql), so a revocation here reaches every
+ * process within the notification's latency. Command-line process only.
+ */
+#include "qr_api.h"
+
+#include "admin.h"
+#include "auth.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const k_scopes[] = {"qr:read", "qr:write", "analytics:read", "tokens:manage"};
+
+static bool workspace(bd_admin_t *a, int64_t tid, char out[24]) {
+  char t[24];
+  snprintf(t, sizeof t, "%lld", (long long)tid);
+  const char *p[] = {t};
+  PGresult *r = bd_admin_exec(a, "SELECT id FROM qr_workspaces WHERE tenant_id = $1::bigint ORDER BY id LIMIT 1", 1, p);
+  if (!r) return false;
+  bool ok = PQntuples(r) == 1;
+  if (ok) snprintf(out, 24, "%s", PQgetvalue(r, 0, 0));
+  else bd_admin_fail(a, BD_ADMIN_ENOTFOUND, "the tenant has no QR workspace");
+  PQclear(r);
+  return ok;
+}
+
+static int provision(bd_admin_t *a, int64_t tid, json_t *out) {
+  char t[24];
+  snprintf(t, sizeof t, "%lld", (long long)tid);
+  const char *p[] = {t};
+  PGresult *r = bd_admin_exec(a, "INSERT INTO qr_workspaces (tenant_id, name) VALUES ($1::bigint, 'default') RETURNING id",
+                              1, p);
+  if (!r) return BD_ADMIN_EDB;
+  json_object_set_new(out, "workspace_id", json_integer(strtoll(PQgetvalue(r, 0, 0), NULL, 10)));
+  PQclear(r);
+  return BD_ADMIN_OK;
+}
+
+static int describe(bd_admin_t *a, int64_t tid, json_t *out) {
+  char t[24];
+  snprintf(t, sizeof t, "%lld", (long long)tid);
+  const char *p[] = {t};
+  PGresult *r = bd_admin_exec(
+      a,
+      "SELECT w.id, (SELECT count(*) FROM qr_api_keys k WHERE k.workspace_id = w.id"
+      "   AND bd_credential_live(k.revoked_at, k.expires_at)),"
+      " (SELECT count(*) FROM qr_codes c WHERE c.workspace_id = w.id),"
+      " (SELECT count(*) FROM qr_batches b WHERE b.workspace_id = w.id)"
+      " FROM qr_workspaces w WHERE w.tenant_id = $1::bigint ORDER BY w.id LIMIT 1",
+      1, p);
+  if (!r) return BD_ADMIN_EDB;
+  if (PQntuples(r) == 1)
+    json_object_update_new(out, json_pack("{s:I, s:I, s:I, s:I}", "workspace_id",
+                                          (json_int_t)strtoll(PQgetvalue(r, 0, 0), NULL, 10), "active_keys",
+                                          (json_int_t)atoll(PQgetvalue(r, 0, 1)), "qr_codes",
+                                          (json_int_t)atoll(PQgetvalue(r, 0, 2)), "batches",
+                                          (json_int_t)atoll(PQgetvalue(r, 0, 3))));
+  PQclear(r);
+  return BD_ADMIN_OK;
+}
+
+static const bd_admin_opt_t k_token_opts[] = {
+    {"scope", "SCOPE", true, false, "qr:read|qr:write|analytics:read|tokens:manage, or all (qr: at least one)"},
+    {"mode", "live|test", false, false, "(qr) the key's environment, default live"},
+    {NULL}};
+
+static int token_create(bd_admin_t *a, int64_t tid, int64_t expires_s, json_t *out) {
+  char ws[24];
+  if (!workspace(a, tid, ws)) return BD_ADMIN_ENOTFOUND;
+  const char *mode = bd_admin_opt(a, "mode");
+  if (!mode) mode = "live";
+  if (strcmp(mode, "live") && strcmp(mode, "test"))
+    return bd_admin_fail(a, BD_ADMIN_EUSAGE, "--mode is live or test");
+  const char **v;
+  size_t n = bd_admin_opts(a, "scope", &v);
+  if (n == 0) return bd_admin_fail(a, BD_ADMIN_EUSAGE, "--scope is required (or --scope all)");
+  unsigned bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned b = 0;
+    for (size_t k = 0; k < BD_ARRAY_LEN(k_scopes); k++)
+      if (!strcmp(v[i], k_scopes[k])) b = 1u << k;
+    if (!strcmp(v[i], "all")) b = (1u << BD_ARRAY_LEN(k_scopes)) - 1;
+    if (!b) return bd_admin_fail(a, BD_ADMIN_EINVALID, "unknown scope \"%s\"", v[i]);
+    bits |= b;
+  }
+  bd_buf_t arr = BD_BUF_INIT;
+  json_t *names = json_array();
+  bd_buf_putc(&arr, '{');
+  for (size_t k = 0; k < BD_ARRAY_LEN(k_scopes); k++)
+    if (bits & (1u << k)) {
+      bd_buf_printf(&arr, "%s%s", arr.len > 1 ? "," : "", k_scopes[k]);
+      json_array_append_new(names, json_string(k_scopes[k]));
+    }
+  bd_buf_putc(&arr, '}');
+  bd_token_t t;
+  bd_token_generate(!strcmp(mode, "live") ? "qr_live_" : "qr_test_", &t);
+  char exp[24];
+  snprintf(exp, sizeof exp, "%lld", (long long)expires_s);
+  const char *name = bd_admin_opt(a, "name");
+  const char *p[] = {t.id, ws, mode, arr.data, t.secret_hash, name ? name : "", exp};
+  PGresult *r = bd_admin_exec(a,
+                              "INSERT INTO qr_api_keys (id, workspace_id, mode, scopes, secret_hash, name, expires_at)"
+                              " VALUES ($1, $2::bigint, $3, $4::text[], $5, $6,"
+                              "  CASE WHEN $7::bigint > 0 THEN now() + make_interval(secs => $7::bigint) END)"
+                              " RETURNING bd_iso(created_at), bd_iso(expires_at)",
+                              7, p);
+  bd_buf_free(&arr);
+  if (!r) {
+    json_decref(names);
+    return BD_ADMIN_EDB;
+  }
+  char id[32];
+  snprintf(id, sizeof id, "key_%s", t.id);
+  json_object_update_new(out, json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "id", id, "token", t.token, "environment",
+                                        mode, "grants", names, "created_at", bd_admin_col(r, 0, 0), "expires_at",
+                                        bd_admin_col(r, 0, 1)));
+  PQclear(r);
+  return BD_ADMIN_OK;
+}
+
+static int token_list(bd_admin_t *a, int64_t tid, bool all, json_t *rows) {
+  char t[24], al[2] = {all ? 't' : 'f', 0};
+  snprintf(t, sizeof t, "%lld", (long long)tid);
+  const char *p[] = {t, al};
+  PGresult *r = bd_admin_exec(
+      a,
+      "SELECT 'key_' || k.id, tn.name, k.name, array_to_json(k.scopes)::text, bd_iso(k.created_at),"
+      " bd_iso(k.expires_at), bd_iso(k.revoked_at), bd_iso(k.last_used_at), k.mode"
+      " FROM qr_api_keys k JOIN qr_workspaces w ON w.id = k.workspace_id JOIN bd_tenants tn ON tn.id = w.tenant_id"
+      " WHERE ($1::bigint < 0 OR tn.id = $1::bigint) AND ($2::boolean OR bd_credential_live(k.revoked_at, k.expires_at))"
+      " ORDER BY k.created_at, k.id",
+      2, p);
+  if (!r) return BD_ADMIN_EDB;
+  for (int i = 0; i < PQntuples(r); i++)
+    json_array_append_new(
+        rows, json_pack("{s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id", bd_admin_col(r, i, 0), "surface",
+                        "qr", "tenant", bd_admin_col(r, i, 1), "name", bd_admin_col(r, i, 2), "grants",
+                        json_loads(PQgetvalue(r, i, 3), 0, NULL), "created_at", bd_admin_col(r, i, 4), "expires_at",
+                        bd_admin_col(r, i, 5), "revoked_at", bd_admin_col(r, i, 6), "last_used_at",
+                        bd_admin_col(r, i, 7), "environment", bd_admin_col(r, i, 8)));
+  PQclear(r);
+  return BD_ADMIN_OK;
+}
+
+static const char *own_id(const char *id) {
+  if (strncmp(id, "key_", 4) || strlen(id + 4) != BD_TOKEN_ID_LEN) return NULL;
+  return id + 4;
+}
+
+static int token_revoke(bd_admin_t *a, const char *id, json_t *out) {
+  const char *k = own_id(id);
+  if (!k) return BD_ADMIN_ENOTFOUND;
+  const char *p[] = {k};
+  PGresult *r = bd_admin_exec(a,
+                              "UPDATE qr_api_keys SET revoked_at = CASE WHEN revoked_at IS NOT NULL AND"
+                              " revoked_at <= now() THEN revoked_at ELSE now() END WHERE id = $1"
+                              " RETURNING bd_iso(revoked_at)",
+                              1, p);
+  if (!r) return BD_ADMIN_EDB;
+  int n = PQntuples(r);
+  if (n == 1) json_object_update_new(out, json_pack("{s:s, s:o}", "id", id, "revoked_at", bd_admin_col(r, 0, 0)));
+  PQclear(r);
+  return n == 1 ? BD_ADMIN_OK : bd_admin_fail(a, BD_ADMIN_ENOTFOUND, "no key \"%s\"", id);
+}
+
+static int token_rotate(bd_admin_t *a, const char *id, int64_t grace_s, json_t *out) {
+  const char *k = own_id(id);
+  if (!k) return BD_ADMIN_ENOTFOUND;
+  const char *p0[] = {k};
+  PGresult *r = bd_admin_exec(a,
+                              "SELECT mode FROM qr_api_keys WHERE id = $1 AND bd_credential_live(revoked_at, expires_at)"
+                              " FOR UPDATE",
+                              1, p0);
+  if (!r) return BD_ADMIN_EDB;
+  bool live = PQntuples(r) == 1 && !strcmp(PQgetvalue(r, 0, 0), "live");
+  int found = PQntuples(r);
+  PQclear(r);
+  if (!found) return bd_admin_fail(a, BD_ADMIN_ENOTFOUND, "no live key \"%s\"", id);
+  bd_token_t t;
+  bd_token_generate(live ? "qr_live_" : "qr_test_", &t);
+  char g[24];
+  snprintf(g, sizeof g, "%lld", (long long)grace_s);
+  const char *p[] = {k, t.id, t.secret_hash, g};
+  r = bd_admin_exec(a,
+                    "WITH o AS (SELECT * FROM qr_api_keys WHERE id = $1),"
+                    " n AS (INSERT INTO qr_api_keys (id, workspace_id, mode, scopes, secret_hash, name, expires_at)"
+                    "  SELECT $2, workspace_id, mode, scopes, $3, name, expires_at FROM o RETURNING bd_iso(expires_at) AS exp),"
+                    " u AS (UPDATE qr_api_keys k SET revoked_at = now() + make_interval(secs => $4::bigint),"
+                    "  rotated_to = $2 FROM o WHERE k.id = o.id RETURNING bd_iso(k.revoked_at) AS until)"
+                    " SELECT n.exp, u.until FROM n, u",
+                    4, p);
+  if (!r) return BD_ADMIN_EDB;
+  char nid[32];
+  snprintf(nid, sizeof nid, "key_%s", t.id);
+  json_object_update_new(out, json_pack("{s:s, s:s, s:s, s:o, s:o}", "id", nid, "token", t.token, "replaces", id,
+                                        "expires_at", bd_admin_col(r, 0, 0), "old_token_ends_at", bd_admin_col(r, 0, 1)));
+  PQclear(r);
+  return BD_ADMIN_OK;
+}
+
+const bd_admin_hooks_t qr_admin = {
+    .provision = provision,
+    .describe = describe,
+    .token_opts = k_token_opts,
+    .token_create = token_create,
+    .token_list = token_list,
+    .token_revoke = token_revoke,
+    .token_rotate = token_rotate,
+};
