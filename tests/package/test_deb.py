@@ -4,9 +4,10 @@ tree; its control data has the shared-library dependencies dpkg-shlibdeps
 found and our conffile; `dpkg -i` installs it on this machine; the installed
 unit passes `systemd-analyze verify`; the installed /usr/bin/batchd answers
 --version, its man page is in place, `batchd migrate` applies the schema to
-a database of the suite's PostgreSQL, and `batchd serve` tells a service
-manager READY=1 (on $NOTIFY_SOCKET, as systemd's Type=notify expects),
-answers a request, says STOPPING=1 on SIGTERM and exits 0; `dpkg --purge`
+a database of the suite's PostgreSQL, `batchd tenant create` and `batchd
+token create` provision a tenant with a key, and `batchd serve` tells a
+service manager READY=1 (on $NOTIFY_SOCKET, as systemd's Type=notify
+expects), answers a request authorised by that key, says STOPPING=1 on SIGTERM and exits 0; `dpkg --purge`
 removes it all.
 
 Usage: test_deb.py BUILD_DIR. Needs root (dpkg); exits 77 (skipped)
@@ -80,6 +81,7 @@ def main():
         assert os.path.exists("/usr/share/man/man1/batchd.1")
         assert ".SH ENVIRONMENT" in open("/usr/share/man/man1/batchd.1").read()
         assert "BATCHD_JWT_MAX_TTL_S" in open("/usr/share/man/man1/batchd.1").read()
+        assert ".SH PROVISIONING" in open("/usr/share/man/man1/batchd.1").read()
         assert oct(os.stat("/etc/batchd/batchd.env").st_mode & 0o777) == "0o600"
         # the example env file is valid for --config as it is (a placeholder DATABASE_URL)
         r = run("/usr/bin/batchd", "config", "check", "--config", "/etc/batchd/batchd.env", check=False)
@@ -101,6 +103,13 @@ def main():
         assert r.returncode == 0, r.stderr
         n = run("psql", url, "-Atc", "SELECT count(*) FROM bd_schema_migrations").stdout.strip()
         assert int(n) > 0, n
+        # a tenant and a key of its own, by the installed commands (README "Deploying", step 5)
+        r = run("/usr/bin/batchd", "tenant", "create", "pkgtenant", "--json", env=env, check=False)
+        assert r.returncode == 0 and json.loads(r.stdout)["qr"]["workspace_id"] > 0, r.stdout + r.stderr
+        r = run("/usr/bin/batchd", "token", "create", "--tenant", "pkgtenant", "--surface", "qr", "--scope", "qr:read",
+                "--json", env=env, check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        key = json.loads(r.stdout)["token"]
 
         nsock = os.path.join(workdir, "notify")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -115,6 +124,10 @@ def main():
             with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port, timeout=5) as resp:
                 assert resp.status == 200
                 assert json.loads(resp.read())["status"] == "ok"
+            req = urllib.request.Request("http://127.0.0.1:%d/v1/qr-codes" % port,
+                                         headers={"Authorization": "Bearer " + key})
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                assert resp.status == 200 and json.loads(resp.read())["object"] == "list"
             p.send_signal(signal.SIGTERM)
             assert listener.recv(256) == b"STOPPING=1"
             assert p.wait(timeout=30) == 0, p.stderr.read()
