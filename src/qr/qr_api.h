@@ -1,6 +1,7 @@
 /* qr_api.h: the /v1 surface's private header (QRKit-compatible): the
- * helpers of qr_common.c, shared by qr_batches.c and qr_codes.c, then the
- * handlers and hooks that qr_surface.c wires up. Loop thread only. */
+ * helpers of qr_common.c, shared by qr_batches.c, qr_codes.c and
+ * qr_tokens.c, then the handlers and hooks that qr_surface.c wires up.
+ * Loop thread only. */
 #ifndef BD_QR_API_H
 #define BD_QR_API_H
 
@@ -19,6 +20,8 @@ typedef struct {
   uint32_t need;              /* scope the route needs */
   char key_id[16];            /* public id of the key */
   char secret[40];            /* presented secret (checked, never logged) */
+  uint64_t key_seq;           /* credential notifications seen when its lookup was sent */
+  uint64_t key_sent_ms;       /* when that lookup was sent (monotonic) */
   bd_handler_fn next;         /* handler after auth */
   json_t *body;               /* parsed JSON body */
   bd_qr_design_t *design;     /* parsed design */
@@ -66,6 +69,18 @@ void qr_tags_literal(bd_buf_t *out, json_t *tags);
 #define QR_SCOPE_READ 0x1u      /* qr:read */
 #define QR_SCOPE_WRITE 0x2u     /* qr:write */
 #define QR_SCOPE_ANALYTICS 0x4u /* analytics:read */
+#define QR_SCOPE_TOKENS 0x8u    /* tokens:manage */
+#define QR_SCOPE_ALL 0xfu
+
+/* The bit of one scope name ("qr:read", ...), 0 when it is none. */
+uint32_t qr_scope_bit(const char *name);
+/* Appends the scopes of `bits` as a PostgreSQL text[] literal, in the
+ * canonical order ({qr:read,qr:write,analytics:read,tokens:manage}). */
+void qr_scopes_literal(bd_buf_t *out, uint32_t bits);
+/* Drops key `id` from this process's key cache at once (the process that
+ * revoked or rotated it; the others learn it through NOTIFY
+ * bd_credentials), and makes the lookups in flight not cache their rows. */
+void qr_key_forget(const char *id);
 
 /* Answers an error in the surface's format (QRKit: {"error": {code,
  * message, param, request_id}}, qr_surface.c's error scope). */
@@ -102,6 +117,10 @@ void qr_entry_scope(bd_req_t *req, uint32_t need, bd_handler_fn next);
 
 /* Handlers and hooks, wired up by qr_surface.c ----------------------------- */
 
+/* qr_common.c: LISTEN bd_credentials (the key cache), the last_used_at timer */
+void qr_keys_init(void);
+void qr_keys_flush(void (*done)(void *ud), void *ud); /* writes the recorded uses, then done(ud) */
+
 /* qr_batches.c */
 void qr_batches_init(void); /* registers the qr.batch job kind */
 void qr_h_create_batch(bd_req_t *req);
@@ -121,6 +140,12 @@ void qr_h_analytics(bd_req_t *req);
 void qr_h_create_template(bd_req_t *req);
 void qr_h_list_templates(bd_req_t *req);
 void qr_h_redirect(bd_req_t *req);
+
+/* qr_tokens.c: QRKit's token API (scope tokens:manage) */
+void qr_h_create_token(bd_req_t *req);
+void qr_h_list_tokens(bd_req_t *req);
+void qr_h_rotate_token(bd_req_t *req);
+void qr_h_delete_token(bd_req_t *req);
 
 /* Provisioning: the workspace and API keys (qr_admin.c). */
 extern const bd_admin_hooks_t qr_admin;

@@ -1,8 +1,8 @@
-/* qr_common.c: what the /v1 handlers of qr_batches.c and qr_codes.c share
- * (QRKit-compatible): the request context, API keys (cache, lookup, scopes,
- * mode), JSON bodies, rows sent as they are, remote logos, design or
- * template_id, list pages, and validated items (qr_item_t) with their code
- * rows. It calls nothing in the files above it.
+/* qr_common.c: what the /v1 handlers of qr_batches.c, qr_codes.c and
+ * qr_tokens.c share (QRKit-compatible): the request context, API keys
+ * (cache, lookup, scopes, mode, last use), JSON bodies, rows sent as they
+ * are, remote logos, design or template_id, list pages, and validated items
+ * (qr_item_t) with their code rows. It calls nothing in the files above it.
  *
  * Request path of an authenticated call:
  *   qr_entry_scope → Bearer token → key cache (or one indexed query) → secret
@@ -11,6 +11,37 @@
  * Most responses are built by SQL functions (qr_code_json, qr_batch_json) so
  * a read is one round trip whose text is sent as it is (qr_send_json_row,
  * qr_on_list); GET /v1/batches/{id} builds its JSON in C (qr_batches.c).
+ *
+ * The key cache is kept right by NOTIFY, as the redirect cache of
+ * qr_codes.c is: every process LISTENs on bd_credentials (012_credentials:
+ * "qr:<key id>" when a key's revocation, expiry, scopes, secret or mode
+ * change or it is deleted, "tenant:<id>" when a tenant is disabled or
+ * enabled). "qr:<id>" drops that entry, "tenant:" the whole cache (entries
+ * do not record their tenant: disabling one is rare), and so does a
+ * reconnect of the listening connection (notifications may have been
+ * missed). The cache is consulted and filled only while the LISTEN is
+ * confirmed (bd_pg_listening); a lookup during which any credential
+ * notification arrived (or the listener reconnected) is answered but not
+ * kept, since its row may predate the change. So a revoked key stops
+ * working in every process within the notification's latency. An entry
+ * also ends on its own when the key does: the lookup returns the time left
+ * until min(revoked_at, expires_at) (revoked_at in the future: a rotated
+ * key's grace period), measured by the database's clock and counted here
+ * on the monotonic clock from when the lookup was sent (so a skewed clock
+ * between the two hosts cannot stretch it), and an entry is re-read after
+ * KEY_CACHE_SAFETY_MS whatever happens. The lookup itself refuses revoked
+ * and expired keys and keys of a disabled tenant.
+ *
+ * last_used_at: an authenticated request records its key id in a set in
+ * memory (on a cache hit only the first use per period touches it); a
+ * timer writes the set in one UPDATE every KEY_USED_FLUSH_MS, and the
+ * surface's flush writes the rest at shutdown. So last_used_at is the time
+ * of the write that followed a use: at most KEY_USED_FLUSH_MS (5 s) after
+ * the last use, later only when the database was unreachable (the ids are
+ * kept for the next write) or more than KEY_USED_MAX distinct keys were
+ * used in one period (the others wait for their next use). A SIGKILLed
+ * process loses its last period. The column changes no credential and
+ * notifies nothing.
  * Loop thread only, except the item helpers (pure).
  */
 #include "app.h"
@@ -18,6 +49,7 @@
 #include "fetch.h"
 #include "idem.h"
 #include "json.h"
+#include "log.h"
 #include "qr.h"
 #include "qr_api.h"
 #include "util.h"
@@ -26,8 +58,11 @@
 #include <stdlib.h>
 #include <strings.h>
 
-#define KEY_CACHE_SIZE 4096       /* direct-mapped entries */
-#define KEY_CACHE_TTL_MS 30000    /* a revoked key stops working within this */
+#define KEY_CACHE_SIZE 4096                  /* direct-mapped entries */
+#define KEY_CACHE_SAFETY_MS (5 * 60 * 1000) /* an entry is re-read at least this often */
+#define KEY_USED_FLUSH_MS 5000              /* last_used_at is written this often */
+#define KEY_USED_SLOTS 16384                /* open-addressed set of used key ids (power of 2) */
+#define KEY_USED_MAX (KEY_USED_SLOTS / 2)   /* distinct keys recorded per period */
 
 /* --- request context ----------------------------------------------------- */
 
@@ -46,30 +81,225 @@ typedef struct {
   char hash[65];                /* SHA-256 of the secret, hex */
   int64_t ws;                   /* workspace */
   bool live;                    /* mode */
-  uint32_t scopes;              /* SCOPE_* */
-  uint64_t expires_ms;          /* monotonic expiry */
+  uint32_t scopes;              /* QR_SCOPE_* */
+  uint64_t until_ms;            /* monotonic: the key's own end or the safety TTL, the sooner */
+  uint32_t used_gen;            /* g_used_gen when its use was last recorded */
 } keyent_t;
 
 static keyent_t g_keys[KEY_CACHE_SIZE];
+static uint64_t g_key_seq; /* credential notifications (and reconnects) seen: lookups compare it */
 
-static keyent_t *key_slot(bd_str_t id) {
+static uint32_t fnv(const char *p, size_t n) {
   uint32_t h = 2166136261u;
-  for (size_t i = 0; i < id.len; i++) h = (h ^ (uint8_t)id.p[i]) * 16777619u;
-  return &g_keys[h % KEY_CACHE_SIZE];
+  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 16777619u;
+  return h;
+}
+
+static keyent_t *key_slot(bd_str_t id) { return &g_keys[fnv(id.p, id.len) % KEY_CACHE_SIZE]; }
+
+static void key_drop(const char *id) {
+  keyent_t *e = key_slot(bd_str_c(id));
+  if (!strcmp(e->id, id)) memset(e, 0, sizeof *e);
+}
+
+static void keys_clear(void) { memset(g_keys, 0, sizeof g_keys); }
+
+void qr_key_forget(const char *id) {
+  g_key_seq++;
+  key_drop(id);
+}
+
+static void on_cred_notify(void *ud, const char *channel, const char *payload) {
+  g_key_seq++;
+  if (!strncmp(payload, "qr:", 3)) key_drop(payload + 3);
+  else if (!strncmp(payload, "tenant:", 7)) keys_clear();
+  /* biz:, pp: are other surfaces' */
+}
+
+static void on_cred_reconnect(void *ud) {
+  g_key_seq++;
+  keys_clear();
+}
+
+/* --- scopes -------------------------------------------------------------------- */
+
+static const struct {
+  const char *name;
+  uint32_t bit;
+} k_scopes[] = {
+    {"qr:read", QR_SCOPE_READ},
+    {"qr:write", QR_SCOPE_WRITE},
+    {"analytics:read", QR_SCOPE_ANALYTICS},
+    {"tokens:manage", QR_SCOPE_TOKENS},
+};
+
+uint32_t qr_scope_bit(const char *name) {
+  for (size_t i = 0; i < BD_ARRAY_LEN(k_scopes); i++)
+    if (!strcmp(name, k_scopes[i].name)) return k_scopes[i].bit;
+  return 0;
+}
+
+void qr_scopes_literal(bd_buf_t *out, uint32_t bits) {
+  bd_buf_putc(out, '{');
+  bool first = true;
+  for (size_t i = 0; i < BD_ARRAY_LEN(k_scopes); i++)
+    if (bits & k_scopes[i].bit) {
+      if (!first) bd_buf_putc(out, ',');
+      bd_buf_puts(out, k_scopes[i].name);
+      first = false;
+    }
+  bd_buf_putc(out, '}');
 }
 
 static uint32_t parse_scopes(const char *arr) {
-  /* PostgreSQL text[] output: {qr:read,qr:write} */
+  /* PostgreSQL text[] output: {qr:read,qr:write}; the names contain no
+   * character that would make it quote them */
   uint32_t s = 0;
-  if (strstr(arr, "qr:read")) s |= QR_SCOPE_READ;
-  if (strstr(arr, "qr:write")) s |= QR_SCOPE_WRITE;
-  if (strstr(arr, "analytics:read")) s |= QR_SCOPE_ANALYTICS;
+  const char *p = *arr == '{' ? arr + 1 : arr;
+  while (*p && *p != '}') {
+    const char *end = p + strcspn(p, ",}");
+    char name[32];
+    size_t n = (size_t)(end - p);
+    if (n < sizeof name) {
+      memcpy(name, p, n);
+      name[n] = '\0';
+      s |= qr_scope_bit(name);
+    }
+    p = *end == ',' ? end + 1 : end;
+  }
   return s;
 }
 
 static const char *scope_name(uint32_t s) {
-  return s == QR_SCOPE_WRITE ? "qr:write" : s == QR_SCOPE_ANALYTICS ? "analytics:read" : "qr:read";
+  for (size_t i = 0; i < BD_ARRAY_LEN(k_scopes); i++)
+    if (s & k_scopes[i].bit) return k_scopes[i].name;
+  return "qr:read";
 }
+
+/* --- last_used_at --------------------------------------------------------------- */
+
+/* Two sets of key ids: uses are added to the active one while the other
+ * is being written. Open addressing, linear probing; "" is an empty slot. */
+typedef struct {
+  char ids[KEY_USED_SLOTS][16];
+  uint32_t n;
+} used_set_t;
+
+static used_set_t g_used[2];
+static int g_used_active;           /* index of the set uses go to */
+static uint32_t g_used_gen = 1;     /* bumped when a set is handed to the database */
+static bool g_used_writing;         /* the other set's UPDATE is in flight */
+static uv_timer_t g_used_timer;
+static bool g_used_timer_on;
+static void (*g_used_done)(void *);  /* shutdown flush completion */
+static void *g_used_done_ud;
+
+static bd_pg_stmt_t S_USED = BD_PG_STMT("UPDATE qr_api_keys SET last_used_at = now() WHERE id = ANY($1::text[])");
+
+static void used_add(used_set_t *s, const char *id) {
+  if (s->n >= KEY_USED_MAX) return; /* recorded at its next use */
+  size_t n = strlen(id);
+  if (n >= sizeof s->ids[0]) return;
+  for (uint32_t i = fnv(id, n) & (KEY_USED_SLOTS - 1);; i = (i + 1) & (KEY_USED_SLOTS - 1)) {
+    if (!s->ids[i][0]) {
+      memcpy(s->ids[i], id, n + 1);
+      s->n++;
+      return;
+    }
+    if (!strcmp(s->ids[i], id)) return;
+  }
+}
+
+static void used_clear(used_set_t *s) {
+  if (s->n) memset(s, 0, sizeof *s);
+}
+
+/* The key of an authenticated request; e is its cache entry or NULL. */
+static void key_used(keyent_t *e, const char *id) {
+  if (e) {
+    if (e->used_gen == g_used_gen) return; /* already in the active set */
+    e->used_gen = g_used_gen;
+  }
+  used_add(&g_used[g_used_active], id);
+}
+
+static void used_write(void);
+
+static void used_flush_finished(void) {
+  if (!g_used_done || g_used_writing || g_used[g_used_active].n) return;
+  void (*done)(void *) = g_used_done;
+  g_used_done = NULL;
+  if (g_used_timer_on) {
+    uv_close((uv_handle_t *)&g_used_timer, NULL);
+    g_used_timer_on = false;
+  }
+  done(g_used_done_ud);
+}
+
+static void on_used_written(void *ud, const bd_pg_result_t *r) {
+  used_set_t *sent = &g_used[!g_used_active];
+  g_used_writing = false;
+  if (r->err) {
+    if (g_used_done) {
+      bd_error("shutdown: last_used_at of %u keys could not be written: %s", sent->n, r->message);
+      used_clear(sent);
+      used_clear(&g_used[g_used_active]);
+      used_flush_finished();
+      return;
+    }
+    bd_warn("last_used_at: writing %u keys failed (%s); kept for the next attempt", sent->n, r->message);
+    for (uint32_t i = 0; i < KEY_USED_SLOTS; i++)
+      if (sent->ids[i][0]) used_add(&g_used[g_used_active], sent->ids[i]);
+  }
+  used_clear(sent);
+  if (g_used_done) {
+    if (g_used[g_used_active].n) used_write();
+    else used_flush_finished();
+  }
+}
+
+/* Hands the active set to one UPDATE; uses accumulate in the other. */
+static void used_write(void) {
+  used_set_t *s = &g_used[g_used_active];
+  if (g_used_writing || s->n == 0) return;
+  bd_pg_array_t a;
+  bd_pg_array_init(&a, BD_PG_OID_TEXT);
+  for (uint32_t i = 0; i < KEY_USED_SLOTS; i++)
+    if (s->ids[i][0]) bd_pg_array_add_str(&a, s->ids[i]);
+  bd_pg_array_finish(&a);
+  const char *p[] = {a.buf.data};
+  const int lens[] = {(int)a.buf.len}, fmts[] = {1};
+  if (bd_pg_query_bin(bd_app.pg, &S_USED, 1, p, lens, fmts, on_used_written, NULL) == 0) {
+    g_used_writing = true;
+    g_used_active = !g_used_active;
+    g_used_gen++;
+  } else if (g_used_done) {
+    /* shutting down and the query cannot even be queued: give up on them */
+    bd_error("shutdown: last_used_at of %u keys could not be written: the database queue is full", s->n);
+    used_clear(s);
+  } /* else: kept for the next tick */
+  bd_pg_array_free(&a);
+}
+
+static void on_used_timer(uv_timer_t *t) { used_write(); }
+
+void qr_keys_flush(void (*done)(void *ud), void *ud) {
+  g_used_done = done;
+  g_used_done_ud = ud;
+  if (g_used_timer_on) uv_timer_stop(&g_used_timer);
+  if (!g_used_writing) used_write();
+  used_flush_finished();
+}
+
+void qr_keys_init(void) {
+  bd_pg_listen(bd_app.pg, "bd_credentials", on_cred_notify, on_cred_reconnect, NULL);
+  uv_timer_init(bd_app.loop, &g_used_timer);
+  g_used_timer_on = true;
+  uv_timer_start(&g_used_timer, on_used_timer, KEY_USED_FLUSH_MS, KEY_USED_FLUSH_MS);
+  uv_unref((uv_handle_t *)&g_used_timer);
+}
+
+/* --- authentication --------------------------------------------------------------- */
 
 void qr_error(bd_req_t *req, int status, const char *code, const char *message, const char *param) {
   bd_resp_error(req, status, code, message, param);
@@ -80,11 +310,14 @@ static void unauthenticated(bd_req_t *req) {
   qr_error(req, 401, "unauthenticated", "Missing or invalid API key", NULL);
 }
 
-static void authorized(bd_req_t *req) {
+/* The key is authenticated (secret and mode checked): scope, rate limit,
+ * Idempotency-Key, handler. */
+static void authorized(bd_req_t *req, keyent_t *e) {
   qr_ctx_t *c = req->ctx;
+  key_used(e, c->key_id);
   if ((c->scopes & c->need) != c->need) {
     char msg[128];
-    snprintf(msg, sizeof msg, "This API key lacks the %s scope", scope_name(c->need));
+    snprintf(msg, sizeof msg, "This API key lacks the %s scope", scope_name(c->need & ~c->scopes));
     qr_error(req, 403, "insufficient_scope", msg, NULL);
     return;
   }
@@ -94,28 +327,46 @@ static void authorized(bd_req_t *req) {
   bd_idem_wrap(req, req->cred_id, c->next);
 }
 
+/* Live keys only (not revoked, not expired, revoked_at in the future is a
+ * grace period) of enabled tenants; the last column is the milliseconds
+ * they have left (NULL: no end), by the database's clock. */
 static bd_pg_stmt_t S_KEY = BD_PG_STMT(
-    "SELECT workspace_id, mode, scopes, secret_hash FROM qr_api_keys WHERE id = $1 AND revoked_at IS NULL");
+    "SELECT k.workspace_id, k.mode, k.scopes, k.secret_hash,"
+    " (extract(epoch FROM least(k.revoked_at, k.expires_at) - now()) * 1000)::bigint"
+    " FROM qr_api_keys k JOIN qr_workspaces w ON w.id = k.workspace_id JOIN bd_tenants t ON t.id = w.tenant_id"
+    " WHERE k.id = $1 AND bd_credential_live(k.revoked_at, k.expires_at) AND t.disabled_at IS NULL");
 
 static void on_key(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
   qr_ctx_t *c = req->ctx;
   if (r->err) {
     bd_app_db_error(req, r);
-  } else if (PQntuples(r->res) != 1 || !bd_token_check(bd_str_c(c->secret), PQgetvalue(r->res, 0, 3)) ||
-             (strcmp(PQgetvalue(r->res, 0, 1), "live") == 0) != c->live) {
+  } else if (PQntuples(r->res) != 1) {
     unauthenticated(req);
   } else {
-    keyent_t *e = key_slot(bd_str_c(c->key_id));
+    /* kept only when no change can have been missed meanwhile */
+    bool keep = bd_pg_listening(bd_app.pg) && c->key_seq == g_key_seq;
+    keyent_t tmp, *e = keep ? key_slot(bd_str_c(c->key_id)) : &tmp;
+    memset(e, 0, sizeof *e);
     snprintf(e->id, sizeof e->id, "%s", c->key_id);
     snprintf(e->hash, sizeof e->hash, "%s", PQgetvalue(r->res, 0, 3));
     e->ws = strtoll(PQgetvalue(r->res, 0, 0), NULL, 10);
-    e->live = c->live;
+    e->live = strcmp(PQgetvalue(r->res, 0, 1), "live") == 0;
     e->scopes = parse_scopes(PQgetvalue(r->res, 0, 2));
-    e->expires_ms = bd_now_ms() + KEY_CACHE_TTL_MS;
-    c->ws = e->ws;
-    c->scopes = e->scopes;
-    authorized(req);
+    uint64_t ttl = KEY_CACHE_SAFETY_MS;
+    const char *left = bd_pg_val(r->res, 0, 4);
+    if (left) {
+      long long ms = strtoll(left, NULL, 10);
+      if (ms < (long long)ttl) ttl = ms > 0 ? (uint64_t)ms : 0;
+    }
+    e->until_ms = c->key_sent_ms + ttl;
+    if (!bd_token_check(bd_str_c(c->secret), e->hash) || e->live != c->live) {
+      unauthenticated(req);
+    } else {
+      c->ws = e->ws;
+      c->scopes = e->scopes;
+      authorized(req, keep ? e : NULL);
+    }
   }
   bd_req_release(req);
 }
@@ -141,17 +392,23 @@ void qr_entry_scope(bd_req_t *req, uint32_t need, bd_handler_fn next) {
   c->key_id[id.len] = '\0';
   memcpy(c->secret, secret.p, secret.len);
   c->secret[secret.len] = '\0';
-  keyent_t *e = key_slot(id);
-  if (e->id[0] && bd_str_eq(id, e->id) && e->expires_ms > bd_now_ms()) {
+  uint64_t now = bd_now_ms();
+  bool listening = bd_pg_listening(bd_app.pg);
+  keyent_t *e = listening ? key_slot(id) : NULL;
+  if (e && e->id[0] && bd_str_eq(id, e->id) && e->until_ms > now) {
     if (!bd_token_check(secret, e->hash) || e->live != c->live) {
       unauthenticated(req);
       return;
     }
     c->ws = e->ws;
     c->scopes = e->scopes;
-    authorized(req);
+    authorized(req, e);
     return;
   }
+  /* a lookup sent while the LISTEN is not confirmed is never kept: a
+   * change meanwhile may have been announced to no one */
+  c->key_seq = listening ? g_key_seq : UINT64_MAX;
+  c->key_sent_ms = now;
   const char *p[] = {c->key_id};
   bd_app_query(req, &S_KEY, 1, p, on_key, req);
 }

@@ -11,6 +11,7 @@
  *   qr_batches.c   batch intake, batch reads, the qr.batch render job
  *   qr_codes.c     single codes, PATCH/DELETE, downloads, analytics,
  *                  templates, the redirect with its cache and scan counter
+ *   qr_tokens.c    the token API (/v1/tokens: create, list, rotate, revoke)
  * It uses the core (src/core), the libraries (src/lib) and the QR symbol
  * library (src/render), and no other surface.
  */
@@ -75,8 +76,8 @@ static void seed_tpl(bd_seed_t *s, PGresult *res) {
   bd_seed_exec(s,
                "WITH d AS (DELETE FROM qr_api_keys WHERE workspace_id = $1::bigint AND name LIKE 'demo-%')"
                " INSERT INTO qr_api_keys (id, workspace_id, mode, scopes, secret_hash, name) VALUES"
-               " ($2, $1::bigint, 'live', '{qr:read,qr:write,analytics:read}', $3, 'demo-live'),"
-               " ($4, $1::bigint, 'test', '{qr:read,qr:write,analytics:read}', $5, 'demo-test'),"
+               " ($2, $1::bigint, 'live', '{qr:read,qr:write,analytics:read,tokens:manage}', $3, 'demo-live'),"
+               " ($4, $1::bigint, 'test', '{qr:read,qr:write,analytics:read,tokens:manage}', $5, 'demo-test'),"
                " ($6, $1::bigint, 'live', '{qr:read}', $7, 'demo-read-only')",
                7, p, seed_done);
 }
@@ -120,14 +121,25 @@ static void qr_seed(bd_seed_t *s) {
 static void init(void) {
   qr_batches_init();
   bd_fetch_init(bd_app.loop); /* remote logos (qr_common.c) */
+  qr_keys_init();
   qr_codes_init();
 }
 
+static struct {
+  void (*done)(void *ud);
+  void *ud;
+} g_flush;
+
+static void keys_flushed(void *unused) { qr_codes_flush(g_flush.done, g_flush.ud); }
+
 /* At shutdown, once requests have drained: no logo fetch is in flight any
- * more; then the buffered scans are written (done runs after them). */
+ * more; then the keys' last uses and the buffered scans are written (done
+ * runs after them). */
 static void flush(void (*done)(void *ud), void *ud) {
   bd_fetch_close();
-  qr_codes_flush(done, ud);
+  g_flush.done = done;
+  g_flush.ud = ud;
+  qr_keys_flush(keys_flushed, NULL);
 }
 
 static const bd_route_t routes[] = {
@@ -143,6 +155,10 @@ static const bd_route_t routes[] = {
   {"GET", "/v1/qr-codes/{id}/analytics", qr_h_analytics, 0, "/v1/qr-codes/{id}/analytics"},
   {"POST", "/v1/templates", qr_h_create_template, 0, "/v1/templates"},
   {"GET", "/v1/templates", qr_h_list_templates, 0, "/v1/templates"},
+  {"POST", "/v1/tokens", qr_h_create_token, 0, "/v1/tokens"},
+  {"GET", "/v1/tokens", qr_h_list_tokens, 0, "/v1/tokens"},
+  {"POST", "/v1/tokens/rotate", qr_h_rotate_token, 0, "/v1/tokens/rotate"},
+  {"DELETE", "/v1/tokens/{id}", qr_h_delete_token, 0, "/v1/tokens/{id}"},
   {"GET", "/s/{code}", qr_h_redirect, 0, "/s/{code}"},
 };
 

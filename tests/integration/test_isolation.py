@@ -82,6 +82,9 @@ def world(srv, run_batchd):
     w["a_test_batch"] = post("/v1/batches", ka["test_key"], {"items": [{"target": {"text": "A test"}}]})
     w["b_code"] = post("/v1/qr-codes", kb["live_key"], {"name": "b-dyn", "kind": "dynamic",
                                                          "target": {"destination": "https://b.example/x"}})
+    # two of A's live keys: one for the rotate rows, one for the DELETE rows
+    w["a_tok_rotate"] = post("/v1/tokens", ka["live_key"], {"name": "a-tok-rotate", "scopes": ["qr:read"]})
+    w["a_tok_delete"] = post("/v1/tokens", ka["live_key"], {"name": "a-tok-delete", "scopes": ["qr:read"]})
     pa = a["products"]
     r = requests.post(srv.url + "/rpc/create_product_batch", headers=Hq(pa["jwt"]),
                       data=json.dumps({"_brand_id": pa["brand_id"], "_product_id": pa["product_id"],
@@ -90,7 +93,8 @@ def world(srv, run_batchd):
     w["a_pbatch"] = r.json()
     # identifiers of A's live data (nothing of these may reach B or a test key)
     live_ids = [w["a_batch"]["id"], w["a_code"]["id"], w["a_code"]["short_code"], w["a_static"]["id"],
-                w["a_tpl"]["id"], ka["template_id"], "A secret", "a.example/x", "a-item", "a-dyn"]
+                w["a_tpl"]["id"], ka["template_id"], "A secret", "a.example/x", "a-item", "a-dyn",
+                w["a_tok_rotate"]["id"], w["a_tok_delete"]["id"], "a-tok-rotate"]
     w["a_live_ids"] = [x for x in live_ids if x]
     w["a_test_ids"] = [w["a_test_code"]["id"], w["a_test_code"]["short_code"], w["a_test_batch"]["id"], "a-test"]
     return w
@@ -109,10 +113,11 @@ def no_leak(r, ids, who):
 
 # --- the QR surface -------------------------------------------------------------------------
 
-# (method, openapi path, concrete path, body, scope: read | write | analytics, object: True when the path
-# names one of A's live objects)
+# (method, openapi path, concrete path, body, scope: read | write | analytics | tokens, object: True when
+# the path names one of A's live objects)
 def qr_routes(w):
     code, static, batch = w["a_code"]["id"], w["a_static"]["id"], w["a_batch"]["id"]
+    tok_rotate, tok_delete = w["a_tok_rotate"]["id"], w["a_tok_delete"]["id"]
     item = {"items": [{"target": {"text": "x"}}]}
     return [
         ("POST", "/v1/batches", "/v1/batches", item, "write", False),
@@ -129,6 +134,10 @@ def qr_routes(w):
         ("GET", "/v1/qr-codes/{id}/analytics", "/v1/qr-codes/%s/analytics" % code, None, "analytics", True),
         ("POST", "/v1/templates", "/v1/templates", {"name": "t", "design": {}}, "write", False),
         ("GET", "/v1/templates", "/v1/templates", None, "read", False),
+        ("POST", "/v1/tokens", "/v1/tokens", {"name": "iso", "scopes": ["qr:read"]}, "tokens", False),
+        ("GET", "/v1/tokens", "/v1/tokens", None, "tokens", False),
+        ("POST", "/v1/tokens/rotate", "/v1/tokens/rotate", {"id": tok_rotate}, "tokens", True),
+        ("DELETE", "/v1/tokens/{id}", "/v1/tokens/" + tok_delete, None, "tokens", True),
     ]
 
 
@@ -200,7 +209,8 @@ def test_qr_other_tenant_and_test_key(srv, world):
                 assert r.status_code in (200, 201, 202), (who, method, path, r.status_code, r.text)
             no_leak(r, hidden, who)
         # list endpoints with every filter and a large page
-        for path in ("/v1/qr-codes?limit=100&kind=all", "/v1/batches?limit=100", "/v1/templates"):
+        for path in ("/v1/qr-codes?limit=100&kind=all", "/v1/batches?limit=100", "/v1/templates",
+                     "/v1/tokens?limit=100"):
             no_leak(call(srv, "GET", path, key, None), hidden, who)
     # A's live key on A's test objects: 404 too
     for path in ("/v1/qr-codes/" + world["a_test_code"]["id"], "/v1/batches/" + world["a_test_batch"]["id"],
@@ -216,6 +226,9 @@ def test_qr_other_tenant_and_test_key(srv, world):
     assert r.status_code == 200
     r = call(srv, "GET", "/v1/qr-codes/" + world["a_code"]["id"], ka["live_key"], None)
     assert r.json()["name"] == "a-dyn"
+    # nor did their rotate and DELETE of A's keys
+    for tok in ("a_tok_rotate", "a_tok_delete"):
+        assert call(srv, "GET", "/v1/qr-codes", world[tok]["key"], None).status_code == 200
 
 
 def test_qr_positive_control(srv, world):
