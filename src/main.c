@@ -405,7 +405,9 @@ int main(int argc, char **argv) {
       bd_app.jwt_key_len = strlen(bd_app.cfg.jwt_secret);
       bd_app.jwt_key = (uint8_t *)bd_strdup(bd_app.cfg.jwt_secret);
     }
-    return bd_admin_main(cmd, pos, npos, bd_app.cfg.database_url, g_surfaces, BD_ARRAY_LEN(g_surfaces));
+    int rc = bd_admin_main(cmd, pos, npos, bd_app.cfg.database_url, g_surfaces, BD_ARRAY_LEN(g_surfaces));
+    free(pos);
+    return rc;
   }
   for (int i = 0; i < npos; i++) {
     if (!strcmp(cmd, "seed-demo") && !strcmp(pos[i], "--json")) g_json = true;
