@@ -15,6 +15,7 @@
 #include "admin.h"
 #include "http.h"
 #include "pg.h"
+#include "sign.h"
 
 /* Permissions a token carries (bd_biz_caller_t.perms bits). */
 #define BD_BIZ_BATCHES_VIEW        0x01u
@@ -145,6 +146,14 @@ void bd_biz_batch_get(bd_req_t *req);     /* GET /business/batches/{batchId} */
 void bd_biz_batch_list(bd_req_t *req);    /* GET /business/batches */
 void bd_biz_batch_approve(bd_req_t *req); /* POST /business/batches/{batchId}/approve */
 void bd_biz_batch_errors(bd_req_t *req);  /* GET /business/batches/{batchId}/errors.csv */
+
+/* Verifiable credentials (business_credentials.c) */
+void bd_biz_credential_get(bd_req_t *req);     /* GET /business/certificates/{id}/credential */
+void bd_biz_credential_public(bd_req_t *req);  /* GET /credentials/{reference_id} */
+void bd_biz_status_list(bd_req_t *req);        /* GET /credentials/status/{institution}/{list} */
+void bd_biz_did_document(bd_req_t *req);       /* GET /institutions/{institution}/did.json */
+/* This process's signing key (business_certs.c; loaded by bd_biz_certs_init). */
+const bd_sign_key_t *bd_biz_signing_key(void);
 
 /* Provisioning: the institution, users, templates and tokens (business_admin.c). */
 extern const bd_admin_hooks_t bd_biz_admin;

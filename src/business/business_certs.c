@@ -41,6 +41,7 @@
 
 #include "app.h"
 #include "cert_render.h"
+#include "credential.h"
 #include "jobs.h"
 #include "json.h"
 #include "log.h"
@@ -75,7 +76,12 @@ typedef struct {
   json_t *record_sigs;    /* [{name, designation}] for the record (owned) */
   const char *inst_name;  /* borrowed from ctx */
   const char *batch_name; /* borrowed from ctx */
+  const char *tpl_id;     /* the template (the credential's achievement), borrowed */
+  const char *tpl_name;
+  const char *created;    /* the batch's creation: the credential proofs' `created` */
   int64_t inst_id;        /* institution */
+  char did[320];          /* its issuer identifier (credential.h) */
+  char vm[400];           /* this process's key under it */
   bd_work_t prep;         /* the preparation work item */
   long long last_row;     /* claim cursor: highest row_no claimed by this run */
   /* Up to two chunks render at once, and a rendered chunk is recorded while
@@ -107,6 +113,7 @@ typedef struct {
   crun_t *run;                                    /* the chunk's run */
   char id[40];                                    /* certificate id */
   char *ref, *email, *name, *issue_date, *custom; /* row values (owned) */
+  long long ordinal;                              /* its status list entry (014) */
   bd_buf_t out; /* the result object as JSON text (made on the worker) */
   bool skipped; /* not rendered: the server is stopping */
 } citem_t;
@@ -219,6 +226,68 @@ static void on_recorded(void *ud, const bd_pg_result_t *r) {
 
 /* Builds, signs and encodes one certificate. Pool thread: touches only the
  * item and the run's immutable parts (layout, images, strings). */
+/* Pool thread: the certificate's OpenBadgeCredential (credential.h), baked
+ * into its PNG and attached to its PDF; the artefacts' hashes are those of
+ * the files as served, credential included. *vc_text: the credential's
+ * compact JSON (owned). */
+static int credential_bake(const citem_t *it, bd_cert_output_t *out, char **vc_text, char *err, size_t errsz) {
+  const crun_t *run = it->run;
+  const char *base = bd_biz_base_url();
+  char cred_id[512], list_url[512], ach_id[512], valid_from[32], salt[33], desc[600];
+  snprintf(cred_id, sizeof cred_id, "%s/credentials/%s", base, it->ref);
+  snprintf(list_url, sizeof list_url, "%s/credentials/status/%lld/%lld", base, (long long)run->inst_id,
+           it->ordinal / BD_VC_STATUS_LIST_SIZE);
+  snprintf(ach_id, sizeof ach_id, "%s/business/certificate-templates/%s#achievement", base,
+           run->tpl_id ? run->tpl_id : "");
+  snprintf(valid_from, sizeof valid_from, "%.10sT00:00:00Z", it->issue_date);
+  /* the e-mail's salt: per certificate, stable across re-renders */
+  unsigned char h[32];
+  char sbuf[80];
+  snprintf(sbuf, sizeof sbuf, "batchd-identity-salt:%s", it->id);
+  crypto_hash_sha256(h, (const unsigned char *)sbuf, strlen(sbuf));
+  bd_hex_encode(salt, h, 16);
+  const char *inst = run->inst_name ? run->inst_name : "";
+  snprintf(desc, sizeof desc, "%s, awarded by %s.", run->tpl_name ? run->tpl_name : "Certificate", inst);
+  bd_vc_input_t in = {
+      .credential_id = cred_id,
+      .issuer_did = run->did,
+      .issuer_name = inst,
+      .achievement_id = ach_id,
+      .achievement_name = run->tpl_name ? run->tpl_name : "Certificate",
+      .achievement_description = desc,
+      .criteria = run->batch_name && *run->batch_name ? run->batch_name : desc,
+      .credential_name = run->batch_name && *run->batch_name ? run->batch_name : (run->tpl_name ? run->tpl_name : "Certificate"),
+      .recipient_name = it->name ? it->name : "",
+      .recipient_email = it->email,
+      .salt = salt,
+      .valid_from = valid_from,
+      .status_list_url = list_url,
+      .status_index = (long)(((it->ordinal % BD_VC_STATUS_LIST_SIZE) * 40503) % BD_VC_STATUS_LIST_SIZE),
+      .verification_method = run->vm,
+      .created = run->created ? run->created : valid_from,
+  };
+  json_t *vc = bd_vc_certificate(&in, &g_key, err, errsz);
+  if (!vc) return -1;
+  *vc_text = json_dumps(vc, JSON_COMPACT);
+  json_decref(vc);
+  size_t tl = strlen(*vc_text);
+  bd_buf_t png = BD_BUF_INIT, pdf = BD_BUF_INIT;
+  if (bd_vc_bake_png(out->png.data, out->png.len, *vc_text, tl, &png, err, errsz) != 0 ||
+      bd_pdf_attach(out->pdf.data, out->pdf.len, "credential.json", "application/vc+ld+json", *vc_text, tl,
+                    "The certificate as an Open Badges 3.0 verifiable credential", &pdf, err, errsz) != 0) {
+    bd_buf_free(&png);
+    bd_buf_free(&pdf);
+    return -1;
+  }
+  bd_buf_free(&out->png);
+  bd_buf_free(&out->pdf);
+  out->png = png;
+  out->pdf = pdf;
+  bd_sha256_hex(out->pdf_sha256, out->pdf.data, out->pdf.len);
+  bd_sha256_hex(out->png_sha256, out->png.data, out->png.len);
+  return 0;
+}
+
 static void item_work(bd_work_t *w) {
   citem_t *it = w->data;
   crun_t *run = it->run;
@@ -252,6 +321,8 @@ static void item_work(bd_work_t *w) {
   if (!it->issue_date) snprintf(err, sizeof err, "the certificate has no issue date");
   json_t *rec = NULL;
   bd_buf_t sig = BD_BUF_INIT, canon = BD_BUF_INIT;
+  char *vc_text = NULL;
+  if (rc == 0 && credential_bake(it, &out, &vc_text, err, sizeof err) != 0) rc = -1;
   if (rc == 0) {
     rec = json_pack(
         "{s:i, s:s, s:s, s:s, s:s, s:{s:s}, s:s, s:{s:I, s:s}, s:O, s:s, s:s, s:s, s:s}", "v", 1,
@@ -283,6 +354,7 @@ static void item_work(bd_work_t *w) {
     bd_jw_strn(&jw, canon.data, canon.len);
     bd_jw_kstr(&jw, "signature", sig.data);
     bd_jw_kstr(&jw, "key_id", g_key.key_id);
+    bd_jw_kstr(&jw, "credential", vc_text);
   } else {
     bd_jw_kstr(&jw, "error", err);
   }
@@ -290,6 +362,7 @@ static void item_work(bd_work_t *w) {
   bd_cert_output_free(&out);
   bd_buf_free(&sig);
   bd_buf_free(&canon);
+  free(vc_text);
   json_decref(rec);
   json_decref(custom);
 }
@@ -385,6 +458,7 @@ static void on_claimed(void *ud, const bd_pg_result_t *r) {
     it->issue_date = dup_or_null(r->res, i, 4);
     it->custom = dup_or_null(r->res, i, 5);
     long long row = strtoll(PQgetvalue(r->res, i, 6), NULL, 10);
+    it->ordinal = strtoll(PQgetvalue(r->res, i, 7), NULL, 10);
     if (row > run->last_row) run->last_row = row;
     it->w.work = item_work;
     it->w.after = item_after;
@@ -483,6 +557,14 @@ static void on_ctx(void *ud, const bd_pg_result_t *r) {
   run->inst_name = json_string_value(json_object_get(run->ctx, "institution_name"));
   run->batch_name = json_string_value(json_object_get(run->ctx, "name"));
   run->inst_id = json_integer_value(json_object_get(run->ctx, "institution_id"));
+  run->tpl_id = json_string_value(json_object_get(run->ctx, "template_id"));
+  run->tpl_name = json_string_value(json_object_get(run->ctx, "template_name"));
+  run->created = json_string_value(json_object_get(run->ctx, "created_at"));
+  if (bd_vc_did(bd_biz_base_url(), (long long)run->inst_id, run->did, sizeof run->did) != 0) {
+    run_end(run, "BATCHD_PUBLIC_URL is not an http(s) URL: no issuer identifier for the credentials");
+    return;
+  }
+  bd_vc_method(run->did, g_key.key_id, run->vm, sizeof run->vm);
   run->prep.work = prep_work;
   run->prep.after = prep_after;
   run->prep.data = run;
@@ -870,6 +952,12 @@ static void verify_html(bd_req_t *req, json_t *v, const char *ref) {
       bd_buf_puts(&b, "</dd>");
     }
   }
+  const char *cred = json_string_value(json_object_get(v, "credential_url"));
+  if (cred) {
+    bd_buf_puts(&b, "<dt>Verifiable credential</dt><dd><a href=\"");
+    bd_html_escape(&b, cred);
+    bd_buf_puts(&b, "\">Open Badges 3.0 credential</a> (W3C VC 2.0, eddsa-jcs-2022)</dd>");
+  }
   bd_buf_puts(&b, "</dl><p>The signature covers the canonical record below; the public keys are at "
                   "<a href=\"");
   bd_html_escape(&b, json_string_value(json_object_get(sig, "keys_url")));
@@ -964,6 +1052,8 @@ static void on_keys(void *ud, const bd_pg_result_t *r) {
 }
 
 void bd_biz_keys(bd_req_t *req) { bd_app_query(req, &S_KEYS, 0, NULL, on_keys, req); }
+
+const bd_sign_key_t *bd_biz_signing_key(void) { return &g_key; }
 
 /* --- start-up ----------------------------------------------------------------------- */
 

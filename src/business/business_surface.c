@@ -237,12 +237,17 @@ static const bd_route_t routes[] = {
     {"GET", "/business/certificates/{id}/png", bd_biz_cert_png, 0, NULL},
     {"GET", "/business/certificates/{id}/qrcode.svg", bd_biz_cert_svg, 0, NULL},
     {"POST", "/business/certificates/{id}/revoke", bd_biz_cert_revoke, 0, NULL},
+    {"GET", "/business/certificates/{id}/credential", bd_biz_credential_get, 0, NULL},
+    {"GET", "/credentials/status/{institution}/{list}", bd_biz_status_list, 0, NULL},
+    {"GET", "/credentials/{reference_id}", bd_biz_credential_public, 0, NULL},
+    {"GET", "/institutions/{institution}/did.json", bd_biz_did_document, 0, NULL},
     {"GET", "/verify/{reference_id}", bd_biz_verify_page, 0, NULL},
     {"GET", "/.well-known/batchd-keys.json", bd_biz_keys, 0, NULL},
 };
 
 /* Errors under these paths are Laravel-shaped (bd_biz_format_error). */
 static const char *const error_paths[] = {"/business/", "/business", "/verify/", "/.well-known/batchd-keys.json",
+                                          "/credentials/", "/institutions/",
                                           NULL};
 
 const bd_surface_def_t bd_surface_business = {

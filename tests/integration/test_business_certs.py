@@ -158,7 +158,7 @@ def test_batch_completed(srv, demo, done_batch, psql):
     assert [c["name"] for c in certs] == NAMES  # roster order
     c = certs[0]
     assert list(c) == ["id", "reference_id", "batch_id", "name", "email", "issue_date", "custom_data", "status",
-                       "error", "pdf_url", "image_url", "qrcode_url", "verification_url", "generated_at"]
+                       "error", "pdf_url", "image_url", "qrcode_url", "credential_url", "verification_url", "generated_at"]
     assert c["status"] == "generated" and c["error"] is None and c["issue_date"] == "2025-02-15"
     assert c["custom_data"] == {"Course": "Análisis"}
     assert c["verification_url"] == srv.url + "/verify/" + c["reference_id"]

@@ -147,7 +147,9 @@ PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", 
           ("GET", "/business/certificate-templates/{templateId}/screenshot.png"),
           ("GET", "/01/{gtin}"), ("GET", "/01/{gtin}/10/{lot}"), ("GET", "/01/{gtin}/21/{serial}"),
           ("GET", "/01/{gtin}/10/{lot}/21/{serial}"), ("GET", "/.well-known/gs1resolver"), ("GET", "/passports/{id}"),
-          ("GET", "/verify/{reference_id}"), ("GET", "/.well-known/batchd-keys.json")}
+          ("GET", "/verify/{reference_id}"), ("GET", "/.well-known/batchd-keys.json"),
+          ("GET", "/credentials/{reference_id}"), ("GET", "/credentials/status/{institution}/{list}"),
+          ("GET", "/institutions/{institution}/did.json")}
 # Covered by their own tables: the /rpc functions and the exports.
 RPC_AND_EXPORTS = {("POST", "/rpc/{fn}"), ("POST", "/rest/v1/rpc/{fn}"), ("GET", "/exports/mint-jobs/{id}.csv"),
                    ("GET", "/exports/mint-jobs/{id}/qr.zip")}
@@ -339,6 +341,7 @@ def biz_routes(w):
         ("GET", "/business/certificates/{id}/pdf", "certificates:view"),
         ("GET", "/business/certificates/{id}/png", "certificates:view"),
         ("GET", "/business/certificates/{id}/qrcode.svg", "certificates:view"),
+        ("GET", "/business/certificates/{id}/credential", "certificates:view"),
         ("POST", "/business/certificates/{id}/revoke", "certificates:manage"))]
 
 
