@@ -275,12 +275,14 @@ def test_revocation_shows_in_the_status_list(srv, demo, certs):
 
 def test_independent_npm_verifiers(srv, certs):
     good = requests.get(certs["ada@example.com"]["credential_url"]).json()
-    res = npm_verify(srv, good, "--schema")
+    res = npm_verify(srv, good, "--schema", "--jsonld")
     assert res["verified"] is True, res
     assert res["status"]["revoked"] is False, res
     assert res["schema"]["valid"] is True, res
+    assert res["jsonld"]["valid"] is True, res  # every term defined by the contexts (JSON-LD safe mode)
     unicode = requests.get(certs["Zoe@Example.COM"]["credential_url"]).json()
-    assert npm_verify(srv, unicode)["verified"] is True
+    res = npm_verify(srv, unicode, "--schema", "--jsonld")
+    assert res["verified"] is True and res["schema"]["valid"] is True and res["jsonld"]["valid"] is True, res
     tampered = json.loads(json.dumps(good))
     tampered["credentialSubject"]["identifier"][0]["identityHash"] = "Mallory"
     assert npm_verify(srv, tampered)["verified"] is False
