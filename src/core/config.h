@@ -53,6 +53,16 @@ typedef struct {
   int64_t mint_chunk_units;      /* units per COPY transaction of a mint job */
   int64_t mint_writers;          /* parallel COPY connections of a mint job */
   int64_t resolver_cache;        /* resolver entries kept in memory (0 = no cache) */
+  char *webhook_key_file;        /* seals webhook secrets at rest */
+  int64_t webhook_allow_http;    /* http:// endpoint URLs accepted */
+  int64_t webhook_allow_private; /* loopback/private/link-local/multicast targets allowed */
+  int64_t webhook_timeout_ms;    /* one delivery */
+  int64_t webhook_concurrency;   /* deliveries in flight per process */
+  int64_t webhook_per_endpoint;  /* ... per endpoint */
+  int64_t webhook_retry_base_ms; /* first retry delay */
+  int64_t webhook_retry_for_s;   /* then the delivery fails */
+  int64_t webhook_disable_after_s; /* an endpoint failing this long is disabled */
+  int64_t max_webhooks;          /* endpoints per owner */
 } bd_config_t;
 
 /* Fills defaults, then the environment, then argv flags (argv[first..]).

@@ -1,19 +1,14 @@
 /* sign.c: Ed25519 keys, canonical records, signatures (see sign.h). */
 #include "sign.h"
 
+#include "keyfile.h"
 #include "util.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#define KEY_PREFIX   "batchd-ed25519-seed-v1 "
-#define KEY_LINE_LEN (sizeof(KEY_PREFIX) - 1 + 64 + 1) /* prefix, hex, "\n" */
+#define KEY_PREFIX "batchd-ed25519-seed-v1 "
 
 void bd_sign_key_from_seed(const unsigned char seed[32], bd_sign_key_t *key) {
   crypto_sign_seed_keypair(key->pk, key->sk, seed);
@@ -23,103 +18,12 @@ void bd_sign_key_from_seed(const unsigned char seed[32], bd_sign_key_t *key) {
   sodium_bin2hex(key->key_id + 8, 17, h, 8);
 }
 
-static int kerr(char *err, size_t errsz, const char *path, const char *what) {
-  snprintf(err, errsz, "signing key file %s: %s", path, what);
-  return -1;
-}
-
-/* Parses the file's bytes (see sign.h for the format). */
-static bool parse_key(const char *text, size_t n, unsigned char seed[32]) {
-  if (n != KEY_LINE_LEN || memcmp(text, KEY_PREFIX, sizeof(KEY_PREFIX) - 1) != 0 ||
-      text[n - 1] != '\n')
-    return false;
-  const char *hex = text + sizeof(KEY_PREFIX) - 1;
-  for (int i = 0; i < 64; i++)
-    if (!((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f'))) return false;
-  size_t bin_len = 0;
-  return sodium_hex2bin(seed, 32, hex, 64, NULL, &bin_len, NULL) == 0 && bin_len == 32;
-}
-
-static int load(const char *path, bd_sign_key_t *key, char *err, size_t errsz) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return kerr(err, errsz, path, strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return kerr(err, errsz, path, "not a regular file");
-  }
-  if (st.st_mode & 077) {
-    close(fd);
-    return kerr(err, errsz, path,
-                "group or others have access to it (chmod 600 it, or remove it to create a new "
-                "key)");
-  }
-  char text[KEY_LINE_LEN + 1];
-  ssize_t n = read(fd, text, sizeof text);
-  close(fd);
+int bd_sign_key_load_or_create(const char *path, bd_sign_key_t *key, char *err, size_t errsz) {
   unsigned char seed[32];
-  if (n < 0 || !parse_key(text, (size_t)n, seed)) {
-    sodium_memzero(text, sizeof text);
-    return kerr(err, errsz, path,
-                "malformed (expected one line \"" KEY_PREFIX "<64 hex digits>\")");
-  }
-  sodium_memzero(text, sizeof text);
+  if (bd_keyfile_load_or_create(path, KEY_PREFIX, "signing key file", seed, err, errsz) != 0) return -1;
   bd_sign_key_from_seed(seed, key);
   sodium_memzero(seed, sizeof seed);
   return 0;
-}
-
-/* Creates the file atomically: a private temporary file in the same
- * directory, fsynced, then link(2) to the final name (fails with EEXIST if
- * someone else won the race: their key is used). 1 when created, 0 when it
- * appeared meanwhile, -1 on error. */
-static int create(const char *path, char *err, size_t errsz) {
-  char *dup = bd_strdup(path);
-  char *dir = dirname(dup);
-  size_t tl = strlen(dir) + 32;
-  char *tmp = bd_malloc(tl);
-  snprintf(tmp, tl, "%s/.batchd-key-XXXXXX", dir);
-  free(dup);
-  int fd = mkstemp(tmp); /* mode 0600 */
-  if (fd < 0) {
-    int e = errno;
-    free(tmp);
-    return kerr(err, errsz, path, strerror(e));
-  }
-  unsigned char seed[32];
-  randombytes_buf(seed, sizeof seed);
-  char text[KEY_LINE_LEN + 1];
-  memcpy(text, KEY_PREFIX, sizeof(KEY_PREFIX) - 1);
-  sodium_bin2hex(text + sizeof(KEY_PREFIX) - 1, 65, seed, sizeof seed);
-  text[KEY_LINE_LEN - 1] = '\n';
-  sodium_memzero(seed, sizeof seed);
-  bool ok = fchmod(fd, 0600) == 0 && write(fd, text, KEY_LINE_LEN) == (ssize_t)KEY_LINE_LEN &&
-            fsync(fd) == 0;
-  int e = errno;
-  sodium_memzero(text, sizeof text);
-  close(fd);
-  int rc = -1;
-  if (!ok) {
-    kerr(err, errsz, path, strerror(e));
-  } else if (link(tmp, path) == 0) {
-    rc = 1;
-  } else if (errno == EEXIST) {
-    rc = 0;
-  } else {
-    kerr(err, errsz, path, strerror(errno));
-  }
-  unlink(tmp);
-  free(tmp);
-  return rc;
-}
-
-int bd_sign_key_load_or_create(const char *path, bd_sign_key_t *key, char *err, size_t errsz) {
-  if (!path || !*path) return kerr(err, errsz, "(none)", "no path configured");
-  if (access(path, F_OK) != 0) {
-    if (errno != ENOENT) return kerr(err, errsz, path, strerror(errno));
-    if (create(path, err, errsz) < 0) return -1;
-  }
-  return load(path, key, err, errsz);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -1,7 +1,8 @@
 /* sign.h: Ed25519 certificate signatures (libsodium), the signing key file
  * and the canonical record encoding.
  *
- * KEY FILE (BATCHD_SIGNING_KEY_FILE): one line of text,
+ * KEY FILE (BATCHD_SIGNING_KEY_FILE, read and created by keyfile.h): one
+ * line of text,
  *     "batchd-ed25519-seed-v1 " + 64 lower-case hex digits (the 32-byte
  *     Ed25519 seed) + "\n"
  * and nothing else. When the file does not exist it is created with a new

@@ -214,6 +214,7 @@ class Server:
             "BATCHD_LISTEN": "127.0.0.1:%d" % self.port,
             "BATCHD_PUBLIC_URL": self.url,
             "BATCHD_SIGNING_KEY_FILE": os.path.join(self.workdir, "signing.key"),
+            "BATCHD_WEBHOOK_KEY_FILE": os.path.join(self.workdir, "webhook.key"),
             "BATCHD_JWT_SECRET": JWT_SECRET,
             "BATCHD_SHUTDOWN_GRACE_MS": "5000",
         })
@@ -398,7 +399,8 @@ def run_batchd(database, workdir):
     def run(*args, env=None, background=False, timeout=120, database_url=None):
         _require_bin()
         full = dict(os.environ, DATABASE_URL=database_url or database, BATCHD_JWT_SECRET=JWT_SECRET,
-                    BATCHD_SIGNING_KEY_FILE=os.path.join(workdir, "signing.key"))
+                    BATCHD_SIGNING_KEY_FILE=os.path.join(workdir, "signing.key"),
+                    BATCHD_WEBHOOK_KEY_FILE=os.path.join(workdir, "webhook.key"))
         full.update(env or {})
         if background:
             return subprocess.Popen([BATCHD_BIN] + list(args), env=full, stdin=subprocess.DEVNULL,
