@@ -25,7 +25,8 @@
 #define BD_BIZ_TEMPLATES_MANAGE    0x10u
 #define BD_BIZ_CERTIFICATES_VIEW   0x20u
 #define BD_BIZ_CERTIFICATES_MANAGE 0x40u
-#define BD_BIZ_ALL_PERMS           0x7fu
+#define BD_BIZ_WEBHOOKS_MANAGE     0x80u
+#define BD_BIZ_ALL_PERMS           0xffu
 
 #define BD_BIZ_TOKEN_PREFIX "biz_"
 
@@ -146,6 +147,16 @@ void bd_biz_batch_get(bd_req_t *req);     /* GET /business/batches/{batchId} */
 void bd_biz_batch_list(bd_req_t *req);    /* GET /business/batches */
 void bd_biz_batch_approve(bd_req_t *req); /* POST /business/batches/{batchId}/approve */
 void bd_biz_batch_errors(bd_req_t *req);  /* GET /business/batches/{batchId}/errors.csv */
+
+/* Webhook endpoints (business_webhooks.c), permission webhooks:manage */
+void bd_biz_webhook_create(bd_req_t *req);   /* POST /business/webhooks */
+void bd_biz_webhook_list(bd_req_t *req);     /* GET /business/webhooks */
+void bd_biz_webhook_get(bd_req_t *req);      /* GET /business/webhooks/{id} */
+void bd_biz_webhook_update(bd_req_t *req);   /* PATCH /business/webhooks/{id} */
+void bd_biz_webhook_delete(bd_req_t *req);   /* DELETE /business/webhooks/{id} */
+void bd_biz_webhook_rotate(bd_req_t *req);   /* POST /business/webhooks/{id}/rotate-secret */
+void bd_biz_webhook_deliveries(bd_req_t *req); /* GET /business/webhooks/{id}/deliveries */
+void bd_biz_webhook_retry(bd_req_t *req);    /* POST /business/webhooks/{id}/deliveries/{delivery_id}/retry */
 
 /* Verifiable credentials (business_credentials.c) */
 void bd_biz_credential_get(bd_req_t *req);     /* GET /business/certificates/{id}/credential */

@@ -90,7 +90,7 @@ static const bd_admin_opt_t k_token_opts[] = {
     {"user", "EMAIL", false, false, "the institution user the token acts as (business: required)"},
     {"permission", "PERM", true, false,
      "batches:view|batches:create|batches:approve|templates:view|templates:manage|certificates:view|"
-     "certificates:manage, or all (business: at least one)"},
+     "certificates:manage|webhooks:manage, or all (business: at least one)"},
     {NULL}};
 
 /* --permission values as a text[] literal; false after failing. */

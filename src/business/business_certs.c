@@ -124,8 +124,8 @@ static bd_pg_stmt_t S_CTX = BD_PG_STMT("SELECT biz_cert_job_context($1::uuid)");
 static bd_pg_stmt_t S_CLAIM =
     BD_PG_STMT_BG("SELECT * FROM biz_cert_claim($1::uuid, $2::int, $3::int)");
 static bd_pg_stmt_t S_RECORD = BD_PG_STMT_BG("SELECT biz_cert_record($1::uuid, $2::jsonb)");
-static bd_pg_stmt_t S_FINISH = BD_PG_STMT("SELECT biz_cert_finish($1::uuid)");
-static bd_pg_stmt_t S_FAIL_ALL = BD_PG_STMT("SELECT biz_cert_fail_all($1::uuid, $2)");
+static bd_pg_stmt_t S_FINISH = BD_PG_STMT("SELECT biz_cert_finish($1::uuid, $2)");
+static bd_pg_stmt_t S_FAIL_ALL = BD_PG_STMT("SELECT biz_cert_fail_all($1::uuid, $2, $3)");
 
 static void run_free(crun_t *run) {
   bd_cert_layout_free(run->layout);
@@ -166,8 +166,8 @@ static void on_finished(void *ud, const bd_pg_result_t *r) {
 }
 
 static void finish(crun_t *run) {
-  const char *p[] = {run->batch_id};
-  if (bd_pg_query(bd_app.pg, &S_FINISH, 1, p, on_finished, run) != 0)
+  const char *p[] = {run->batch_id, bd_biz_base_url()};
+  if (bd_pg_query(bd_app.pg, &S_FINISH, 2, p, on_finished, run) != 0)
     run_end(run, "database queue full");
 }
 
@@ -533,8 +533,8 @@ static void prep_after(bd_work_t *w, int status) {
     /* the template cannot render at all: every certificate fails with why */
     char reason[360];
     snprintf(reason, sizeof reason, "the template layout is invalid: %s", run->layout_err);
-    const char *p[] = {run->batch_id, reason};
-    if (bd_pg_query(bd_app.pg, &S_FAIL_ALL, 2, p, on_failed_all, run) != 0)
+    const char *p[] = {run->batch_id, reason, bd_biz_base_url()};
+    if (bd_pg_query(bd_app.pg, &S_FAIL_ALL, 3, p, on_failed_all, run) != 0)
       run_end(run, "database queue full");
     return;
   }
@@ -832,14 +832,10 @@ void bd_biz_cert_svg(bd_req_t *req) { bd_biz_authenticate(req, "certificates:vie
 /* --- POST /business/certificates/{id}/revoke --------------------------------------- */
 
 /* 0 rows: unknown; status 'x' (not generated): 422; else the certificate. */
-static bd_pg_stmt_t S_REVOKE = BD_PG_STMT(
-    "WITH u AS (UPDATE biz_certificates SET status = 'revoked', revoked_at = coalesce(revoked_at, "
-    "now())"
-    "  WHERE id = $1::uuid AND institution_id = $2::bigint AND status IN ('generated', 'revoked')"
-    "  RETURNING *)"
-    " SELECT 'ok', biz_certificate_json(u, $3) FROM u"
-    " UNION ALL SELECT 'not_generated', NULL FROM biz_certificates c"
-    "  WHERE c.id = $1::uuid AND c.institution_id = $2::bigint AND NOT EXISTS (SELECT 1 FROM u)");
+/* biz_revoke_certificate (018): revokes and emits certificate.revoked in one
+ * transaction; (NULL, status) when the certificate is not generated. */
+static bd_pg_stmt_t S_REVOKE =
+    BD_PG_STMT("SELECT cert, status FROM biz_revoke_certificate($1::uuid, $2::bigint, $3)");
 
 static void on_revoked(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
@@ -848,13 +844,13 @@ static void on_revoked(void *ud, const bd_pg_result_t *r) {
     bd_app_db_error(req, r);
   } else if (PQntuples(r->res) != 1) {
     bd_biz_not_found(req, c->id);
-  } else if (strcmp(PQgetvalue(r->res, 0, 0), "ok") != 0) {
+  } else if (PQgetisnull(r->res, 0, 0)) {
     bd_biz_errors_t e;
     bd_biz_errors_init(&e);
     bd_biz_errors_add(&e, "certificate", "Only generated certificates can be revoked.");
     bd_biz_errors_send(req, &e);
   } else {
-    bd_biz_send_data(req, 200, PQgetvalue(r->res, 0, 1));
+    bd_biz_send_data(req, 200, PQgetvalue(r->res, 0, 0));
   }
   bd_req_release(req);
 }

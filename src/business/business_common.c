@@ -27,7 +27,7 @@
 
 static const char *const g_perm_names[] = {
     "batches:view",     "batches:create",    "batches:approve",     "templates:view",
-    "templates:manage", "certificates:view", "certificates:manage",
+    "templates:manage", "certificates:view", "certificates:manage", "webhooks:manage",
 };
 
 uint32_t bd_biz_perm_bit(const char *name) {

@@ -95,6 +95,8 @@ static bool layout_fields(const char *layout_json, bd_buf_t *arr, char *err, siz
   return true;
 }
 
+static void seed_perms(bd_seed_t *s, PGresult *res) { bd_seed_next(s); }
+
 static void seed_done(bd_seed_t *s, PGresult *res) {
   biz_seed_t *q = s->data;
   json_error_t jerr;
@@ -117,11 +119,17 @@ static void seed_done(bd_seed_t *s, PGresult *res) {
       "unsigned_user_uuid", json_object_get(o, "unsigned_user_uuid"), "view_only_token",
       q->view.token, "template_ids", json_object_get(o, "template_ids"));
   json_decref(o);
-  o = biz;
-  json_object_set_new(s->out, "business", o);
+  json_object_set_new(s->out, "business", biz);
+  /* the admin has every permission, webhooks:manage (added after 004) too */
+  char id[BD_TOKEN_ID_LEN + 1];
+  snprintf(id, sizeof id, "%s", q->admin.id);
+  const char *p[] = {id};
   free(q);
   s->data = NULL;
-  bd_seed_next(s);
+  bd_seed_exec(s,
+               "UPDATE biz_tokens SET permissions = array_append(permissions, 'webhooks:manage')"
+               " WHERE id = $1 AND NOT 'webhooks:manage' = ANY (permissions)",
+               1, p, seed_perms);
 }
 
 static void biz_seed(bd_seed_t *s) {
@@ -238,6 +246,14 @@ static const bd_route_t routes[] = {
     {"GET", "/business/certificates/{id}/qrcode.svg", bd_biz_cert_svg, 0, NULL},
     {"POST", "/business/certificates/{id}/revoke", bd_biz_cert_revoke, 0, NULL},
     {"GET", "/business/certificates/{id}/credential", bd_biz_credential_get, 0, NULL},
+    {"POST", "/business/webhooks", bd_biz_webhook_create, 0, NULL},
+    {"GET", "/business/webhooks", bd_biz_webhook_list, 0, NULL},
+    {"GET", "/business/webhooks/{id}", bd_biz_webhook_get, 0, NULL},
+    {"PATCH", "/business/webhooks/{id}", bd_biz_webhook_update, 0, NULL},
+    {"DELETE", "/business/webhooks/{id}", bd_biz_webhook_delete, 0, NULL},
+    {"POST", "/business/webhooks/{id}/rotate-secret", bd_biz_webhook_rotate, 0, NULL},
+    {"GET", "/business/webhooks/{id}/deliveries", bd_biz_webhook_deliveries, 0, NULL},
+    {"POST", "/business/webhooks/{id}/deliveries/{delivery_id}/retry", bd_biz_webhook_retry, 0, NULL},
     {"GET", "/credentials/status/{institution}/{list}", bd_biz_status_list, 0, NULL},
     {"GET", "/credentials/{reference_id}", bd_biz_credential_public, 0, NULL},
     {"GET", "/institutions/{institution}/did.json", bd_biz_did_document, 0, NULL},
