@@ -17,16 +17,22 @@
 #include "jobs.h"
 #include "json.h"
 #include "products.h"
+#include "webhooks.h"
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 
+enum { FN_PLAIN, FN_BASE_URL, FN_WEBHOOK_CREATE, FN_WEBHOOK_UPDATE };
+
 typedef struct {
   const char *name;   /* function name in the URL */
-  bd_pg_stmt_t stmt;  /* SELECT rpc_<name>(pp_caller($1 sub, $3 jti), $2::jsonb[, $4])::text */
-  int nparams;        /* 3, or 4 when the function also takes the public base URL */
+  bd_pg_stmt_t stmt;  /* SELECT rpc_<name>(pp_caller($1 sub, $3 jti), $2::jsonb[, $4 ...])::text */
+  int nparams;        /* 3, or more (kind) */
+  int kind;           /* FN_BASE_URL: $4 the public base URL; FN_WEBHOOK_*: $4 a sealed new secret
+                         (update: only with _rotate_secret), create: $5 BATCHD_MAX_WEBHOOKS */
 } rpc_fn_t;
 
 static rpc_fn_t k_fns[] = {
@@ -37,24 +43,49 @@ static rpc_fn_t k_fns[] = {
   {"update_product_batch", BD_PG_STMT("SELECT rpc_update_product_batch(pp_caller($1, $3), $2::jsonb)::text")},
   {"submit_mint_request", BD_PG_STMT("SELECT rpc_submit_mint_request(pp_caller($1, $3), $2::jsonb)::text")},
   {"get_mint_job", BD_PG_STMT("SELECT rpc_get_mint_job(pp_caller($1, $3), $2::jsonb)::text")},
-  {"list_mint_units", BD_PG_STMT("SELECT rpc_list_mint_units(pp_caller($1, $3), $2::jsonb, $4)::text"), 4},
+  {"list_mint_units", BD_PG_STMT("SELECT rpc_list_mint_units(pp_caller($1, $3), $2::jsonb, $4)::text"), 4,
+   FN_BASE_URL},
+  {"create_webhook_endpoint",
+   BD_PG_STMT("SELECT rpc_create_webhook_endpoint(pp_caller($1, $3), $2::jsonb, $4::bytea, $5::int)::text"), 5,
+   FN_WEBHOOK_CREATE},
+  {"list_webhook_endpoints", BD_PG_STMT("SELECT rpc_list_webhook_endpoints(pp_caller($1, $3), $2::jsonb)::text")},
+  {"update_webhook_endpoint",
+   BD_PG_STMT("SELECT rpc_update_webhook_endpoint(pp_caller($1, $3), $2::jsonb, $4::bytea)::text"), 4,
+   FN_WEBHOOK_UPDATE},
+  {"delete_webhook_endpoint", BD_PG_STMT("SELECT rpc_delete_webhook_endpoint(pp_caller($1, $3), $2::jsonb)::text")},
+  {"list_webhook_deliveries", BD_PG_STMT("SELECT rpc_list_webhook_deliveries(pp_caller($1, $3), $2::jsonb)::text")},
+  {"retry_webhook_delivery", BD_PG_STMT("SELECT rpc_retry_webhook_delivery(pp_caller($1, $3), $2::jsonb)::text")},
 };
 
 typedef struct {
   rpc_fn_t *fn;       /* the function called */
   char *sub;          /* the caller (JWT sub) */
   char jti[16];       /* its jti if minted by batchd token create, else "" */
+  char *secret;       /* a webhook secret made for this call (answered once) */
+  char *sealed;       /* its sealed form, a bytea hex literal */
 } rpc_ctx_t;
 
 static void rpc_ctx_free(void *arg) {
   rpc_ctx_t *c = arg;
   free(c->sub);
+  if (c->secret) sodium_memzero(c->secret, strlen(c->secret));
+  free(c->secret);
+  free(c->sealed);
   free(c);
 }
 
 static void on_rpc(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
-  if (r->err == BD_PG_OK) {
+  rpc_ctx_t *c = req->ctx;
+  if (r->err == BD_PG_OK && c->secret && !PQgetisnull(r->res, 0, 0)) {
+    /* the secret is answered here, once; the database has only its sealed form */
+    json_t *o = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL);
+    json_object_set_new(o, "secret", json_string(c->secret));
+    char *text = json_dumps(o, JSON_COMPACT);
+    bd_resp_send(req, 200, "application/json; charset=utf-8", text, strlen(text));
+    free(text);
+    json_decref(o);
+  } else if (r->err == BD_PG_OK) {
     const char *body = PQgetisnull(r->res, 0, 0) ? "null" : PQgetvalue(r->res, 0, 0);
     bd_resp_send(req, 200, "application/json; charset=utf-8", body, strlen(body));
     if (!strcmp(((rpc_ctx_t *)req->ctx)->fn->name, "submit_mint_request")) bd_jobs_kick();
@@ -66,8 +97,38 @@ static void on_rpc(void *ud, const bd_pg_result_t *r) {
 
 static void call(bd_req_t *req) {
   rpc_ctx_t *c = req->ctx;
-  const char *p[] = {c->sub, req->body.data, c->jti[0] ? c->jti : NULL, bd_app.cfg.public_url};
+  char max[24];
+  snprintf(max, sizeof max, "%lld", (long long)bd_app.cfg.max_webhooks);
+  const char *p[] = {c->sub, req->body.data, c->jti[0] ? c->jti : NULL,
+                     c->fn->kind == FN_BASE_URL ? bd_app.cfg.public_url : c->sealed, max};
   bd_app_query(req, &c->fn->stmt, c->fn->nparams ? c->fn->nparams : 3, p, on_rpc, req);
+}
+
+/* Webhook functions: the URL is checked here (the rules need the settings)
+ * and a secret is made for create, or update with _rotate_secret. false
+ * after answering. */
+static bool webhook_prepare(bd_req_t *req, rpc_ctx_t *c, json_t *args) {
+  json_t *url = json_object_get(args, "_url");
+  if (url && !json_is_null(url)) {
+    const char *why = json_is_string(url) ? bd_webhook_url_problem(json_string_value(url)) : "_url must be a string";
+    if (why) {
+      bd_rpc_error(req, 400, "22023", "Invalid input", why, NULL);
+      return false;
+    }
+  }
+  if (c->fn->kind == FN_WEBHOOK_CREATE || json_is_true(json_object_get(args, "_rotate_secret"))) {
+    char secret[BD_WEBHOOK_SECRET_MAX], err[256];
+    bd_buf_t sealed = BD_BUF_INIT;
+    if (bd_webhook_secret_new(secret, &sealed, err, sizeof err) != 0) {
+      bd_buf_free(&sealed);
+      bd_app_unavailable(req);
+      return false;
+    }
+    c->secret = bd_strdup(secret);
+    sodium_memzero(secret, sizeof secret);
+    c->sealed = bd_buf_detach(&sealed, NULL);
+  }
+  return true;
 }
 
 void bd_rpc_handle(bd_req_t *req) {
@@ -102,6 +163,10 @@ void bd_rpc_handle(bd_req_t *req) {
     json_decref(args);
     bd_rpc_error(req, 400, "PGRST102", "Invalid input",
               depth > bd_app.cfg.max_json_depth ? "JSON nesting is too deep" : "the body must be a JSON object", NULL);
+    return;
+  }
+  if ((fn->kind == FN_WEBHOOK_CREATE || fn->kind == FN_WEBHOOK_UPDATE) && !webhook_prepare(req, c, args)) {
+    json_decref(args);
     return;
   }
   json_decref(args);
