@@ -1,6 +1,6 @@
 /* qr_api.h: the /v1 surface's private header (QRKit-compatible): the
- * helpers of qr_common.c, shared by qr_batches.c, qr_codes.c and
- * qr_tokens.c, then the handlers and hooks that qr_surface.c wires up.
+ * helpers of qr_common.c, shared by qr_batches.c, qr_codes.c, qr_tokens.c
+ * and qr_webhooks.c, then the handlers and hooks that qr_surface.c wires up.
  * Loop thread only. */
 #ifndef BD_QR_API_H
 #define BD_QR_API_H
@@ -146,6 +146,16 @@ void qr_h_create_token(bd_req_t *req);
 void qr_h_list_tokens(bd_req_t *req);
 void qr_h_rotate_token(bd_req_t *req);
 void qr_h_delete_token(bd_req_t *req);
+
+/* qr_webhooks.c: webhook endpoints (qr:write manages, qr:read lists) */
+void qr_h_create_webhook(bd_req_t *req);
+void qr_h_list_webhooks(bd_req_t *req);
+void qr_h_get_webhook(bd_req_t *req);
+void qr_h_patch_webhook(bd_req_t *req);
+void qr_h_delete_webhook(bd_req_t *req);
+void qr_h_rotate_webhook_secret(bd_req_t *req);
+void qr_h_list_webhook_deliveries(bd_req_t *req);
+void qr_h_retry_webhook_delivery(bd_req_t *req);
 
 /* Provisioning: the workspace and API keys (qr_admin.c). */
 extern const bd_admin_hooks_t qr_admin;

@@ -12,6 +12,8 @@
  *   qr_codes.c     single codes, PATCH/DELETE, downloads, analytics,
  *                  templates, the redirect with its cache and scan counter
  *   qr_tokens.c    the token API (/v1/tokens: create, list, rotate, revoke)
+ *   qr_webhooks.c  webhook endpoints (/v1/webhooks) and their deliveries;
+ *                  the events are emitted in SQL (017_qr_webhooks.sql)
  * It uses the core (src/core), the libraries (src/lib) and the QR symbol
  * library (src/render), and no other surface.
  */
@@ -159,6 +161,15 @@ static const bd_route_t routes[] = {
   {"GET", "/v1/tokens", qr_h_list_tokens, 0, "/v1/tokens"},
   {"POST", "/v1/tokens/rotate", qr_h_rotate_token, 0, "/v1/tokens/rotate"},
   {"DELETE", "/v1/tokens/{id}", qr_h_delete_token, 0, "/v1/tokens/{id}"},
+  {"POST", "/v1/webhooks", qr_h_create_webhook, 0, "/v1/webhooks"},
+  {"GET", "/v1/webhooks", qr_h_list_webhooks, 0, "/v1/webhooks"},
+  {"GET", "/v1/webhooks/{id}", qr_h_get_webhook, 0, "/v1/webhooks/{id}"},
+  {"PATCH", "/v1/webhooks/{id}", qr_h_patch_webhook, 0, "/v1/webhooks/{id}"},
+  {"DELETE", "/v1/webhooks/{id}", qr_h_delete_webhook, 0, "/v1/webhooks/{id}"},
+  {"POST", "/v1/webhooks/{id}/rotate-secret", qr_h_rotate_webhook_secret, 0, "/v1/webhooks/{id}/rotate-secret"},
+  {"GET", "/v1/webhooks/{id}/deliveries", qr_h_list_webhook_deliveries, 0, "/v1/webhooks/{id}/deliveries"},
+  {"POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", qr_h_retry_webhook_delivery, 0,
+   "/v1/webhooks/{id}/deliveries/{delivery_id}/retry"},
   {"GET", "/s/{code}", qr_h_redirect, 0, "/s/{code}"},
 };
 
