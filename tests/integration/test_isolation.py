@@ -72,6 +72,10 @@ def world(srv, run_batchd):
         assert r.status_code in (201, 202), (path, r.status_code, r.text)
         return r.json()
 
+    # A's webhook endpoints (one for the DELETE row), created first: a_batch's completion is a delivery to it
+    w["a_wh"] = post("/v1/webhooks", ka["live_key"], {"url": "https://a.example/hooks/a-live", "events": ["batch.completed"],
+                                                      "description": "a-wh-desc"})
+    w["a_wh_delete"] = post("/v1/webhooks", ka["live_key"], {"url": "https://a.example/hooks/a-delete", "events": "*"})
     w["a_batch"] = post("/v1/batches", ka["live_key"], {"items": [{"name": "a-item", "target": {"text": "A secret"}}]})
     w["a_code"] = post("/v1/qr-codes", ka["live_key"], {"name": "a-dyn", "kind": "dynamic",
                                                          "target": {"destination": "https://a.example/x"}})
@@ -85,6 +89,15 @@ def world(srv, run_batchd):
     # two of A's live keys: one for the rotate rows, one for the DELETE rows
     w["a_tok_rotate"] = post("/v1/tokens", ka["live_key"], {"name": "a-tok-rotate", "scopes": ["qr:read"]})
     w["a_tok_delete"] = post("/v1/tokens", ka["live_key"], {"name": "a-tok-delete", "scopes": ["qr:read"]})
+    deadline = time.time() + 60
+    while True:
+        r = requests.get(srv.url + "/v1/webhooks/%s/deliveries" % w["a_wh"]["id"], headers=Hq(ka["live_key"]))
+        assert r.status_code == 200, r.text
+        if r.json()["data"]:
+            w["a_wh_delivery"] = r.json()["data"][0]
+            break
+        assert time.time() < deadline, "a_batch's batch.completed never reached A's endpoint"
+        time.sleep(0.1)
     pa = a["products"]
     r = requests.post(srv.url + "/rpc/create_product_batch", headers=Hq(pa["jwt"]),
                       data=json.dumps({"_brand_id": pa["brand_id"], "_product_id": pa["product_id"],
@@ -94,7 +107,8 @@ def world(srv, run_batchd):
     # identifiers of A's live data (nothing of these may reach B or a test key)
     live_ids = [w["a_batch"]["id"], w["a_code"]["id"], w["a_code"]["short_code"], w["a_static"]["id"],
                 w["a_tpl"]["id"], ka["template_id"], "A secret", "a.example/x", "a-item", "a-dyn",
-                w["a_tok_rotate"]["id"], w["a_tok_delete"]["id"], "a-tok-rotate"]
+                w["a_tok_rotate"]["id"], w["a_tok_delete"]["id"], "a-tok-rotate", w["a_wh"]["id"], w["a_wh_delete"]["id"],
+                w["a_wh_delivery"]["id"], w["a_wh_delivery"]["event_id"], "a-wh-desc", "a.example/hooks"]
     w["a_live_ids"] = [x for x in live_ids if x]
     w["a_test_ids"] = [w["a_test_code"]["id"], w["a_test_code"]["short_code"], w["a_test_batch"]["id"], "a-test"]
     return w
@@ -118,6 +132,7 @@ def no_leak(r, ids, who):
 def qr_routes(w):
     code, static, batch = w["a_code"]["id"], w["a_static"]["id"], w["a_batch"]["id"]
     tok_rotate, tok_delete = w["a_tok_rotate"]["id"], w["a_tok_delete"]["id"]
+    wh, wh_delete, delivery = w["a_wh"]["id"], w["a_wh_delete"]["id"], w["a_wh_delivery"]["id"]
     item = {"items": [{"target": {"text": "x"}}]}
     return [
         ("POST", "/v1/batches", "/v1/batches", item, "write", False),
@@ -138,6 +153,16 @@ def qr_routes(w):
         ("GET", "/v1/tokens", "/v1/tokens", None, "tokens", False),
         ("POST", "/v1/tokens/rotate", "/v1/tokens/rotate", {"id": tok_rotate}, "tokens", True),
         ("DELETE", "/v1/tokens/{id}", "/v1/tokens/" + tok_delete, None, "tokens", True),
+        ("POST", "/v1/webhooks", "/v1/webhooks", {"url": "https://hooks.example.com/iso", "events": ["batch.completed"]},
+         "write", False),
+        ("GET", "/v1/webhooks", "/v1/webhooks", None, "read", False),
+        ("GET", "/v1/webhooks/{id}", "/v1/webhooks/" + wh, None, "read", True),
+        ("PATCH", "/v1/webhooks/{id}", "/v1/webhooks/" + wh, {"description": "hijacked"}, "write", True),
+        ("DELETE", "/v1/webhooks/{id}", "/v1/webhooks/" + wh_delete, None, "write", True),
+        ("POST", "/v1/webhooks/{id}/rotate-secret", "/v1/webhooks/%s/rotate-secret" % wh, None, "write", True),
+        ("GET", "/v1/webhooks/{id}/deliveries", "/v1/webhooks/%s/deliveries" % wh, None, "read", True),
+        ("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
+         "/v1/webhooks/%s/deliveries/%s/retry" % (wh, delivery), None, "write", True),
     ]
 
 
@@ -212,7 +237,7 @@ def test_qr_other_tenant_and_test_key(srv, world):
             no_leak(r, hidden, who)
         # list endpoints with every filter and a large page
         for path in ("/v1/qr-codes?limit=100&kind=all", "/v1/batches?limit=100", "/v1/templates",
-                     "/v1/tokens?limit=100"):
+                     "/v1/tokens?limit=100", "/v1/webhooks?limit=100"):
             no_leak(call(srv, "GET", path, key, None), hidden, who)
     # A's live key on A's test objects: 404 too
     for path in ("/v1/qr-codes/" + world["a_test_code"]["id"], "/v1/batches/" + world["a_test_batch"]["id"],
@@ -231,6 +256,10 @@ def test_qr_other_tenant_and_test_key(srv, world):
     # nor did their rotate and DELETE of A's keys
     for tok in ("a_tok_rotate", "a_tok_delete"):
         assert call(srv, "GET", "/v1/qr-codes", world[tok]["key"], None).status_code == 200
+    # nor their PATCH, DELETE or rotation of A's webhook endpoints
+    r = call(srv, "GET", "/v1/webhooks/" + world["a_wh"]["id"], ka["live_key"], None)
+    assert r.status_code == 200 and r.json()["description"] == "a-wh-desc"
+    assert call(srv, "GET", "/v1/webhooks/" + world["a_wh_delete"]["id"], ka["live_key"], None).status_code == 200
 
 
 def test_qr_positive_control(srv, world):
