@@ -7,7 +7,8 @@
  *
  * Shutdown (SIGTERM/SIGINT): stop accepting and let in-flight requests
  * finish (bd_server_shutdown), let running jobs reach a checkpoint
- * (bd_jobs_stop), run the surfaces' flush hooks (e.g. buffered scan events),
+ * (bd_jobs_stop), let webhook deliveries in flight end (bd_webhooks_stop),
+ * run the surfaces' flush hooks (e.g. buffered scan events),
  * then close the database pool and every remaining handle. The loop then
  * runs out of handles and main checks uv_loop_close() == 0.
  */
@@ -23,6 +24,7 @@
 #include "seed.h"
 #include "surface.h"
 #include "util.h"
+#include "webhooks.h"
 #include "work.h"
 
 #include <errno.h>
@@ -185,7 +187,7 @@ static void flush_next(void *ud) {
 
 static void stop_step_done(void *ud) {
   if (--g_pending_stop > 0) return;
-  bd_info("shutdown: requests and jobs finished");
+  bd_info("shutdown: requests, jobs and webhook deliveries finished");
   g_flush_next = 0;
   flush_next(NULL);
 }
@@ -196,9 +198,11 @@ static void begin_shutdown(void) {
   bd_info("shutdown: stopping (grace %lld ms)", (long long)bd_app.cfg.shutdown_grace_ms);
   bd_notify("STOPPING=1");
   uv_timer_stop(&g_migrate_retry);
-  g_pending_stop = 2;
+  g_pending_stop = 3;
   bd_server_shutdown(bd_app.server, (uint32_t)bd_app.cfg.shutdown_grace_ms, stop_step_done, NULL);
   bd_jobs_stop((uint32_t)bd_app.cfg.shutdown_grace_ms, stop_step_done, NULL);
+  /* deliveries in flight end (or are given back) within the grace too */
+  bd_webhooks_stop(stop_step_done, NULL);
   /* renders waiting behind the running ones are given back to the jobs
    * (now stopping), which end after the running ones: the next owner
    * renders the rest */
@@ -226,6 +230,7 @@ static void on_served_migrated(void *ud, int err, const char *msg) {
   if (bd_notify("READY=1") != 0) bd_warn("could not notify the service manager: %s", strerror(errno));
   bd_jobs_config_t jc = {bd_app.instance, (uint32_t)bd_app.cfg.job_lease_ms, (uint32_t)bd_app.cfg.job_poll_ms};
   bd_jobs_start(bd_app.loop, bd_app.pg, &jc);
+  bd_webhooks_start();
 }
 
 static void start_migrations(void) { bd_migrate_run(bd_app.pg, on_served_migrated, NULL); }

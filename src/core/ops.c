@@ -4,6 +4,7 @@
 #include "json.h"
 #include "metrics.h"
 #include "migrate.h"
+#include "webhooks.h"
 #include "work.h"
 
 #include <stdio.h>
@@ -67,6 +68,7 @@ static void metrics_extra(bd_buf_t *out) {
                 ps.connected, ps.pinned, ps.inflight, ps.queued, (unsigned long long)ps.queries,
                 (unsigned long long)ps.errors, (unsigned long long)ps.reconnects, ps.up ? 1 : 0, bd_work_queued(),
                 bd_work_running(), js.running);
+  bd_webhooks_metrics(out);
 }
 
 static void metrics(bd_req_t *req) {

@@ -21,7 +21,26 @@
  * SECRETS AT REST are sealed with crypto_secretbox under the 32-byte key of
  * BATCHD_WEBHOOK_KEY_FILE (keyfile.h; created when missing): every process
  * of one database must have the same file. Loop thread, except
- * bd_webhook_secret_* (any thread once bd_webhook_key_load succeeded).
+ * bd_webhook_secret_* (any thread once bd_webhook_key_load succeeded) and
+ * bd_webhook_sign_* (pure, any thread).
+ *
+ * DELIVERY (bd_webhooks_start; SQL in 016_webhook_delivery.sql). Every
+ * process claims due deliveries (bd_webhook_claim: a lease, SKIP LOCKED, at
+ * most BATCHD_WEBHOOK_PER_ENDPOINT in flight per endpoint across processes)
+ * while it has fewer than BATCHD_WEBHOOK_CONCURRENCY in flight, when
+ * NOTIFY bd_webhooks says an event was queued, every second, when one of
+ * its deliveries ends, and when a retry it scheduled falls due. Each is one
+ * POST from the loop (libcurl multi, curl_uv.h): no redirects, https only
+ * unless BATCHD_WEBHOOK_ALLOW_HTTP, no proxy, every address it connects to
+ * checked with bd_webhook_addr_forbidden unless BATCHD_WEBHOOK_ALLOW_PRIVATE
+ * (at connect time, so a name that resolves to a private address, or
+ * rebinds to one, is refused too), at most BATCHD_WEBHOOK_TIMEOUT_MS, the
+ * answer's body read up to 64 KiB and discarded. A 2xx is success; anything
+ * else is retried with backoff (bd_webhook_done) for
+ * BATCHD_WEBHOOK_RETRY_FOR_S, and an endpoint failing for
+ * BATCHD_WEBHOOK_DISABLE_AFTER_S is disabled. At least once: a process
+ * that dies mid-delivery leaves a lease that expires, and the delivery goes
+ * out again with the same event id.
  */
 #ifndef BD_WEBHOOKS_H
 #define BD_WEBHOOKS_H
@@ -59,5 +78,28 @@ const char *bd_webhook_url_problem(const char *url);
  * fc00::/7), link-local, CGNAT (100.64/10), multicast, broadcast, and the
  * IPv4-mapped forms of those. */
 bool bd_webhook_addr_forbidden(const unsigned char *addr, size_t len);
+
+/* X-Webhook-Signature: the lower-case hex HMAC-SHA256 of the body. */
+void bd_webhook_sign_hex(const unsigned char *key, size_t keylen, const void *body, size_t n, char out[65]);
+
+/* webhook-signature (Standard Webhooks v1): "v1," + base64 HMAC-SHA256 of
+ * id "." timestamp "." body. */
+#define BD_WEBHOOK_SIG_MAX 48
+void bd_webhook_sign_std(const unsigned char *key, size_t keylen, const char *id, long long ts, const void *body,
+                         size_t n, char out[BD_WEBHOOK_SIG_MAX]);
+
+/* Starts delivering (serve, after the migrations): loads the key file,
+ * LISTENs on bd_webhooks, polls. Loop thread. */
+void bd_webhooks_start(void);
+/* Claims now (a surface queued an event and committed). */
+void bd_webhooks_kick(void);
+/* Stops claiming and waits up to BATCHD_SHUTDOWN_GRACE_MS for the
+ * deliveries in flight and their records; the ones still running then are
+ * aborted and given back (their lease cleared: the next process sends them
+ * again). Then `done` runs (once; at once if never started). */
+void bd_webhooks_stop(void (*done)(void *ud), void *ud);
+/* Appends the engine's metrics (Prometheus text): deliveries by outcome,
+ * in flight, and the queue as of the last sweep (every 10 s). */
+void bd_webhooks_metrics(bd_buf_t *out);
 
 #endif
