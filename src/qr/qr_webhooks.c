@@ -470,7 +470,9 @@ static bd_pg_stmt_t S_RETRY = BD_PG_STMT(
 
 static void on_retried(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
+  bool queued = !r->err && PQntuples(r->res) == 1 && !PQgetisnull(r->res, 0, 0);
   qr_send_json_row(req, r, 202, !r->err && PQntuples(r->res) == 0 ? "webhook endpoint" : "webhook delivery");
+  if (queued) bd_webhooks_kick(); /* committed: claim it here at once (the NOTIFY wakes the others) */
   bd_req_release(req);
 }
 
