@@ -102,12 +102,13 @@ static void secret_state_free(void *arg) {
   secret_state_t *s = arg;
   sodium_memzero(s->secret, sizeof s->secret);
   bd_buf_free(&s->sealed);
+  free(s);
 }
 
 /* A new secret in c->extra; false: answered 500. */
 static bool new_secret(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
-  secret_state_t *s = bd_req_calloc(req, sizeof *s);
+  secret_state_t *s = bd_calloc(1, sizeof *s);
   bd_req_defer(req, secret_state_free, s);
   c->extra = s;
   char err[256];
