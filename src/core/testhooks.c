@@ -15,6 +15,11 @@
  *                             backpressure (on_drain)
  *   job kind "test.sleep"     sleeps payload.ms on a worker thread, then
  *                             records its run in bd_test_job_runs
+ *   POST /_test/webhooks/endpoints  {surface, owner, mode?, url, events}:
+ *                             a webhook endpoint (URL checked as a surface
+ *                             would), 201 {id, secret}
+ *   POST /_test/webhooks/emit {surface, owner, mode?, type, data}: queues
+ *                             the event with bd_webhook_emit, 200 {event_id}
  */
 #include "app.h"
 #include "idem.h"
@@ -22,6 +27,8 @@
 #include "json.h"
 #include "log.h"
 #include "surface.h"
+#include "util.h"
+#include "webhooks.h"
 #include "work.h"
 
 #include <sodium.h>
@@ -244,6 +251,108 @@ static void stream_out(bd_req_t *req) {
   stream_out_more(req);
 }
 
+/* --- webhooks ---------------------------------------------------------------- */
+
+/* The request's JSON object, or NULL after answering 400. */
+static json_t *body_object(bd_req_t *req) {
+  json_t *o = req->body.data ? json_loadb(req->body.data, req->body.len, 0, NULL) : NULL;
+  if (!json_is_object(o)) {
+    json_decref(o);
+    bd_resp_error(req, 400, "invalid_json", "a JSON object is required", NULL);
+    return NULL;
+  }
+  return o;
+}
+
+static void on_endpoint_made(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else {
+    bd_buf_t b = BD_BUF_INIT;
+    bd_jw_t w;
+    bd_jw_init(&w, &b);
+    bd_jw_obj(&w);
+    bd_jw_kstr(&w, "id", PQgetvalue(r->res, 0, 0));
+    bd_jw_kstr(&w, "secret", req->ctx);
+    bd_jw_obj_end(&w);
+    bd_resp_json(req, 201, &b);
+  }
+  bd_req_release(req);
+}
+
+static bd_pg_stmt_t S_WH_ENDPOINT = BD_PG_STMT(
+    "INSERT INTO bd_webhook_endpoints (id, surface, owner, mode, url, events, secret_sealed)"
+    " VALUES ($1, $2, $3, $4, $5, ARRAY(SELECT json_array_elements_text($6::json)), $7::bytea) RETURNING id");
+
+static void wh_endpoint(bd_req_t *req) {
+  if (!enabled(req)) return;
+  json_t *o = body_object(req);
+  if (!o) return;
+  const char *url = json_string_value(json_object_get(o, "url"));
+  const char *problem = url ? bd_webhook_url_problem(url) : "url is required";
+  if (problem) {
+    bd_resp_error(req, 422, "invalid_url", problem, "url");
+    json_decref(o);
+    return;
+  }
+  char *secret = bd_req_calloc(req, BD_WEBHOOK_SECRET_MAX);
+  bd_buf_t sealed = BD_BUF_INIT;
+  char err[256];
+  if (bd_webhook_secret_new(secret, &sealed, err, sizeof err) != 0) {
+    bd_resp_error(req, 500, "internal", err, NULL);
+    json_decref(o);
+    return;
+  }
+  char id[28] = "wh_";
+  bd_rand_base62(id + 3, 24);
+  char *events = json_dumps(json_object_get(o, "events"), JSON_COMPACT | JSON_ENCODE_ANY);
+  req->ctx = secret;
+  const char *p[] = {id,
+                     json_string_value(json_object_get(o, "surface")),
+                     json_string_value(json_object_get(o, "owner")),
+                     json_string_value(json_object_get(o, "mode")),
+                     url,
+                     events ? events : "[\"*\"]",
+                     sealed.data};
+  bd_app_query(req, &S_WH_ENDPOINT, 7, p, on_endpoint_made, req);
+  free(events);
+  bd_buf_free(&sealed);
+  json_decref(o);
+}
+
+static void on_emitted(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  if (r->err) {
+    bd_app_db_error(req, r);
+  } else {
+    bd_buf_t b = BD_BUF_INIT;
+    bd_jw_t w;
+    bd_jw_init(&w, &b);
+    bd_jw_obj(&w);
+    bd_jw_kstr(&w, "event_id", bd_pg_val(r->res, 0, 0));
+    bd_jw_obj_end(&w);
+    bd_resp_json(req, 200, &b);
+    bd_webhooks_kick(); /* committed: deliver from here at once (the NOTIFY wakes the others) */
+  }
+  bd_req_release(req);
+}
+
+static bd_pg_stmt_t S_WH_EMIT = BD_PG_STMT("SELECT bd_webhook_emit($1, $2, $3, $4, $5::jsonb)");
+
+static void wh_emit(bd_req_t *req) {
+  if (!enabled(req)) return;
+  json_t *o = body_object(req);
+  if (!o) return;
+  char *data = json_dumps(json_object_get(o, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
+  const char *p[] = {json_string_value(json_object_get(o, "surface")), json_string_value(json_object_get(o, "owner")),
+                     json_string_value(json_object_get(o, "mode")), json_string_value(json_object_get(o, "type")),
+                     data ? data : "{}"};
+  bd_app_query(req, &S_WH_EMIT, 5, p, on_emitted, req);
+  free(data);
+  json_decref(o);
+}
+
 /* --- job ------------------------------------------------------------------- */
 
 typedef struct {
@@ -317,6 +426,8 @@ static const bd_route_t routes[] = {
   {"GET", "/_test/slow", slow, 0, "/_test/slow"},
   {"POST", "/_test/stream", stream_in, BD_ROUTE_STREAM | BD_ROUTE_UPLOAD, "/_test/stream"},
   {"GET", "/_test/stream-out", stream_out, 0, "/_test/stream-out"},
+  {"POST", "/_test/webhooks/endpoints", wh_endpoint, 0, "/_test/webhooks/endpoints"},
+  {"POST", "/_test/webhooks/emit", wh_emit, 0, "/_test/webhooks/emit"},
 };
 
 const bd_surface_def_t bd_surface_testhooks = {
