@@ -11,6 +11,7 @@ import pytest
 
 from conftest import seed_demo
 from mintlib import new_batch, ok, pgrst, rpc, submit, wait_job
+from webhooklib import Receiver, check_signatures
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +105,21 @@ def test_mint_events_in_the_outbox(srv, demo, other, psql):
     oj = ok(submit(srv, other, ob, 5))["mint_job_id"]
     wait_job(srv, other, oj)
     assert psql("SELECT count(*) FROM bd_webhook_events WHERE owner = '%s'" % other["brand_id"]).strip() == "0"
+
+
+def test_mint_event_delivered_and_signed(srv, demo):
+    r = Receiver()
+    try:
+        b = demo["brand_id"]
+        ep = ok(rpc(srv, "create_webhook_endpoint", {"_brand_id": b, "_url": r.url, "_events": ["*"]}, demo["jwt"]))
+        batch = new_batch(srv, demo, "HOOK-3", quantity=5)
+        job = ok(submit(srv, demo, batch, 5))["mint_job_id"]
+        wait_job(srv, demo, job)
+        mine = r.wait(lambda env: env["data"].get("id") == job)
+        assert len(mine) == 1 and mine[0][1]["type"] == "mint_job.completed"
+        assert mine[0][1]["data"] == ok(rpc(srv, "get_mint_job", {"_brand_id": b, "_mint_job_id": job}, demo["jwt"]))
+        check_signatures(ep["secret"], mine[0][0], mine[0][2])
+        time.sleep(0.5)
+        assert len(r.wait(lambda env: env["data"].get("id") == job, timeout=0)) == 1  # once
+    finally:
+        r.close()
