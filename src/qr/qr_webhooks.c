@@ -128,8 +128,9 @@ static void on_with_secret(void *ud, const bd_pg_result_t *r) {
   else if (PQntuples(r->res) == 0) qr_error(req, 404, "not_found", "No such webhook endpoint", NULL);
   else if (PQgetisnull(r->res, 0, 0)) {
     char msg[160];
-    snprintf(msg, sizeof msg, "This workspace already has %lld webhook endpoints (BATCHD_MAX_WEBHOOKS): delete one first",
-             (long long)bd_app.cfg.max_webhooks);
+    snprintf(msg, sizeof msg,
+             "This workspace already has %lld webhook endpoints in %s mode (BATCHD_MAX_WEBHOOKS): delete one first",
+             (long long)bd_app.cfg.max_webhooks, c->mode_s);
     qr_error(req, 409, "webhook_limit_reached", msg, NULL);
   } else {
     send_with_secret(req, c->ok_status, r->res, s->secret);
