@@ -371,7 +371,17 @@ def biz_routes(w):
         ("GET", "/business/certificates/{id}/png", "certificates:view"),
         ("GET", "/business/certificates/{id}/qrcode.svg", "certificates:view"),
         ("GET", "/business/certificates/{id}/credential", "certificates:view"),
-        ("POST", "/business/certificates/{id}/revoke", "certificates:manage"))]
+        ("POST", "/business/certificates/{id}/revoke", "certificates:manage"))] + [
+        ("POST", "/business/webhooks", "/business/webhooks", "webhook", "webhooks:manage", False),
+        ("GET", "/business/webhooks", "/business/webhooks", None, "webhooks:manage", False),
+    ] + [(m, pat, pat.replace("{id}", w.get("a_biz_webhook", "wh_x")).replace(
+        "{delivery_id}", w.get("a_biz_delivery", "whdel_x")), body, "webhooks:manage", True) for m, pat, body in (
+        ("GET", "/business/webhooks/{id}", None),
+        ("PATCH", "/business/webhooks/{id}", "webhook_patch"),
+        ("POST", "/business/webhooks/{id}/rotate-secret", None),
+        ("GET", "/business/webhooks/{id}/deliveries", None),
+        ("POST", "/business/webhooks/{id}/deliveries/{delivery_id}/retry", None),
+        ("DELETE", "/business/webhooks/{id}", None))]  # last: the positive control deletes it
 
 
 LAYOUT = {"page": {"width": 842, "height": 595}, "background": {"color": "#ffffff"},
@@ -390,6 +400,10 @@ def biz_call(srv, method, path, token, body, w, own_template=None):
         if tpl:
             files.insert(1, ("template_id", (None, tpl)))
         return requests.post(srv.url + path, headers=h, files=files, timeout=10)
+    if body in ("webhook", "webhook_patch"):
+        doc = {"url": "https://hooks.example.com/iso", "events": ["*"]} if body == "webhook" else {"description": "x"}
+        return requests.request(method, srv.url + path, headers=dict(h, **{"Content-Type": "application/json"}),
+                                data=json.dumps(doc), timeout=10)
     if body in ("template", "template_a_signatories"):
         t = {"name": "iso template", "layout": LAYOUT}
         if body == "template_a_signatories":  # A's signatory as a default of the caller's template
@@ -402,6 +416,12 @@ def biz_call(srv, method, path, token, body, w, own_template=None):
 @pytest.fixture(scope="module")
 def bworld(srv, world):
     a = world["A"]["business"]
+    # A's webhook endpoint, subscribed before A's batches so that they make deliveries
+    r = requests.post(srv.url + "/business/webhooks", headers={"Authorization": "Bearer " + a["token"],
+                                                               "Content-Type": "application/json"},
+                      data=json.dumps({"url": "https://a-hooks.example.com/in", "events": ["*"]}))
+    assert r.status_code == 201, r.text
+    world["a_biz_webhook"] = r.json()["data"]["id"]
     r = requests.post(srv.url + "/business/batches", headers={"Authorization": "Bearer " + a["token"]},
                       files=[("name", (None, "A confidential batch")),
                              ("template_id", (None, a["template_ids"]["default_signatories"])),
@@ -423,9 +443,14 @@ def bworld(srv, world):
         time.sleep(0.2)
     assert certs, "no certificate of A was generated"
     world["a_biz_cert"] = certs[0]
+    ds = requests.get(srv.url + "/business/webhooks/%s/deliveries" % world["a_biz_webhook"],
+                      headers={"Authorization": "Bearer " + a["token"]}).json()["data"]
+    assert ds, "A's batches made no webhook delivery"
+    world["a_biz_delivery"] = ds[0]["id"]
     world["a_biz_ids"] = [world["a_biz_batch"]["id"], a["user_uuid"], "A confidential batch", "alice.a@a-tenant.example",
                           "A-Tenant", certs[0]["id"], certs[0]["reference_id"]] + list(a["template_ids"].values()) + \
-        [x["user_uuid"] for x in a["signatories"]]
+        [x["user_uuid"] for x in a["signatories"]] + [world["a_biz_webhook"], world["a_biz_delivery"],
+                                                       "a-hooks.example.com"]
     return world
 
 
