@@ -4,6 +4,7 @@
  * ask every surface's hooks in list order. */
 #include "admin.h"
 
+#include "auth.h"
 #include "buf.h"
 #include "migrate.h"
 #include "surface.h"
@@ -145,6 +146,27 @@ char *bd_admin_read_file(bd_admin_t *a, const char *path, size_t max, size_t *le
   *len = b.len;
   bd_buf_putc(&b, '\0');
   return bd_buf_detach(&b, NULL);
+}
+
+const char *bd_admin_own_id(const char *shown, const char *prefix) {
+  size_t n = strlen(prefix);
+  if (strncmp(shown, prefix, n) || strlen(shown + n) != BD_TOKEN_ID_LEN) return NULL;
+  return shown + n;
+}
+
+int bd_admin_revoke_row(bd_admin_t *a, const char *table, const char *shown, const char *stored, json_t *out) {
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "UPDATE %s SET revoked_at = CASE WHEN revoked_at IS NOT NULL AND revoked_at <= now() THEN revoked_at"
+           " ELSE now() END WHERE id = $1 RETURNING bd_iso(revoked_at)",
+           table);
+  const char *p[] = {stored};
+  PGresult *r = bd_admin_exec(a, sql, 1, p);
+  if (!r) return BD_ADMIN_EDB;
+  int n = PQntuples(r);
+  if (n == 1) json_object_update_new(out, json_pack("{s:s, s:o}", "id", shown, "revoked_at", bd_admin_col(r, 0, 0)));
+  PQclear(r);
+  return n == 1 ? BD_ADMIN_OK : bd_admin_fail(a, BD_ADMIN_ENOTFOUND, "no key \"%s\"", shown);
 }
 
 json_t *bd_admin_col(PGresult *r, int row, int col) {

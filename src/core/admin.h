@@ -116,6 +116,14 @@ PGresult *bd_admin_exec_bin(bd_admin_t *a, const char *sql, int n, const char *c
 int64_t bd_admin_tenant(bd_admin_t *a, const char *name);
 /* Reads a whole file (at most max bytes) or fails EINVALID; free() it. */
 char *bd_admin_read_file(bd_admin_t *a, const char *path, size_t max, size_t *len);
+/* The stored id of a key shown as prefix + 12 base62 (auth.h), or NULL
+ * when shown is not of that form (not this surface's key). */
+const char *bd_admin_own_id(const char *shown, const char *prefix);
+/* token revoke on a table of keys with id and revoked_at (012's
+ * convention: a future revoked_at is a grace period): ends key `stored`
+ * now, keeping an earlier end, and fills out with {id: shown, revoked_at}.
+ * ENOTFOUND (failed) when there is no such key. table is a literal. */
+int bd_admin_revoke_row(bd_admin_t *a, const char *table, const char *shown, const char *stored, json_t *out);
 /* A column as a JSON value: NULL → null, else a string. */
 json_t *bd_admin_col(PGresult *r, int row, int col);
 /* The command's result, printed after COMMIT: an object (plain: one

@@ -170,28 +170,13 @@ static int token_list(bd_admin_t *a, int64_t tid, bool all, json_t *rows) {
   return BD_ADMIN_OK;
 }
 
-static const char *own_id(const char *id) {
-  if (strncmp(id, "jwt_", 4) || strlen(id + 4) != BD_TOKEN_ID_LEN) return NULL;
-  return id + 4;
-}
-
 static int token_revoke(bd_admin_t *a, const char *id, json_t *out) {
-  const char *k = own_id(id);
-  if (!k) return BD_ADMIN_ENOTFOUND;
-  const char *p[] = {k};
-  PGresult *r = bd_admin_exec(a,
-                              "UPDATE pp_tokens SET revoked_at = CASE WHEN revoked_at IS NOT NULL AND revoked_at <= now()"
-                              " THEN revoked_at ELSE now() END WHERE id = $1 RETURNING bd_iso(revoked_at)",
-                              1, p);
-  if (!r) return BD_ADMIN_EDB;
-  int n = PQntuples(r);
-  if (n == 1) json_object_update_new(out, json_pack("{s:s, s:o}", "id", id, "revoked_at", bd_admin_col(r, 0, 0)));
-  PQclear(r);
-  return n == 1 ? BD_ADMIN_OK : bd_admin_fail(a, BD_ADMIN_ENOTFOUND, "no token \"%s\"", id);
+  const char *k = bd_admin_own_id(id, "jwt_");
+  return k ? bd_admin_revoke_row(a, "pp_tokens", id, k, out) : BD_ADMIN_ENOTFOUND;
 }
 
 static int token_rotate(bd_admin_t *a, const char *id, int64_t grace_s, json_t *out) {
-  const char *k = own_id(id);
+  const char *k = bd_admin_own_id(id, "jwt_");
   if (!k) return BD_ADMIN_ENOTFOUND;
   if (!bd_app.jwt_key) return need_secret(a);
   bd_token_t t;
