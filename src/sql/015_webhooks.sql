@@ -24,7 +24,7 @@ CREATE TABLE bd_webhook_endpoints (
   url             text        NOT NULL,
   events          text[]      NOT NULL,               -- event types, or '*'
   description     text,
-  secret_sealed   bytea       NOT NULL,               -- nonce || secretbox(whsec_... text)
+  secret_sealed   bytea       NOT NULL,               -- nonce || secretbox(the 32 key bytes of whsec_...)
   is_active       boolean     NOT NULL DEFAULT true,
   disabled_reason text,                               -- why the server disabled it (NULL: by its owner, or active)
   failing_since   timestamptz,                        -- first failed delivery since the last success
