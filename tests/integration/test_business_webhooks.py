@@ -225,7 +225,6 @@ def test_delivered_and_signed(srv, demo, receiver):
     page = requests.get(srv.url + "/business/webhooks", headers=H(tok)).json()["data"]
     ep = next(e for e in page if e["url"] == receiver.url)
     secret = requests.post(srv.url + "/business/webhooks/%s/rotate-secret" % ep["id"], headers=H(tok)).json()["data"]["secret"]
-    receiver.got.clear()
     b = upload(srv, tok, demo["template_ids"]["plain"], ["d@example.com,Di,15-02-2025,Math\r\n"])
     wait_status(srv, tok, b["id"])
     mine = receiver.wait(lambda env: env["data"].get("id") == b["id"], n=2)
@@ -236,3 +235,25 @@ def test_delivered_and_signed(srv, demo, receiver):
     assert set(mine[1][1]) == {"id", "type", "created_at", "data"}
     for h, _, body in mine:
         check_signatures(secret, h, body)
+    # one row invalid: the batch ends partially_completed
+    p = upload(srv, tok, demo["template_ids"]["plain"], ["e@example.com,Ed,15-02-2025,Math\r\n",
+                                                       "not-an-email,X,15-02-2025,Math\r\n"])
+    assert wait_status(srv, tok, p["id"])["status"] == "partially_completed"
+    got = receiver.wait(lambda env: env["data"].get("id") == p["id"], n=2)
+    assert [env["type"] for _, env, _ in got] == ["batch.processing", "batch.partially_completed"]
+    # every event type of the surface reached the receiver (the earlier tests
+    # made the others while this endpoint was subscribed to "*"), each id once
+    ids = [json.loads(body)["id"] for _, body in receiver.got]
+    assert len(ids) == len(set(ids))
+
+
+def test_every_business_event_type_was_delivered(srv, demo, receiver):
+    deadline = time.time() + 20
+    want = {"batch.waiting_for_approval", "batch.processing", "batch.completed", "batch.partially_completed",
+            "batch.failed", "certificate.revoked"}
+    while time.time() < deadline:
+        seen = {json.loads(body)["type"] for _, body in receiver.got}
+        if want <= seen:
+            break
+        time.sleep(0.1)
+    assert want <= seen, want - seen

@@ -6,8 +6,16 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
+
+from conftest import SOURCE_DIR
+
+NPM_DIR = os.path.join(SOURCE_DIR, "tests", "npm")
 
 
 class Receiver:
@@ -58,3 +66,17 @@ def check_signatures(secret, headers, body):
     want = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     assert want in headers["webhook-signature"].split(" ")
     assert abs(int(headers["webhook-timestamp"]) - time.time()) < 300
+    # and by the Standard Webhooks reference library (npm), where installed
+    # (required under CI: scripts/setup installs it)
+    node = shutil.which("node")
+    if node and os.path.isdir(os.path.join(NPM_DIR, "node_modules", "standardwebhooks")):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "h.json"), "w") as f:
+                json.dump(headers, f)
+            with open(os.path.join(d, "b"), "wb") as f:
+                f.write(body)
+            out = subprocess.run([node, os.path.join(NPM_DIR, "swh_verify.mjs"), secret, os.path.join(d, "h.json"),
+                                  os.path.join(d, "b")], capture_output=True, text=True, timeout=60, cwd=NPM_DIR)
+        assert out.stdout.strip() == "ok", out.stdout + out.stderr
+    else:
+        assert not os.environ.get("CI"), "node and tests/npm/node_modules are required under CI"
