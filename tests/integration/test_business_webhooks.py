@@ -214,6 +214,7 @@ def test_deliveries_list_and_retry(srv, demo, psql):
     r = requests.post(srv.url + "/business/webhooks/%s/deliveries/%s/retry" % (ep["id"], d["id"]), headers=H(tok))
     assert r.status_code == 200 and r.json()["message"] == "Webhook delivery retry initiated"
     assert r.json()["data"]["id"] == d["id"] and r.json()["data"]["event_id"] == d["event_id"]
+    demo["retried_event"] = d["event_id"]  # sent twice, by design
     r = requests.post(srv.url + "/business/webhooks/%s/deliveries/whdel_nope/retry" % ep["id"], headers=H(tok))
     assert r.status_code == 404
 
@@ -243,7 +244,7 @@ def test_delivered_and_signed(srv, demo, receiver):
     assert [env["type"] for _, env, _ in got] == ["batch.processing", "batch.partially_completed"]
     # every event type of the surface reached the receiver (the earlier tests
     # made the others while this endpoint was subscribed to "*"), each id once
-    ids = [json.loads(body)["id"] for _, body in receiver.got]
+    ids = [json.loads(body)["id"] for _, body in receiver.got if json.loads(body)["id"] != demo.get("retried_event")]
     assert len(ids) == len(set(ids))
 
 
