@@ -14,7 +14,8 @@ deliveries go to real HTTP receivers started here on 127.0.0.1.
 - Without BATCHD_WEBHOOK_ALLOW_PRIVATE a URL that reaches 127.0.0.1 (set by
   SQL, or a name) is refused at connect time, the reason recorded.
 - 1000 endpoints, one of them slow (5 s): the others are delivered while it
-  hangs, and /healthz stays under 50 ms.
+  hangs, and /healthz stays under 50 ms (probed from another process, as
+  test_hostile_clients does).
 - Failing longer than BATCHD_WEBHOOK_DISABLE_AFTER_S disables the endpoint
   with a reason; failing past BATCHD_WEBHOOK_RETRY_FOR_S fails the delivery.
 Its own module (own database): no other process may claim these
@@ -23,7 +24,6 @@ deliveries, and every test stops its servers and ends what it left pending.
 import base64
 import hashlib
 import hmac
-import http.client
 import http.server
 import json
 import os
@@ -42,6 +42,7 @@ import pytest
 import requests
 
 from conftest import SOURCE_DIR, free_port
+from test_hostile_clients import HealthProbe
 
 NPM_DIR = os.path.join(SOURCE_DIR, "tests", "npm")
 BASE_ENV = {
@@ -410,8 +411,11 @@ s.serve_forever()
 
 
 def test_many_endpoints_and_a_slow_one_do_not_slow_the_loop(start, psql, workdir):
-    # the receiver is a process of its own, so that it does not share this
-    # one's interpreter with the /healthz probe
+    """/healthz is probed from a process of its own every 20 ms, judged as in
+    test_hostile_clients (HealthProbe: 50 ms, a lone late probe on this
+    shared machine tolerated, a stall not)."""
+    # the receiver is a process of its own too: 1000 deliveries must not
+    # compete with the probe's measurements for one interpreter
     proc = subprocess.Popen([sys.executable, "-c", RECEIVER_SRC], stdout=subprocess.PIPE, text=True)
     try:
         port = int(proc.stdout.readline())
@@ -422,32 +426,25 @@ def test_many_endpoints_and_a_slow_one_do_not_slow_the_loop(start, psql, workdir
              " SELECT 'wh_many' || g, 'qr', '%s', 'live', 'http://127.0.0.1:%d/fast/' || g, '{*}',"
              " (SELECT secret_sealed FROM bd_webhook_endpoints WHERE id = '%s')"
              " FROM generate_series(1, 999) g" % (owner, port, slow["id"]))
-        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
-        conn.request("GET", "/healthz")
-        conn.getresponse().read()
-        t0 = time.time()
-        emit(srv, owner, "batch.completed", {"id": "b_7"})
-        worst, probes, done_at = 0.0, 0, None
         fast_done = "SELECT count(*) FROM bd_webhook_deliveries d WHERE d.state = 'succeeded'" \
                     " AND d.endpoint_id LIKE 'wh_many%%' AND d.event_id IN (SELECT id FROM bd_webhook_events" \
                     " WHERE owner = '%s')" % owner
-        while time.time() - t0 < 2.0 or (done_at is None and time.time() - t0 < 20):
-            s = time.perf_counter()
-            conn.request("GET", "/healthz")
-            r = conn.getresponse()
-            r.read()
-            worst = max(worst, time.perf_counter() - s)
-            probes += 1
-            assert r.status == 200
-            if done_at is None and probes % 20 == 0 and psql(fast_done) == "999":
+        lag_before = metric(srv, "batchd_loop_lag_max_seconds")
+        probe = HealthProbe(srv, workdir)
+        t0 = time.time()
+        emit(srv, owner, "batch.completed", {"id": "b_7"})
+        done_at = None
+        while time.time() - t0 < 2.5 or (done_at is None and time.time() - t0 < 20):
+            if done_at is None and psql(fast_done) == "999":
                 done_at = time.time() - t0
-            time.sleep(0.005)
-        conn.close()
+            time.sleep(0.1)
+        probes, worst = probe.check("1000 webhook endpoints, one slow")
         assert done_at is not None, "the 999 fast endpoints were not all delivered within 20 s"
+        lag = metric(srv, "batchd_loop_lag_max_seconds")
         print("1000 endpoints: 999 fast deliveries in <= %.2f s (%.0f/s) while one hangs for 5 s;"
-              " /healthz worst %.1f ms over %d probes" % (done_at, 999 / done_at, worst * 1000, probes))
+              " /healthz worst %.1f ms over %d probes; loop lag max %.1f ms (%.1f before)"
+              % (done_at, 999 / done_at, worst * 1000, probes, lag * 1000, lag_before * 1000))
         assert done_at < 5, "the fast endpoints waited for the slow one"
-        assert worst < 0.050, "/healthz took %.1f ms" % (worst * 1000)
         assert delivery(psql, slow["id"]).startswith("pending|0|")  # still hanging
         # SIGTERM with the slow one in flight: given back at the end of the grace (1 s), not counted
         assert srv.stop() == 0
