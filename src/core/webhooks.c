@@ -176,6 +176,7 @@ void bd_webhook_sign_std(const unsigned char *key, size_t keylen, const char *id
 #define POLL_MS 1000             /* claim at least this often */
 #define SWEEP_MS 10000           /* bd_webhook_sweep: queue gauges, ends orphaned deliveries */
 #define DUE_SLACK_MS 10          /* a retry's timer fires this much after it is due */
+#define RECORD_BATCH 256         /* outcomes per bd_webhook_done_many */
 
 typedef struct delivery {
   char *id;                      /* whdel_… */
@@ -192,7 +193,11 @@ typedef struct delivery {
   bool capped;                   /* RESPONSE_CAP reached: ended on purpose */
   char refused[INET6_ADDRSTRLEN]; /* an address the SSRF rule refused */
   char errbuf[CURL_ERROR_SIZE];  /* curl's message */
+  bool ok;                       /* the outcome to record: a 2xx */
+  long status;                   /* the answer's status (0: none) */
+  char *error;                   /* what went wrong (NULL when ok) */
   struct delivery *next;         /* W.list */
+  struct delivery *rnext;        /* W.rq_head: waiting to be recorded */
 } delivery_t;
 
 static struct {
@@ -212,6 +217,10 @@ static struct {
   int inflight;                  /* deliveries claimed and not yet recorded */
   int queries;                   /* claim/done/yield queries outstanding (stop waits for them) */
   delivery_t *list;              /* deliveries claimed here */
+  delivery_t *rq_head;           /* outcomes waiting to be recorded (FIFO) */
+  delivery_t **rq_tail;          /* its end */
+  int rq_n;                      /* its length */
+  bool recording;                /* a bd_webhook_done_many is in flight */
   char lease_s[24];              /* lease length (s), a query parameter */
   void (*stop_done)(void *);     /* stop completion */
   void *stop_ud;                 /* its argument */
@@ -227,7 +236,8 @@ static bd_pg_stmt_t S_CLAIM = BD_PG_STMT_BG(
     "SELECT delivery_id, attempts, endpoint_id, url, secret_sealed, event_id, event_type, body"
     " FROM bd_webhook_claim($1, $2::int, $3::int, $4::int)");
 static bd_pg_stmt_t S_DONE = BD_PG_STMT_BG(
-    "SELECT state, next_in_ms, disabled FROM bd_webhook_done($1, $2::boolean, $3::int, $4, $5::int, $6::int, $7::int)");
+    "SELECT i, state, next_in_ms, disabled FROM bd_webhook_done_many($1::text[], $2::text[]::boolean[], $3::int4[],"
+    " $4::text[], $5::int, $6::int, $7::int)");
 static bd_pg_stmt_t S_YIELD = BD_PG_STMT_BG(
     "UPDATE bd_webhook_deliveries SET lease_until = NULL, locked_by = NULL"
     " WHERE id = $1 AND locked_by = $2 AND state = 'pending'");
@@ -264,6 +274,7 @@ static void delivery_free(delivery_t *d) {
   free(d->event_type);
   free(d->url);
   free(d->body);
+  free(d->error);
   free(d);
   W.want = true; /* a slot is free, and its endpoint may have more due */
   claim();
@@ -288,54 +299,116 @@ static void on_tick(uv_timer_t *t) {
   claim();
 }
 
+/* Outcomes are recorded in batches: one bd_webhook_done_many statement (one
+ * transaction, one commit) in flight at a time, for every outcome that
+ * arrived meanwhile, up to RECORD_BATCH. Idle, an outcome goes at once. */
+typedef struct {
+  int n;                         /* attempts in this statement */
+  delivery_t *items[];           /* their deliveries, in parameter order */
+} record_batch_t;
+
+static void flush_records(void);
+
 static void on_recorded(void *ud, const bd_pg_result_t *r) {
-  delivery_t *d = ud;
+  record_batch_t *b = ud;
   W.queries--;
+  W.recording = false;
   if (r->err != BD_PG_OK) {
-    W.unrecorded++;
-    bd_warn("webhook delivery %s: could not record the attempt (%s); it goes out again when its lease ends", d->id,
+    W.unrecorded += (uint64_t)b->n;
+    bd_warn("webhooks: could not record %d attempt(s) (%s); they go out again when their leases end", b->n,
             r->message);
-  } else if (PQntuples(r->res) == 1) {
-    const char *state = PQgetvalue(r->res, 0, 0);
-    if (!strcmp(state, "succeeded")) {
-      W.succeeded++;
-    } else if (!strcmp(state, "pending")) {
-      W.failed_attempt++;
-      const char *next = bd_pg_val(r->res, 0, 1);
-      if (next) wake_in((uint64_t)strtoull(next, NULL, 10) + DUE_SLACK_MS);
-    } else {
-      W.failed++;
-      bd_warn("webhook delivery %s of %s to %s failed for good after %d attempts", d->id, d->event_id,
-              d->endpoint_id, d->attempts + 1);
-    }
-    if (!strcmp(PQgetvalue(r->res, 0, 2), "t")) {
-      W.disabled++;
-      bd_warn("webhook endpoint %s disabled: failing for longer than %lld s", d->endpoint_id,
-              (long long)bd_app.cfg.webhook_disable_after_s);
+  } else {
+    for (int row = 0; row < PQntuples(r->res); row++) {
+      int i = atoi(PQgetvalue(r->res, row, 0)) - 1;
+      if (i < 0 || i >= b->n) continue;
+      delivery_t *d = b->items[i];
+      const char *state = PQgetvalue(r->res, row, 1);
+      if (!strcmp(state, "succeeded")) {
+        W.succeeded++;
+      } else if (!strcmp(state, "pending")) {
+        W.failed_attempt++;
+        const char *next = bd_pg_val(r->res, row, 2);
+        if (next) wake_in((uint64_t)strtoull(next, NULL, 10) + DUE_SLACK_MS);
+      } else {
+        W.failed++;
+        bd_warn("webhook delivery %s of %s to %s failed for good after %d attempts", d->id, d->event_id,
+                d->endpoint_id, d->attempts + 1);
+      }
+      if (!strcmp(PQgetvalue(r->res, row, 3), "t")) {
+        W.disabled++;
+        bd_warn("webhook endpoint %s disabled: failing for longer than %lld s", d->endpoint_id,
+                (long long)bd_app.cfg.webhook_disable_after_s);
+      }
     }
   }
-  delivery_free(d);
+  flush_records(); /* what arrived meanwhile */
+  for (int i = 0; i < b->n; i++) delivery_free(b->items[i]);
+  free(b);
 }
 
-/* Records the attempt's outcome (bd_webhook_done), then frees d. */
+static void flush_records(void) {
+  if (W.recording || !W.rq_head) return;
+  int n = W.rq_n < RECORD_BATCH ? W.rq_n : RECORD_BATCH;
+  record_batch_t *b = bd_malloc(sizeof *b + (size_t)n * sizeof b->items[0]);
+  b->n = n;
+  bd_pg_array_t ids, oks, sts, errs;
+  bd_pg_array_init(&ids, BD_PG_OID_TEXT);
+  bd_pg_array_init(&oks, BD_PG_OID_TEXT);
+  bd_pg_array_init(&sts, BD_PG_OID_INT4);
+  bd_pg_array_init(&errs, BD_PG_OID_TEXT);
+  for (int i = 0; i < n; i++) {
+    delivery_t *d = W.rq_head;
+    W.rq_head = d->rnext;
+    W.rq_n--;
+    b->items[i] = d;
+    bd_pg_array_add_str(&ids, d->id);
+    bd_pg_array_add_str(&oks, d->ok ? "t" : "f");
+    if (d->status > 0) bd_pg_array_add_i32(&sts, (int32_t)d->status);
+    else bd_pg_array_add(&sts, NULL, 0);
+    bd_pg_array_add_str(&errs, d->error);
+  }
+  if (!W.rq_head) W.rq_tail = &W.rq_head;
+  bd_pg_array_finish(&ids);
+  bd_pg_array_finish(&oks);
+  bd_pg_array_finish(&sts);
+  bd_pg_array_finish(&errs);
+  char base[24], rfor[24], dis[24];
+  snprintf(base, sizeof base, "%lld", (long long)bd_app.cfg.webhook_retry_base_ms);
+  snprintf(rfor, sizeof rfor, "%lld", (long long)bd_app.cfg.webhook_retry_for_s);
+  snprintf(dis, sizeof dis, "%lld", (long long)bd_app.cfg.webhook_disable_after_s);
+  const char *p[] = {ids.buf.data, oks.buf.data, sts.buf.data, errs.buf.data, base, rfor, dis};
+  const int lens[] = {(int)ids.buf.len, (int)oks.buf.len, (int)sts.buf.len, (int)errs.buf.len, 0, 0, 0};
+  const int fmts[] = {1, 1, 1, 1, 0, 0, 0};
+  int rc = bd_pg_query_bin(bd_app.pg, &S_DONE, 7, p, lens, fmts, on_recorded, b);
+  bd_pg_array_free(&ids);
+  bd_pg_array_free(&oks);
+  bd_pg_array_free(&sts);
+  bd_pg_array_free(&errs);
+  if (rc != 0) {
+    W.unrecorded += (uint64_t)n;
+    bd_warn("webhooks: database queue full, %d attempt(s) not recorded; they go out again when their leases end", n);
+    for (int i = 0; i < n; i++) delivery_free(b->items[i]);
+    free(b);
+    return;
+  }
+  W.recording = true;
+  W.queries++;
+}
+
+/* Queues the attempt's outcome to be recorded (bd_webhook_done); d is
+ * freed once it is. */
 static void record(delivery_t *d, bool ok, long status, const char *error) {
   if (!ok)
     bd_info("webhook delivery %s of %s to %s: attempt %d failed: %s", d->id, d->event_id, d->endpoint_id,
             d->attempts + 1, error);
-  char st[16], base[24], rfor[24], dis[24];
-  snprintf(st, sizeof st, "%ld", status);
-  snprintf(base, sizeof base, "%lld", (long long)bd_app.cfg.webhook_retry_base_ms);
-  snprintf(rfor, sizeof rfor, "%lld", (long long)bd_app.cfg.webhook_retry_for_s);
-  snprintf(dis, sizeof dis, "%lld", (long long)bd_app.cfg.webhook_disable_after_s);
-  const char *p[] = {d->id, ok ? "true" : "false", status > 0 ? st : NULL, ok ? NULL : error, base, rfor, dis};
-  if (bd_pg_query(bd_app.pg, &S_DONE, 7, p, on_recorded, d) != 0) {
-    W.unrecorded++;
-    bd_warn("webhook delivery %s: database queue full, attempt not recorded; it goes out again when its lease ends",
-            d->id);
-    delivery_free(d);
-    return;
-  }
-  W.queries++;
+  d->ok = ok;
+  d->status = status;
+  d->error = ok ? NULL : bd_strdup(error);
+  d->rnext = NULL;
+  *W.rq_tail = d;
+  W.rq_tail = &d->rnext;
+  W.rq_n++;
+  flush_records();
 }
 
 static void on_yielded(void *ud, const bd_pg_result_t *r) {
@@ -614,6 +687,7 @@ void bd_webhooks_start(void) {
   uv_timer_init(bd_app.loop, &W.sweep);
   uv_timer_init(bd_app.loop, &W.grace);
   uv_timer_init(bd_app.loop, &W.listen);
+  W.rq_tail = &W.rq_head;
   W.started = true;
   W.stopping = false;
   W.want = true;

@@ -26,8 +26,15 @@ COMMENT ON COLUMN bd_webhook_deliveries.retry_until IS
 -- Small: a lease is cleared when its attempt is recorded.
 CREATE INDEX bd_webhook_deliveries_leased ON bd_webhook_deliveries (endpoint_id)
   WHERE state = 'pending' AND lease_until IS NOT NULL;
--- Pending deliveries of one endpoint (the sweep of disabled and deleted ones).
-CREATE INDEX bd_webhook_deliveries_pending_ep ON bd_webhook_deliveries (endpoint_id) WHERE state = 'pending';
+-- Pending deliveries by endpoint, oldest due first: the claim's walk over
+-- the endpoints and its pick in each; the sweep of disabled and deleted ones.
+-- It replaces 015's index on next_attempt_at alone, which nothing needs now
+-- (the claim does not walk the due deliveries in one order) and which a
+-- planner without statistics (new tables, a burst of new rows) picked for
+-- the per-endpoint pick, scanning every due delivery once per endpoint.
+CREATE INDEX bd_webhook_deliveries_pending_ep ON bd_webhook_deliveries (endpoint_id, next_attempt_at)
+  WHERE state = 'pending';
+DROP INDEX bd_webhook_deliveries_due;
 
 CREATE FUNCTION bd_webhook_deadline(retry_until timestamptz, retry_for_s int) RETURNS timestamptz
 IMMUTABLE LANGUAGE sql AS $$
@@ -45,35 +52,48 @@ $$;
 -- Claims up to n due deliveries for `instance` for lease_s seconds: pending,
 -- next_attempt_at reached, not leased (or the lease expired: its process
 -- died), of an active endpoint, and at most per_endpoint in flight per
--- endpoint counting those leased anywhere (other processes included). An
--- endpoint already at its cap is skipped in the scan, so a slow endpoint's
--- backlog does not fill the claim. Oldest due first.
+-- endpoint counting those leased anywhere (other processes included).
+-- Every endpoint with pending deliveries is visited (a loose index scan,
+-- one probe each) and offers its oldest due ones up to its free slots; the
+-- oldest of those are taken. So one endpoint's backlog neither fills a
+-- claim nor is scanned by it, and the cost is one probe per endpoint with
+-- pending deliveries, whatever their number. Rows are locked only once
+-- chosen (SKIP LOCKED: a concurrent claim took them).
 CREATE FUNCTION bd_webhook_claim(instance text, n int, per_endpoint int, lease_s int)
 RETURNS TABLE (delivery_id text, attempts int, endpoint_id text, url text, secret_sealed bytea,
                event_id text, event_type text, body text)
 LANGUAGE sql AS $$
-  WITH busy AS (
-    SELECT b.endpoint_id AS ep, count(*)::int AS c FROM bd_webhook_deliveries b
-     WHERE b.state = 'pending' AND b.lease_until IS NOT NULL AND b.lease_until >= now()
-     GROUP BY b.endpoint_id
+  WITH RECURSIVE eps(ep) AS (
+    (SELECT d.endpoint_id FROM bd_webhook_deliveries d WHERE d.state = 'pending' ORDER BY d.endpoint_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT d.endpoint_id FROM bd_webhook_deliveries d WHERE d.state = 'pending' AND d.endpoint_id > eps.ep
+             ORDER BY d.endpoint_id LIMIT 1)
+      FROM eps WHERE eps.ep IS NOT NULL
   ), cand AS (
-    SELECT d.id, d.endpoint_id AS ep, d.next_attempt_at AS due FROM bd_webhook_deliveries d
-      JOIN bd_webhook_endpoints e ON e.id = d.endpoint_id
-     WHERE d.state = 'pending' AND d.next_attempt_at <= now()
-       AND (d.lease_until IS NULL OR d.lease_until < now())
-       AND e.is_active AND e.deleted_at IS NULL
-       AND coalesce((SELECT busy.c FROM busy WHERE busy.ep = d.endpoint_id), 0) < per_endpoint
-     ORDER BY d.next_attempt_at
-     LIMIT n * 4
-     FOR UPDATE OF d SKIP LOCKED
-  ), ranked AS (
-    SELECT c.id, c.due, row_number() OVER (PARTITION BY c.ep ORDER BY c.due, c.id) + coalesce(b.c, 0) AS nth
-      FROM cand c LEFT JOIN busy b ON b.ep = c.ep
+    -- per endpoint: its slots not in flight anywhere (the leased index,
+    -- probed per endpoint: a plan that holds before the tables have
+    -- statistics, e.g. just after a thousand endpoints were added)
+    SELECT x.id, x.due FROM eps
+      JOIN bd_webhook_endpoints e ON e.id = eps.ep AND e.is_active AND e.deleted_at IS NULL
+      CROSS JOIN LATERAL (
+        SELECT per_endpoint - count(*)::int AS room FROM bd_webhook_deliveries b
+         WHERE b.endpoint_id = e.id AND b.state = 'pending' AND b.lease_until IS NOT NULL
+           AND b.lease_until >= now()) f
+      CROSS JOIN LATERAL (
+        SELECT d.id, d.next_attempt_at AS due FROM bd_webhook_deliveries d
+         WHERE d.endpoint_id = e.id AND d.state = 'pending' AND d.next_attempt_at <= now()
+           AND (d.lease_until IS NULL OR d.lease_until < now())
+         ORDER BY d.next_attempt_at
+         LIMIT greatest(f.room, 0)) x
   ), pick AS (
-    SELECT r.id FROM ranked r WHERE r.nth <= per_endpoint ORDER BY r.due LIMIT n
+    SELECT c.id FROM cand c ORDER BY c.due LIMIT n
+  ), locked AS (
+    SELECT d.id FROM bd_webhook_deliveries d JOIN pick ON pick.id = d.id
+     WHERE d.state = 'pending' AND (d.lease_until IS NULL OR d.lease_until < now())
+     FOR UPDATE OF d SKIP LOCKED
   ), upd AS (
     UPDATE bd_webhook_deliveries d SET lease_until = now() + make_interval(secs => lease_s), locked_by = instance
-      FROM pick WHERE d.id = pick.id
+      FROM locked WHERE d.id = locked.id
     RETURNING d.id, d.attempts, d.endpoint_id, d.event_id
   )
   SELECT u.id, u.attempts, u.endpoint_id, e.url, e.secret_sealed, v.id, v.type, bd_webhook_envelope(v)
@@ -140,6 +160,27 @@ BEGIN
                       CASE WHEN next_at IS NULL THEN NULL
                            ELSE greatest(0, ceil(extract(epoch FROM next_at - now()) * 1000))::int END,
                       off;
+END $$;
+
+-- bd_webhook_done for many attempts in one transaction (one commit, not one
+-- per delivery: what bounds the delivery rate otherwise). ids[i], oks[i],
+-- statuses[i], errors[i] are one attempt; returns (i, state, next_in_ms,
+-- disabled) for each that was still pending. Taken in (endpoint, delivery)
+-- order, as every process does, so that two batches touching the same
+-- endpoints lock them in the same order (no deadlock).
+CREATE FUNCTION bd_webhook_done_many(ids text[], oks boolean[], statuses int[], errors text[], retry_base_ms int,
+                                     retry_for_s int, disable_after_s int)
+RETURNS TABLE (i int, state text, next_in_ms int, disabled boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+  k int;
+BEGIN
+  FOR k IN SELECT u.ord FROM unnest(ids) WITH ORDINALITY u(id, ord)
+             JOIN bd_webhook_deliveries d ON d.id = u.id ORDER BY d.endpoint_id, d.id LOOP
+    RETURN QUERY SELECT k, r.state, r.next_in_ms, r.disabled
+                   FROM bd_webhook_done(ids[k], oks[k], statuses[k], errors[k], retry_base_ms, retry_for_s,
+                                        disable_after_s) r;
+  END LOOP;
 END $$;
 
 -- Every few seconds in every process: ends the pending deliveries no
