@@ -165,7 +165,7 @@ void bd_webhook_sign_std(const unsigned char *key, size_t keylen, const char *id
 /* --- delivery engine ----------------------------------------------------------------
  *
  * A delivery is "in flight" from its claim until its outcome is recorded
- * (bd_webhook_done answered): W.inflight counts them against
+ * (bd_webhook_done_many answered): W.inflight counts them against
  * BATCHD_WEBHOOK_CONCURRENCY. One claim query at a time; it asks for the
  * free slots, and the SQL keeps each endpoint under its cap (counting the
  * leases of every process), so a slow receiver holds at most its own

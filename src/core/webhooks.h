@@ -36,7 +36,7 @@
  * (at connect time, so a name that resolves to a private address, or
  * rebinds to one, is refused too), at most BATCHD_WEBHOOK_TIMEOUT_MS, the
  * answer's body read up to 64 KiB and discarded. A 2xx is success; anything
- * else is retried with backoff (bd_webhook_done) for
+ * else is retried with backoff (bd_webhook_done, in batches) for
  * BATCHD_WEBHOOK_RETRY_FOR_S, and an endpoint failing for
  * BATCHD_WEBHOOK_DISABLE_AFTER_S is disabled. At least once: a process
  * that dies mid-delivery leaves a lease that expires, and the delivery goes
