@@ -630,6 +630,7 @@ static void listener_results(bd_pg_conn_t *c) {
       /* the LISTENs sent so far have all been answered: from here on no
        * NOTIFY on those channels can be missed */
       c->subscribed = c->listened;
+      listener_send(c); /* channels registered while that batch was in flight */
       break;
     }
     PQclear(r);
@@ -1310,6 +1311,10 @@ void bd_pg_release(bd_pg_conn_t *c, bool broken) {
 static void listener_send(bd_pg_conn_t *c) {
   bd_pg_pool_t *p = c->pool;
   if (!c->pg || c->state != C_READY || c->listened >= p->nlistens) return;
+  /* one LISTEN batch in flight at a time (libpq refuses a second query
+   * before the first is answered): channels registered meanwhile go out
+   * when it is (listener_results) */
+  if (c->subscribed != c->listened) return;
   bd_buf_t sql = BD_BUF_INIT;
   for (int i = c->listened; i < p->nlistens; i++) {
     char *id = PQescapeIdentifier(c->pg, p->listens[i].channel, strlen(p->listens[i].channel));

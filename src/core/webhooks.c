@@ -208,9 +208,6 @@ static struct {
   uint64_t tick_at;              /* when tick fires (uv_now ms) */
   uv_timer_t sweep;              /* queue gauges */
   uv_timer_t grace;              /* stop deadline */
-  uv_timer_t listen;             /* registers the LISTEN once the listener is quiet */
-  int listen_tries;              /* waits for that so far */
-  bool listening;                /* bd_pg_listen called */
   bool sweeping;                 /* a sweep query is in flight */
   bool claiming;                 /* a claim query is in flight */
   bool want;                     /* a claim is due */
@@ -254,7 +251,6 @@ static void maybe_stopped(void) {
   uv_close((uv_handle_t *)&W.tick, NULL);
   uv_close((uv_handle_t *)&W.sweep, NULL);
   uv_close((uv_handle_t *)&W.grace, NULL);
-  uv_close((uv_handle_t *)&W.listen, NULL);
   W.started = false;
   done(W.stop_ud);
 }
@@ -647,25 +643,12 @@ static void on_sweep(uv_timer_t *t) {
   if (bd_pg_query(bd_app.pg, &S_SWEEP, 1, p, on_swept, NULL) == 0) W.sweeping = true;
 }
 
-/* pg.c's listener sends a LISTEN at once when one is registered, and
- * libpq refuses a query while the previous one (the jobs' LISTEN, sent a
- * moment before this) is unanswered: the listener would then reconnect.
- * So the channel is registered once every registered LISTEN is confirmed,
- * or after 2 s regardless (the listener is down then, and sends every
- * channel when it is back). Meanwhile the poll claims. */
-static void on_listen_timer(uv_timer_t *t);
-static void try_listen(void) {
-  if (W.listening || W.stopping) return;
-  if (!bd_pg_listening(bd_app.pg) && ++W.listen_tries <= 40) {
-    uv_timer_start(&W.listen, on_listen_timer, 50, 0);
-    return;
-  }
-  W.listening = true;
+/* LISTEN bd_webhooks (pg.c sends it once any LISTEN in flight is answered);
+ * an event queued before it took effect is found by the kick and the poll. */
+static void start_listen(void) {
   bd_pg_listen(bd_app.pg, "bd_webhooks", on_notify, on_listen_reconnect, NULL);
-  bd_webhooks_kick(); /* an event queued before the LISTEN took effect */
+  bd_webhooks_kick();
 }
-
-static void on_listen_timer(uv_timer_t *t) { try_listen(); }
 
 void bd_webhooks_start(void) {
   if (W.started) return;
@@ -686,7 +669,6 @@ void bd_webhooks_start(void) {
   uv_timer_init(bd_app.loop, &W.tick);
   uv_timer_init(bd_app.loop, &W.sweep);
   uv_timer_init(bd_app.loop, &W.grace);
-  uv_timer_init(bd_app.loop, &W.listen);
   W.rq_tail = &W.rq_head;
   W.started = true;
   W.stopping = false;
@@ -694,7 +676,7 @@ void bd_webhooks_start(void) {
   W.tick_at = uv_now(bd_app.loop) + POLL_MS;
   uv_timer_start(&W.tick, on_tick, POLL_MS, 0);
   uv_timer_start(&W.sweep, on_sweep, 0, SWEEP_MS);
-  try_listen();
+  start_listen();
   claim();
 }
 
@@ -726,7 +708,6 @@ void bd_webhooks_stop(void (*done)(void *ud), void *ud) {
   W.stop_ud = ud;
   uv_timer_stop(&W.tick);
   uv_timer_stop(&W.sweep);
-  uv_timer_stop(&W.listen);
   uv_timer_start(&W.grace, on_grace, (uint64_t)bd_app.cfg.shutdown_grace_ms, 0);
   maybe_stopped();
 }

@@ -1111,6 +1111,47 @@ static void test_listen(void) {
   finish_loop(&loop);
 }
 
+/* Channels registered while a LISTEN is still unanswered (start-up: every
+ * subsystem registers its own): libpq takes one query at a time, so they
+ * wait for it instead of making the listener fail and reconnect, and all
+ * are confirmed. One channel is registered per loop iteration from the
+ * first, so that some arrive while the listener's LISTEN is in flight. */
+static void test_listen_back_to_back(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  char app[64], chans[12][64];
+  snprintf(app, sizeof app, "bd_test_listen2_%d", (int)getpid());
+  for (int i = 0; i < 12; i++) snprintf(chans[i], sizeof chans[i], "bd_b2b_%d_%d", i, (int)getpid());
+  bd_pg_config_t cfg = base_cfg(app);
+  cfg.nconns = 1;
+  bd_pg_pool_t *p = bd_pg_pool_new(&loop, &cfg);
+  bd_pg_config_t ccfg = base_cfg("bd_test_ctl2");
+  ccfg.nconns = 1;
+  bd_pg_pool_t *ctl = bd_pg_pool_new(&loop, &ccfg);
+  listen_rec_t l = {0};
+  uv_timer_t tick;
+  tick_start(&loop, &tick);
+  for (int i = 0; i < 12; i++) {
+    API_VOID(bd_pg_listen(p, chans[i], on_notify, on_listen_reconnect, &l));
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+  tick_stop(&loop, &tick);
+  CHECK(listening_until(&loop, p, true, 10000));
+  bd_pg_stats_t st;
+  bd_pg_pool_stats(p, &st);
+  CHECK_INT(l.reconnects, 0);
+  CHECK_INT(st.reconnects, 0);
+  for (int i = 11; i >= 0; i -= 5) {
+    CHECK(notify_until(&loop, ctl, chans[i], "hi", &l));
+    CHECK_STR(l.channel, chans[i]);
+  }
+  CHECK_INT(l.reconnects, 0);
+  close_pool(&loop, p);
+  close_pool(&loop, ctl);
+  CHECK_INT(g_sync_calls, 0);
+  finish_loop(&loop);
+}
+
 /* Closing
  * ------------------------------------------------------------------------ */
 
@@ -1296,6 +1337,7 @@ int main(void) {
   RUN_SEL(test_unavailable);
   RUN_SEL(test_connect_timeout);
   RUN_SEL(test_listen);
+  RUN_SEL(test_listen_back_to_back);
   RUN_SEL(test_close);
   RUN_SEL(test_background_lane);
   UNIT_DONE();
