@@ -107,7 +107,7 @@ def test_mint_events_in_the_outbox(srv, demo, other, psql):
     assert psql("SELECT count(*) FROM bd_webhook_events WHERE owner = '%s'" % other["brand_id"]).strip() == "0"
 
 
-def test_mint_event_delivered_and_signed(srv, demo):
+def test_mint_event_delivered_and_signed(srv, demo, psql):
     r = Receiver()
     try:
         b = demo["brand_id"]
@@ -121,5 +121,14 @@ def test_mint_event_delivered_and_signed(srv, demo):
         check_signatures(ep["secret"], mine[0][0], mine[0][2])
         time.sleep(0.5)
         assert len(r.wait(lambda env: env["data"].get("id") == job, timeout=0)) == 1  # once
+        # a job that fails: ended by the server's own finish function with an error
+        big = new_batch(srv, demo, "HOOK-4", quantity=200000)
+        job2 = ok(submit(srv, demo, big, 200000))["mint_job_id"]
+        psql("SELECT pp_mint_finish('%s', 'stopped by the test')" % job2)
+        failed = r.wait(lambda env: env["data"].get("id") == job2)
+        assert len(failed) == 1 and failed[0][1]["type"] == "mint_job.failed", [e for _, e, _ in failed]
+        assert failed[0][1]["data"]["status"] == "FAILED"
+        assert failed[0][1]["data"]["errors"][-1]["message"] == "stopped by the test"
+        check_signatures(ep["secret"], failed[0][0], failed[0][2])
     finally:
         r.close()
