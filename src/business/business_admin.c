@@ -157,29 +157,15 @@ static int token_create(bd_admin_t *a, int64_t tid, int64_t expires_s, json_t *o
 }
 
 static int token_list(bd_admin_t *a, int64_t tid, bool all, json_t *rows) {
-  char t[24], al[2] = {all ? 't' : 'f', 0};
-  snprintf(t, sizeof t, "%lld", (long long)tid);
-  const char *p[] = {t, al};
-  PGresult *r = bd_admin_exec(
-      a,
-      "SELECT 'biz_' || k.id, tn.name, k.name, array_to_json(k.permissions)::text, bd_iso(k.created_at),"
-      " bd_iso(k.expires_at), bd_iso(k.revoked_at), bd_iso(k.last_used_at), u.email"
-      " FROM biz_tokens k JOIN biz_users u ON u.id = k.user_id JOIN biz_institutions i ON i.id = u.institution_id"
-      " JOIN bd_tenants tn ON tn.id = i.tenant_id"
-      " WHERE ($1::bigint < 0 OR tn.id = $1::bigint) AND ($2::boolean OR bd_credential_live(k.revoked_at, k.expires_at))"
-      " ORDER BY k.created_at, k.id",
-      2, p);
-  if (!r) return BD_ADMIN_EDB;
-  for (int i = 0; i < PQntuples(r); i++) {
-    json_t *o = json_pack("{s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id", bd_admin_col(r, i, 0), "surface",
-                          "business", "tenant", bd_admin_col(r, i, 1), "name", bd_admin_col(r, i, 2), "grants",
-                          json_loads(PQgetvalue(r, i, 3), 0, NULL), "created_at", bd_admin_col(r, i, 4), "expires_at",
-                          bd_admin_col(r, i, 5), "revoked_at", bd_admin_col(r, i, 6), "last_used_at",
-                          bd_admin_col(r, i, 7), "user", bd_admin_col(r, i, 8));
-    json_array_append_new(rows, o);
-  }
-  PQclear(r);
-  return BD_ADMIN_OK;
+  return bd_admin_token_rows(a, "business",
+                             "SELECT 'biz_' || k.id, tn.name, k.name, array_to_json(k.permissions)::text, bd_iso(k.created_at),"
+                             " bd_iso(k.expires_at), bd_iso(k.revoked_at), bd_iso(k.last_used_at), u.email"
+                             " FROM biz_tokens k JOIN biz_users u ON u.id = k.user_id"
+                             " JOIN biz_institutions i ON i.id = u.institution_id JOIN bd_tenants tn ON tn.id = i.tenant_id"
+                             " WHERE ($1::bigint < 0 OR tn.id = $1::bigint)"
+                             " AND ($2::boolean OR bd_credential_live(k.revoked_at, k.expires_at))"
+                             " ORDER BY k.created_at, k.id",
+                             tid, all, "user", rows);
 }
 
 static int token_revoke(bd_admin_t *a, const char *id, json_t *out) {

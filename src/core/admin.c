@@ -169,6 +169,29 @@ int bd_admin_revoke_row(bd_admin_t *a, const char *table, const char *shown, con
   return n == 1 ? BD_ADMIN_OK : bd_admin_fail(a, BD_ADMIN_ENOTFOUND, "no key \"%s\"", shown);
 }
 
+int bd_admin_token_rows(bd_admin_t *a, const char *surface, const char *sql, int64_t tid, bool all,
+                        const char *extra, json_t *rows) {
+  char t[24], al[2] = {all ? 't' : 'f', 0};
+  snprintf(t, sizeof t, "%lld", (long long)tid);
+  const char *p[] = {t, al};
+  PGresult *r = bd_admin_exec(a, sql, 2, p);
+  if (!r) return BD_ADMIN_EDB;
+  static const char *const cols[] = {"id", "tenant", "name", "grants", "created_at", "expires_at", "revoked_at",
+                                     "last_used_at"};
+  for (int i = 0; i < PQntuples(r); i++) {
+    json_t *o = json_object();
+    for (int c = 0; c < 8; c++) {
+      json_object_set_new(o, cols[c],
+                          c == 3 && !PQgetisnull(r, i, c) ? json_loads(PQgetvalue(r, i, c), 0, NULL) : bd_admin_col(r, i, c));
+      if (c == 0) json_object_set_new(o, "surface", json_string(surface));
+    }
+    json_object_set_new(o, extra, bd_admin_col(r, i, 8));
+    json_array_append_new(rows, o);
+  }
+  PQclear(r);
+  return BD_ADMIN_OK;
+}
+
 json_t *bd_admin_col(PGresult *r, int row, int col) {
   return PQgetisnull(r, row, col) ? json_null() : json_string(PQgetvalue(r, row, col));
 }

@@ -124,6 +124,12 @@ const char *bd_admin_own_id(const char *shown, const char *prefix);
  * now, keeping an earlier end, and fills out with {id: shown, revoked_at}.
  * ENOTFOUND (failed) when there is no such key. table is a literal. */
 int bd_admin_revoke_row(bd_admin_t *a, const char *table, const char *shown, const char *stored, json_t *out);
+/* token list: runs sql ($1 the tenant id or -1 for all, $2 whether
+ * revoked and expired keys are included) whose columns are id, tenant,
+ * name, grants (a JSON array as text), created_at, expires_at, revoked_at,
+ * last_used_at and one more, named extra, and appends a row object each. */
+int bd_admin_token_rows(bd_admin_t *a, const char *surface, const char *sql, int64_t tid, bool all,
+                        const char *extra, json_t *rows);
 /* A column as a JSON value: NULL → null, else a string. */
 json_t *bd_admin_col(PGresult *r, int row, int col);
 /* The command's result, printed after COMMIT: an object (plain: one

@@ -148,26 +148,14 @@ static int token_create(bd_admin_t *a, int64_t tid, int64_t expires_s, json_t *o
 }
 
 static int token_list(bd_admin_t *a, int64_t tid, bool all, json_t *rows) {
-  char t[24], al[2] = {all ? 't' : 'f', 0};
-  snprintf(t, sizeof t, "%lld", (long long)tid);
-  const char *p[] = {t, al};
-  PGresult *r = bd_admin_exec(
-      a,
-      "SELECT 'jwt_' || k.id, tn.name, k.name, k.role, bd_iso(k.created_at), bd_iso(k.expires_at),"
-      " bd_iso(k.revoked_at), k.sub"
-      " FROM pp_tokens k JOIN pp_brands b ON b.id = k.brand_id JOIN bd_tenants tn ON tn.id = b.tenant_id"
-      " WHERE ($1::bigint < 0 OR tn.id = $1::bigint) AND ($2::boolean OR bd_credential_live(k.revoked_at, k.expires_at))"
-      " ORDER BY k.created_at, k.id",
-      2, p);
-  if (!r) return BD_ADMIN_EDB;
-  for (int i = 0; i < PQntuples(r); i++)
-    json_array_append_new(
-        rows, json_pack("{s:o, s:s, s:o, s:o, s:[o], s:o, s:o, s:o, s:n, s:o}", "id", bd_admin_col(r, i, 0), "surface",
-                        "products", "tenant", bd_admin_col(r, i, 1), "name", bd_admin_col(r, i, 2), "grants",
-                        bd_admin_col(r, i, 3), "created_at", bd_admin_col(r, i, 4), "expires_at", bd_admin_col(r, i, 5),
-                        "revoked_at", bd_admin_col(r, i, 6), "last_used_at", "subject", bd_admin_col(r, i, 7)));
-  PQclear(r);
-  return BD_ADMIN_OK;
+  return bd_admin_token_rows(a, "products",
+                             "SELECT 'jwt_' || k.id, tn.name, k.name, json_build_array(k.role)::text, bd_iso(k.created_at),"
+                             " bd_iso(k.expires_at), bd_iso(k.revoked_at), NULL, k.sub"
+                             " FROM pp_tokens k JOIN pp_brands b ON b.id = k.brand_id"
+                             " JOIN bd_tenants tn ON tn.id = b.tenant_id WHERE ($1::bigint < 0 OR tn.id = $1::bigint)"
+                             " AND ($2::boolean OR bd_credential_live(k.revoked_at, k.expires_at))"
+                             " ORDER BY k.created_at, k.id",
+                             tid, all, "subject", rows);
 }
 
 static int token_revoke(bd_admin_t *a, const char *id, json_t *out) {
