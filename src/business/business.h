@@ -39,6 +39,9 @@ typedef struct {
   char institution_name[256]; /* for verification pages and certificates */
 } bd_biz_caller_t;
 
+/* The caller's institution id as text, the usual query parameter. */
+void bd_biz_inst_str(const bd_biz_caller_t *caller, char out[24]);
+
 /* Permission name ("batches:view", ...) <-> bit; 0 / NULL when unknown. */
 uint32_t bd_biz_perm_bit(const char *name);
 const char *bd_biz_perm_name(uint32_t bit);

@@ -57,7 +57,7 @@ static void get_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
     return;
   }
   char inst[24], user[24];
-  snprintf(inst, sizeof inst, "%lld", (long long)caller->institution_id);
+  bd_biz_inst_str(caller, inst);
   snprintf(user, sizeof user, "%lld", (long long)caller->user_id);
   const char *p[] = {id, inst, user, bd_biz_base_url()};
   bd_app_query(req, &S_GET, 4, p, on_get, req);
@@ -108,7 +108,7 @@ static void list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
     off += (size_t)snprintf(c->extra, sizeof c->extra, "&per_page=%lld", (long long)c->pg.per_page);
   if (has_status) snprintf(c->extra + off, sizeof c->extra - off, "&status=%s", st.data);
   char inst[24], user[24], lim[24], offs[24];
-  snprintf(inst, sizeof inst, "%lld", (long long)caller->institution_id);
+  bd_biz_inst_str(caller, inst);
   snprintf(user, sizeof user, "%lld", (long long)caller->user_id);
   snprintf(lim, sizeof lim, "%lld", (long long)c->pg.per_page);
   snprintf(offs, sizeof offs, "%lld", (long long)c->pg.offset);
@@ -161,7 +161,7 @@ static void on_approve(void *ud, const bd_pg_result_t *r) {
 static void approve_run(bd_req_t *req, const bd_biz_caller_t *caller) {
   rd_ctx_t *c = req->ctx;
   char inst[24], user[24];
-  snprintf(inst, sizeof inst, "%lld", (long long)caller->institution_id);
+  bd_biz_inst_str(caller, inst);
   snprintf(user, sizeof user, "%lld", (long long)caller->user_id);
   const char *p[] = {c->id, inst, user, bd_biz_base_url()};
   bd_app_query(req, &S_APPROVE, 4, p, on_approve, req);
@@ -289,7 +289,7 @@ static void errors_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
     return;
   }
   char inst[24];
-  snprintf(inst, sizeof inst, "%lld", (long long)caller->institution_id);
+  bd_biz_inst_str(caller, inst);
   const char *p[] = {id, inst};
   bd_app_query(req, &S_ERR_BATCH, 2, p, on_err_batch, req);
 }

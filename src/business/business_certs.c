@@ -609,10 +609,6 @@ static cctx_t *cctx(bd_req_t *req) {
   return c;
 }
 
-static void inst_str(const bd_biz_caller_t *caller, char out[24]) {
-  snprintf(out, 24, "%lld", (long long)caller->institution_id);
-}
-
 /* --- GET /business/certificates --------------------------------------------------- */
 
 #define CERT_FILTER                                                                               \
@@ -710,7 +706,7 @@ static void list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
     bd_buf_putc(&like, '%');
   }
   char inst[24], lim[24], offs[24];
-  inst_str(caller, inst);
+  bd_biz_inst_str(caller, inst);
   snprintf(lim, sizeof lim, "%lld", (long long)c->pg.per_page);
   snprintf(offs, sizeof offs, "%lld", (long long)c->pg.offset);
   const char *p[] = {inst,
@@ -760,7 +756,7 @@ static void get_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   cctx_t *c = cctx(req);
   if (!path_id(req, c)) return;
   char inst[24];
-  inst_str(caller, inst);
+  bd_biz_inst_str(caller, inst);
   const char *p[] = {c->id, inst, bd_biz_base_url()};
   bd_app_query(req, &S_GET, 3, p, on_get, req);
 }
@@ -810,7 +806,7 @@ static void file_authed(bd_req_t *req, const bd_biz_caller_t *caller, int kind) 
   c->kind = kind;
   if (!path_id(req, c)) return;
   char inst[24], k[4];
-  inst_str(caller, inst);
+  bd_biz_inst_str(caller, inst);
   snprintf(k, sizeof k, "%d", kind);
   const char *p[] = {c->id, inst, k};
   bd_app_query(req, &S_FILE, 3, p, on_file, req);
@@ -859,7 +855,7 @@ static void revoke_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   cctx_t *c = cctx(req);
   if (!path_id(req, c)) return;
   char inst[24];
-  inst_str(caller, inst);
+  bd_biz_inst_str(caller, inst);
   const char *p[] = {c->id, inst, bd_biz_base_url()};
   bd_app_query(req, &S_REVOKE, 3, p, on_revoked, req);
 }

@@ -30,6 +30,10 @@ static const char *const g_perm_names[] = {
     "templates:manage", "certificates:view", "certificates:manage", "webhooks:manage",
 };
 
+void bd_biz_inst_str(const bd_biz_caller_t *caller, char out[24]) {
+  snprintf(out, 24, "%lld", (long long)caller->institution_id);
+}
+
 uint32_t bd_biz_perm_bit(const char *name) {
   for (size_t i = 0; name && i < BD_ARRAY_LEN(g_perm_names); i++)
     if (strcmp(name, g_perm_names[i]) == 0) return 1u << i;

@@ -72,7 +72,7 @@ static void own_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
     return;
   }
   char inst[24];
-  snprintf(inst, sizeof inst, "%lld", (long long)caller->institution_id);
+  bd_biz_inst_str(caller, inst);
   const char *p[] = {c->id, inst};
   bd_app_query(req, &S_OWN, 2, p, on_credential, req);
 }

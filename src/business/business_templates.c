@@ -120,7 +120,7 @@ static void tc_parse_after(bd_work_t *w, int status) {
   }
   bd_buf_putc(&arr, '}');
   char inst[24];
-  snprintf(inst, sizeof inst, "%lld", (long long)c->caller.institution_id);
+  bd_biz_inst_str(&c->caller, inst);
   const char *p[] = {inst, NULL, arr.data};
   static bd_pg_stmt_t S_USERS =
       BD_PG_STMT("SELECT biz_batch_check($1::bigint, $2::uuid, $3::uuid[])");
@@ -296,7 +296,7 @@ static void on_inserted(void *ud, const bd_pg_result_t *r) {
   }
   snprintf(c->id, sizeof c->id, "%s", PQgetvalue(r->res, 0, 0));
   char inst[24];
-  snprintf(inst, sizeof inst, "%lld", (long long)c->caller.institution_id);
+  bd_biz_inst_str(&c->caller, inst);
   const char *p[] = {c->id, inst, bd_biz_base_url()};
   static bd_pg_stmt_t S_READ =
       BD_PG_STMT("SELECT biz_template_json(t, $3, true) FROM biz_templates t WHERE t.id = $1::uuid "
@@ -310,7 +310,7 @@ static void on_inserted(void *ud, const bd_pg_result_t *r) {
 static void tc_insert(tc_t *c) {
   bd_req_t *req = c->req;
   char inst[24];
-  snprintf(inst, sizeof inst, "%lld", (long long)c->caller.institution_id);
+  bd_biz_inst_str(&c->caller, inst);
   char *defs = json_dumps(c->defaults, JSON_COMPACT);
   const char *name = json_string_value(json_object_get(c->body, "name"));
   const char *p[] = {inst, name, c->layout_text, c->fields.data, defs};
@@ -605,7 +605,7 @@ static void tpl_list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   if (c->pg.per_page != BD_BIZ_PER_PAGE_DEFAULT)
     snprintf(c->extra, sizeof c->extra, "&per_page=%lld", (long long)c->pg.per_page);
   char inst[24], lim[24], off[24];
-  snprintf(inst, sizeof inst, "%lld", (long long)caller->institution_id);
+  bd_biz_inst_str(caller, inst);
   snprintf(lim, sizeof lim, "%lld", (long long)c->pg.per_page);
   snprintf(off, sizeof off, "%lld", (long long)c->pg.offset);
   const char *p[] = {inst, lim, off, bd_biz_base_url()};
@@ -640,7 +640,7 @@ static void tpl_get_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
     return;
   }
   char inst[24];
-  snprintf(inst, sizeof inst, "%lld", (long long)caller->institution_id);
+  bd_biz_inst_str(caller, inst);
   const char *p[] = {id, inst, bd_biz_base_url()};
   bd_app_query(req, &S_TPL_GET, 3, p, on_tpl_get, req);
 }

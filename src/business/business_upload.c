@@ -919,7 +919,7 @@ static void up_create_batch(up_t *u, json_t *resolved) {
   char *sigs = json_dumps(resolved, JSON_COMPACT);
   json_decref(resolved);
   char inst[24], creator[24], total[24], failed[24];
-  snprintf(inst, sizeof inst, "%lld", (long long)u->caller.institution_id);
+  bd_biz_inst_str(&u->caller, inst);
   snprintf(creator, sizeof creator, "%lld", (long long)u->caller.user_id);
   snprintf(total, sizeof total, "%llu", (unsigned long long)u->rows);
   snprintf(failed, sizeof failed, "%llu", (unsigned long long)u->failed);
@@ -1178,7 +1178,7 @@ static void up_run_check(up_t *u) {
   }
   bd_buf_putc(&arr, '}');
   char inst[24];
-  snprintf(inst, sizeof inst, "%lld", (long long)u->caller.institution_id);
+  bd_biz_inst_str(&u->caller, inst);
   const char *p[] = {inst, tpl, arr.data};
   up_begin_op(u);
   int rc = bd_pg_conn_query(u->conn, &S_CHECK, 3, p, on_check, u);

@@ -54,10 +54,6 @@ static whctx_t *whctx(bd_req_t *req) {
   return c;
 }
 
-static void inst_of(const bd_biz_caller_t *caller, char out[24]) {
-  snprintf(out, 24, "%lld", (long long)caller->institution_id);
-}
-
 /* The path's webhook id into c->id; false (404 sent) when it cannot be one. */
 static bool path_id(bd_req_t *req, whctx_t *c, int i) {
   const char *id = bd_req_param(req, i);
@@ -218,7 +214,7 @@ static void create_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   c->secret = bd_strdup(secret);
   sodium_memzero(secret, sizeof secret);
   char inst[24], id[32] = "wh_", max[24];
-  inst_of(caller, inst);
+  bd_biz_inst_str(caller, inst);
   bd_rand_base62(id + 3, 24);
   snprintf(c->id, sizeof c->id, "%s", id);
   snprintf(max, sizeof max, "%lld", (long long)bd_app.cfg.max_webhooks);
@@ -268,7 +264,7 @@ static void list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   whctx_t *c = whctx(req);
   char inst[24], lim[24], offs[24];
   if (!paging(req, c, lim, offs)) return;
-  inst_of(caller, inst);
+  bd_biz_inst_str(caller, inst);
   const char *p[] = {inst, lim, offs};
   bd_app_query(req, &S_LIST, 3, p, on_page, req);
 }
@@ -285,14 +281,17 @@ static void on_one(void *ud, const bd_pg_result_t *r) {
   bd_req_release(req);
 }
 
-static void get_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
+/* A statement of ($1 the path's webhook id, $2 the caller's institution). */
+static void by_id(bd_req_t *req, const bd_biz_caller_t *caller, bd_pg_stmt_t *st, bd_pg_cb cb) {
   whctx_t *c = whctx(req);
   if (!path_id(req, c, 0)) return;
   char inst[24];
-  inst_of(caller, inst);
+  bd_biz_inst_str(caller, inst);
   const char *p[] = {c->id, inst};
-  bd_app_query(req, &S_GET, 2, p, on_one, req);
+  bd_app_query(req, st, 2, p, cb, req);
 }
+
+static void get_authed(bd_req_t *req, const bd_biz_caller_t *caller) { by_id(req, caller, &S_GET, on_one); }
 
 void bd_biz_webhook_get(bd_req_t *req) { bd_biz_authenticate(req, "webhooks:manage", get_authed); }
 
@@ -326,7 +325,7 @@ static void update_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   }
   bd_biz_errors_free(&e);
   char inst[24];
-  inst_of(caller, inst);
+  bd_biz_inst_str(caller, inst);
   const char *p[] = {c->id, inst, url, events.len ? events.data : NULL, has_desc ? "t" : "f", desc,
                      active < 0 ? NULL : active ? "t" : "f"};
   bd_app_query(req, &S_UPDATE, 7, p, on_one, req);
@@ -364,14 +363,7 @@ static void on_deleted(void *ud, const bd_pg_result_t *r) {
   bd_req_release(req);
 }
 
-static void delete_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
-  whctx_t *c = whctx(req);
-  if (!path_id(req, c, 0)) return;
-  char inst[24];
-  inst_of(caller, inst);
-  const char *p[] = {c->id, inst};
-  bd_app_query(req, &S_DELETE, 2, p, on_deleted, req);
-}
+static void delete_authed(bd_req_t *req, const bd_biz_caller_t *caller) { by_id(req, caller, &S_DELETE, on_deleted); }
 
 void bd_biz_webhook_delete(bd_req_t *req) { bd_biz_authenticate(req, "webhooks:manage", delete_authed); }
 
@@ -392,7 +384,7 @@ static void rotate_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   c->secret = bd_strdup(secret);
   sodium_memzero(secret, sizeof secret);
   char inst[24];
-  inst_of(caller, inst);
+  bd_biz_inst_str(caller, inst);
   const char *p[] = {c->id, inst, sealed.data};
   bd_app_query(req, &S_ROTATE, 3, p, on_one, req);
   bd_buf_free(&sealed);
@@ -425,7 +417,7 @@ static void deliveries_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   if (!path_id(req, c, 0)) return;
   char inst[24], lim[24], offs[24];
   if (!paging(req, c, lim, offs)) return;
-  inst_of(caller, inst);
+  bd_biz_inst_str(caller, inst);
   const char *p[] = {c->id, inst, lim, offs};
   bd_app_query(req, &S_DELIVERIES, 4, p, on_deliveries, req);
 }
@@ -457,7 +449,7 @@ static void retry_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   whctx_t *c = whctx(req);
   if (!path_id(req, c, 0)) return;
   char inst[24];
-  inst_of(caller, inst);
+  bd_biz_inst_str(caller, inst);
   const char *p[] = {c->id, inst, bd_req_param(req, 1)};
   bd_app_query(req, &S_RETRY, 3, p, on_retried, req);
 }

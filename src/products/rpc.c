@@ -97,8 +97,8 @@ static void on_rpc(void *ud, const bd_pg_result_t *r) {
 
 static void call(bd_req_t *req) {
   rpc_ctx_t *c = req->ctx;
-  char max[24];
-  snprintf(max, sizeof max, "%lld", (long long)bd_app.cfg.max_webhooks);
+  char max[24] = "";
+  if (c->fn->kind == FN_WEBHOOK_CREATE) snprintf(max, sizeof max, "%lld", (long long)bd_app.cfg.max_webhooks);
   const char *p[] = {c->sub, req->body.data, c->jti[0] ? c->jti : NULL,
                      c->fn->kind == FN_BASE_URL ? bd_app.cfg.public_url : c->sealed, max};
   bd_app_query(req, &c->fn->stmt, c->fn->nparams ? c->fn->nparams : 3, p, on_rpc, req);

@@ -224,7 +224,6 @@ def test_delivered_and_signed(srv, demo, receiver):
     """With the core's delivery engine: every outbox event reaches the
     receiver, signed the vec.digital way and the Standard Webhooks way."""
     tok = demo["token"]
-    page = requests.get(srv.url + "/business/webhooks", headers=H(tok)).json()["data"]
     secret = demo["hook_secret"]
     b = upload(srv, tok, demo["template_ids"]["plain"], ["d@example.com,Di,15-02-2025,Math\r\n"])
     wait_status(srv, tok, b["id"])
