@@ -640,6 +640,15 @@ def test_retry(srv, keys, rival, sink, psql):
     assert set(again) == DELIVERY_FIELDS and again["id"] == d["id"] and again["event_id"] == d["event_id"]
     assert again["status"] == "pending" and again["next_attempt_at"] is not None
     assert psql("SELECT retry_until > now() FROM bd_webhook_deliveries WHERE id = '%s'" % d["id"]) == "t"
+    # in flight (a process holds its lease and is sending it): a retry by hand
+    # changes nothing, so the event is not sent twice at once
+    psql("UPDATE bd_webhook_deliveries SET state = 'pending', lease_until = now() + interval '1 hour',"
+         " locked_by = 'elsewhere', next_attempt_at = now() - interval '1 minute' WHERE id = '%s'" % d["id"])
+    r = call(srv, "POST", "/v1/webhooks/%s/deliveries/%s/retry" % (w["id"], d["id"]), keys["live_key"])
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "pending"
+    assert psql("SELECT locked_by || ' ' || (lease_until > now() + interval '50 minutes')::text"
+                " FROM bd_webhook_deliveries WHERE id = '%s'" % d["id"]) == "elsewhere true"
     # an unknown delivery, another endpoint's, another workspace's: 404
     err(call(srv, "POST", "/v1/webhooks/%s/deliveries/whdel_nope/retry" % w["id"], keys["live_key"]), 404,
         code="not_found")
