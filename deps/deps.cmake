@@ -15,10 +15,6 @@ pkg_check_modules(JPEG REQUIRED IMPORTED_TARGET libjpeg)
 pkg_check_modules(RSVG REQUIRED IMPORTED_TARGET librsvg-2.0)
 pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)
 
-# libcsv-dev ships only a static archive and a header (no .pc file).
-find_path(CSV_INCLUDE_DIR csv.h REQUIRED)
-find_library(CSV_LIBRARY NAMES libcsv.a csv REQUIRED)
-
 # llhttp: Debian's node-llhttp installs the generated C sources; we compile
 # them here rather than committing a copy.
 set(LLHTTP_SRC_DIR /usr/share/llhttp CACHE PATH "llhttp C sources (node-llhttp)")
@@ -37,8 +33,7 @@ set_target_properties(llhttp PROPERTIES POSITION_INDEPENDENT_CODE ON)
 find_package(Threads REQUIRED)
 
 add_library(bd_deps INTERFACE)
-target_include_directories(bd_deps SYSTEM INTERFACE ${CSV_INCLUDE_DIR})
 target_link_libraries(bd_deps INTERFACE llhttp PkgConfig::UV PkgConfig::PQ PkgConfig::JANSSON
   PkgConfig::SODIUM PkgConfig::QRENCODE PkgConfig::CAIRO PkgConfig::PANGO PkgConfig::FONTCONFIG PkgConfig::PNG PkgConfig::ZLIB
   PkgConfig::JPEG PkgConfig::RSVG PkgConfig::CURL
-  ${CSV_LIBRARY} Threads::Threads m)
+  Threads::Threads m)

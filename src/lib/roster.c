@@ -1,15 +1,18 @@
 /* roster.c: streaming roster (CSV) validator producing COPY text.
  *
- * Data path per input byte: BOM check (first 3 bytes only) -> libcsv's
- * state machine (in 16 KiB slices, so we can bound its field buffer) ->
- * field_cb (UTF-8 check, copy into the row buffer) -> row_cb (header
- * handling or validation + one COPY line written with raw pointer stores
- * after a single reserve). No allocation per row: the row buffer, the field
- * table and the libcsv buffer are reused and only grow to their limits.
+ * Data path per input byte: BOM check (first 3 bytes only) -> our CSV
+ * state machine (spans of field bytes copied straight into the row buffer,
+ * limits checked as they grow) -> field_end (UTF-8 check) -> record_end
+ * (header handling or validation + one COPY line written with raw pointer
+ * stores after a single reserve). No allocation per row: the row buffer and
+ * the field table are reused and only grow to their limits.
+ *
+ * The parser is ours rather than libcsv's: libcsv cannot read a field the
+ * way Python's csv does once text follows a closing quote ("a"b), and
+ * strict mode refuses a quote inside an unquoted field, which is data.
  */
 #include "roster.h"
 
-#include <csv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -24,7 +27,6 @@ static inline uint64_t has_byte(uint64_t v, unsigned char c) {
 }
 static inline uint64_t has_less(uint64_t v, unsigned char c) { return (v - ONES * c) & ~v & HIGHS; } /* c <= 128 */
 
-#define SLICE (16u * 1024)  /* csv_parse call size: bounds libcsv's overshoot */
 #define MSG_NAME_MAX 64     /* bytes of a header name quoted in a message */
 
 typedef struct {
@@ -36,7 +38,10 @@ struct bd_roster {
   bd_roster_opts_t o;     /* limits (today points into today_iso) */
   char today_iso[11];     /* validated default IssueDate, YYYY-MM-DD */
   bd_buf_t *out;          /* borrowed COPY output */
-  struct csv_parser csv;  /* libcsv state; holds at most one field */
+  int st;                 /* parser state (ST_*) */
+  size_t foff;            /* offset of the current field in row.data */
+  size_t flen;            /* bytes of the current field so far */
+  size_t row_bytes;       /* bytes of the current record's fields so far */
   int err;                /* sticky bd_roster_code_t */
   char msg[256];          /* message for err */
   unsigned bom;           /* BOM bytes matched so far (0..3); 4 = decided */
@@ -395,7 +400,7 @@ static void data_row(bd_roster_t *r) {
   }
   uint64_t row_no = ++r->rows;
   bd_str_t email = trim(cell(r, r->email_col).p, cell(r, r->email_col).len);
-  bd_str_t name = trim(cell(r, r->name_col).p, cell(r, r->name_col).len);
+  bd_str_t name = cell(r, r->name_col); /* kept as written; required = not blank */
   char iso[11];
   bool date_ok = true;
   if (r->date_col != SIZE_MAX) {
@@ -406,7 +411,7 @@ static void data_row(bd_roster_t *r) {
   } else {
     memcpy(iso, r->today_iso, 10);
   }
-  bool mail_ok = email_ok(email), name_ok = name.len > 0;
+  bool mail_ok = email_ok(email), name_ok = trim(name.p, name.len).len > 0;
   bool ok = !r->extra && mail_ok && name_ok && date_ok;
 
   /* One reserve for the whole line, then raw stores. Bound: COPY doubles,
@@ -452,44 +457,85 @@ static void data_row(bd_roster_t *r) {
   r->out->data[r->out->len] = '\0';
 }
 
-/* ---- libcsv callbacks ------------------------------------------------- */
+/* ---- the CSV state machine ------------------------------------------ */
 
-static void field_cb(void *s, size_t len, void *ud) {
-  bd_roster_t *r = ud;
-  char w[32];
-  if (r->err) return;
-  if (len > r->o.max_field) {
-    fail(r, BD_ROSTER_EFIELD_TOO_BIG, "The csv file has a field longer than %zu bytes in %s.", r->o.max_field,
-         where(r, w, sizeof w));
+/* RFC 4180 read the way Python's csv module reads it (excel dialect,
+ * strict off), so a roster means what csvkit, pandas' python engine and a
+ * spreadsheet export say it means:
+ * - every byte of a field is data: spaces around a field are kept;
+ * - a field is quoted only when its first byte is '"'; a quote anywhere in
+ *   an unquoted field is data (37°36'37.8"N);
+ * - inside quotes, "" is one quote and CR/LF are data;
+ * - after the closing quote, a delimiter or a line end closes the field,
+ *   and anything else continues it as unquoted data ("a"b reads ab);
+ * - CR, LF and CRLF end a record; a line end that ends no field is an
+ *   empty record (skipped as blank).
+ * One deliberate difference: end of input inside quotes is structural
+ * (BD_ROSTER_EQUOTE) where Python keeps the rest of the file as one cell. */
+enum {
+  ST_RECORD,   /* nothing of the record read yet */
+  ST_FIELD,    /* after a delimiter: a field starts here */
+  ST_UNQUOTED, /* inside an unquoted field */
+  ST_QUOTED,   /* inside quotes */
+  ST_QQ,       /* a quote inside quotes: closing, or the first of "" */
+};
+
+/* Bytes that end an unquoted field. */
+static const unsigned char ends_unquoted[256] = {[','] = 1, ['\r'] = 1, ['\n'] = 1};
+
+static void field_begin(bd_roster_t *r) {
+  if (r->col >= r->store_cols && !r->header_done) {
+    fail(r, BD_ROSTER_ETOO_MANY_COLUMNS, "The csv file has more than %zu columns.", r->o.max_columns);
     return;
   }
-  int u = utf8_check(s, len);
+  r->foff = r->row.len;
+  r->flen = 0;
+}
+
+/* Appends n bytes of the current field. The limit first passed, byte by
+ * byte, decides the error (field before row on the same byte), so the
+ * verdict does not depend on where the input was cut. */
+static void field_add(bd_roster_t *r, const char *p, size_t n) {
+  if (!n || r->err) return;
+  char w[32];
+  size_t f_room = r->o.max_field - r->flen;        /* bytes until the field limit is passed */
+  size_t r_room = r->o.max_row_bytes - r->row_bytes; /* same for the row */
+  if (n > f_room || n > r_room) {
+    if (f_room <= r_room)
+      fail(r, BD_ROSTER_EFIELD_TOO_BIG, "The csv file has a field longer than %zu bytes in %s.", r->o.max_field,
+           where(r, w, sizeof w));
+    else
+      fail(r, BD_ROSTER_EROW_TOO_BIG, "The csv file has a row longer than %zu bytes in %s.", r->o.max_row_bytes,
+           where(r, w, sizeof w));
+    return;
+  }
+  if (r->row.cap - r->row.len <= n) bd_buf_reserve(&r->row, n);
+  memcpy(r->row.data + r->row.len, p, n); /* no NUL needed: fields are spans */
+  r->row.len += n;
+  r->flen += n;
+  r->row_bytes += n;
+}
+
+static void field_end(bd_roster_t *r) {
+  char w[32];
+  if (r->err) return;
+  const char *s = r->row.data + r->foff;
+  int u = utf8_check((const unsigned char *)s, r->flen);
   if (u) {
     fail(r, BD_ROSTER_EUTF8, u == 2 ? "The csv file contains a NUL byte in %s." : "The csv file is not valid UTF-8 (%s).",
          where(r, w, sizeof w));
     return;
   }
   if (r->col < r->store_cols) {
-    if (r->row.len + len > r->o.max_row_bytes) {
-      fail(r, BD_ROSTER_EROW_TOO_BIG, "The csv file has a row longer than %zu bytes in %s.", r->o.max_row_bytes,
-           where(r, w, sizeof w));
-      return;
-    }
-    r->fields[r->col] = (field_t){(uint32_t)r->row.len, (uint32_t)len};
-    if (r->row.cap - r->row.len <= len) bd_buf_reserve(&r->row, len);
-    memcpy(r->row.data + r->row.len, s, len); /* no NUL needed: fields are spans */
-    r->row.len += len;
-  } else if (!r->header_done) {
-    fail(r, BD_ROSTER_ETOO_MANY_COLUMNS, "The csv file has more than %zu columns.", r->o.max_columns);
-    return;
-  } else if (len) {
-    r->extra = true; /* libcsv already dropped spaces around unquoted fields */
+    r->fields[r->col] = (field_t){(uint32_t)r->foff, (uint32_t)r->flen};
+  } else {
+    if (trim(s, r->flen).len) r->extra = true; /* a cell past the header that says something */
+    r->row.len = r->foff;                      /* only its emptiness matters */
   }
   r->col++;
 }
 
-static void row_cb(int c, void *ud) {
-  bd_roster_t *r = ud;
+static void record_end(bd_roster_t *r) {
   if (r->err) return;
   if (!row_blank(r)) {
     if (!r->header_done) header_row(r);
@@ -498,6 +544,79 @@ static void row_cb(int c, void *ud) {
   r->col = 0;
   r->extra = false;
   r->row.len = 0;
+  r->row_bytes = 0;
+}
+
+static void parse(bd_roster_t *r, const char *p, size_t n) {
+  const char *end = p + n;
+  while (p < end && !r->err) {
+    switch (r->st) {
+    case ST_RECORD:
+      if (*p == '\r' || *p == '\n') { /* a line end with no field: an empty record */
+        p++;
+        record_end(r);
+        continue;
+      }
+      /* a field starts */
+      __attribute__((fallthrough));
+    case ST_FIELD:
+      field_begin(r);
+      if (r->err) return;
+      if (*p == '"') {
+        r->st = ST_QUOTED, p++;
+      } else if (*p == ',') {
+        field_end(r), p++;
+        r->st = ST_FIELD;
+      } else if (*p == '\r' || *p == '\n') {
+        field_end(r), p++;
+        record_end(r);
+        r->st = ST_RECORD;
+      } else {
+        r->st = ST_UNQUOTED;
+      }
+      continue;
+    case ST_UNQUOTED: {
+      const char *q = p;
+      while (q < end && !ends_unquoted[(unsigned char)*q]) q++;
+      field_add(r, p, (size_t)(q - p));
+      p = q;
+      if (p == end || r->err) continue;
+      field_end(r);
+      if (*p++ == ',') {
+        r->st = ST_FIELD;
+      } else {
+        record_end(r);
+        r->st = ST_RECORD;
+      }
+      continue;
+    }
+    case ST_QUOTED: {
+      const char *q = memchr(p, '"', (size_t)(end - p));
+      if (!q) q = end;
+      field_add(r, p, (size_t)(q - p));
+      p = q;
+      if (p < end) r->st = ST_QQ, p++;
+      continue;
+    }
+    case ST_QQ:
+      if (*p == '"') { /* "" inside quotes: one quote */
+        field_add(r, p, 1);
+        r->st = ST_QUOTED;
+      } else if (*p == ',') {
+        field_end(r);
+        r->st = ST_FIELD;
+      } else if (*p == '\r' || *p == '\n') {
+        field_end(r);
+        record_end(r);
+        r->st = ST_RECORD;
+      } else { /* text after the closing quote: more of the field, unquoted */
+        r->st = ST_UNQUOTED;
+        continue;
+      }
+      p++;
+      continue;
+    }
+  }
 }
 
 /* ---- public ----------------------------------------------------------- */
@@ -515,14 +634,12 @@ bd_roster_t *bd_roster_new(const bd_roster_opts_t *opts, bd_buf_t *out) {
   r->email_col = r->name_col = r->date_col = SIZE_MAX;
   r->store_cols = opts->max_columns;
   r->fields = bd_malloc(opts->max_columns * sizeof *r->fields);
-  if (csv_init(&r->csv, CSV_STRICT | CSV_STRICT_FINI) != 0) abort();
-  csv_set_blk_size(&r->csv, 4096); /* libcsv grows linearly: fewer reallocs for long fields */
+  bd_buf_reserve(&r->row, 256); /* row.data is never NULL: empty fields point into it */
   return r;
 }
 
 void bd_roster_free(bd_roster_t *r) {
   if (!r) return;
-  csv_free(&r->csv);
   bd_buf_free(&r->row);
   bd_buf_free(&r->names);
   bd_buf_free(&r->keys);
@@ -531,49 +648,6 @@ void bd_roster_free(bd_roster_t *r) {
   free(r->name_at);
   free(r->key_at);
   free(r);
-}
-
-/* A lower bound of the length the field libcsv is building will have when
- * submitted: its buffer also holds trailing spaces of an unquoted field
- * and possibly a closing quote, both dropped at submit. The bound never
- * decreases as bytes arrive, so checking it at any slice end or at a parse
- * error gives the same verdict whatever the chunking. */
-static size_t partial_field_min(const struct csv_parser *c) {
-  return c->entry_pos > c->spaces + 1 ? c->entry_pos - c->spaces - 1 : 0;
-}
-
-static void parse(bd_roster_t *r, const char *p, size_t n) {
-  char w[32];
-  while (n && !r->err) {
-    size_t k = BD_MIN(n, (size_t)SLICE);
-    size_t done = csv_parse(&r->csv, p, k, field_cb, row_cb, r);
-    if (r->err) return;
-    if (done < k) {
-      int e = csv_error(&r->csv);
-      /* The field in progress outgrew the limit before the bad quote did
-       * (the check below would have caught it had the slice ended
-       * earlier): report that, so the verdict never depends on chunking. */
-      if (e == CSV_EPARSE && partial_field_min(&r->csv) > r->o.max_field)
-        fail(r, BD_ROSTER_EFIELD_TOO_BIG, "The csv file has a field longer than %zu bytes in %s.", r->o.max_field,
-             where(r, w, sizeof w));
-      else if (e == CSV_EPARSE)
-        fail(r, BD_ROSTER_EQUOTE,
-             "The csv file has a malformed quoted field in %s (quote the whole field and double any quote "
-             "inside it).",
-             where(r, w, sizeof w));
-      else
-        fail(r, BD_ROSTER_EFIELD_TOO_BIG, "The csv file has a field that is too large in %s.", where(r, w, sizeof w));
-      return;
-    }
-    /* libcsv keeps a partial field between calls; checking here bounds its
-     * buffer to max_field + SLICE instead of the whole upload. */
-    if (partial_field_min(&r->csv) > r->o.max_field) {
-      fail(r, BD_ROSTER_EFIELD_TOO_BIG, "The csv file has a field longer than %zu bytes in %s.", r->o.max_field,
-           where(r, w, sizeof w));
-      return;
-    }
-    p += k, n -= k;
-  }
 }
 
 int bd_roster_feed(bd_roster_t *r, const char *p, size_t n) {
@@ -604,10 +678,21 @@ int bd_roster_finish(bd_roster_t *r) {
   r->finished = true;
   if (r->bom > 0 && r->bom < 3) parse(r, "\xEF\xBB\xBF", r->bom); /* a lone BOM prefix is data */
   if (r->err) return r->err;
-  if (csv_fini(&r->csv, field_cb, row_cb, r) != 0) {
+  switch (r->st) {
+  case ST_QUOTED: {
     char w[32];
     fail(r, BD_ROSTER_EQUOTE, "The csv file has an unterminated quoted field in %s.", where(r, w, sizeof w));
     return r->err;
+  }
+  case ST_FIELD: /* "a," at the end: an empty last field */
+    field_begin(r);
+    __attribute__((fallthrough));
+  case ST_UNQUOTED:
+  case ST_QQ:
+    field_end(r);
+    record_end(r);
+    break;
+  default: break;
   }
   if (r->err) return r->err;
   if (!r->header_done) fail(r, BD_ROSTER_EEMPTY, "The csv file is empty.");

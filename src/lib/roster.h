@@ -1,11 +1,13 @@
-/* roster.h: streaming validator for certificate rosters (CSV) on libcsv.
+/* roster.h: streaming validator for certificate rosters (CSV, RFC 4180 as
+ * Python's csv module reads it).
  *
  * A roster is pushed in as it arrives (bd_roster_feed with chunks split
  * anywhere: inside a UTF-8 sequence, inside CRLF, inside a quoted field) and
  * comes out as PostgreSQL COPY text, one line per data row, appended to a
- * bd_buf_t the caller owns and drains into COPY. Memory stays flat: libcsv
- * holds at most one field (bounded by max_field plus one 16 KiB slice), the
- * roster holds one row (bounded by max_row_bytes) and the header names.
+ * bd_buf_t the caller owns and drains into COPY. Memory stays flat: the
+ * roster holds one row (bounded by max_row_bytes; a cell past the header is
+ * held only until its emptiness is known, bounded by max_field) and the
+ * header names.
  *
  * COPY target (BD_ROSTER_COPY_COLUMNS), text format, tab-delimited:
  *
@@ -13,12 +15,15 @@
  *                       header is 1; blank rows are skipped and not counted.
  *                       Spreadsheet row = row_no + 1 when the file has no
  *                       blank lines or multi-line cells.
- *   email       text    RecipientsEmail, ASCII whitespace trimmed; may be ''
- *   name        text    RecipientsName, ASCII whitespace trimmed; may be ''
+ *   email       text    RecipientsEmail, ASCII whitespace trimmed (the one
+ *                       value trimmed: it is validated and mailed); may be ''
+ *   name        text    RecipientsName exactly as written; may be ''
  *   issue_date  date    YYYY-MM-DD: the IssueDate cell, or `today` when the
  *                       column is absent or the cell is blank; \N when the
- *                       cell is not a valid DD-MM-YYYY date
- *   custom_data json    {"Column":"value",...}: every non-reserved column in
+ *                       cell is not a valid DD-MM-YYYY date (spaces around
+ *                       the date are not part of it)
+ *   custom_data json    {"Column":"value",...}: every non-reserved column
+ *                       exactly as written, in
  *                       header order (a short row gives ""); {} if none
  *   status      text    'pending' or 'failed'
  *   error       text    \N, or the row's reasons joined by "; ":
@@ -31,16 +36,16 @@
  *   RecipientsName and IssueDate match ASCII case-insensitively; custom
  *   column names are kept as written (trimmed) and compared exactly for
  *   duplicates. An empty header name is structural.
- * - Fields: libcsv's default trimming applies, i.e. spaces and tabs around
- *   an unquoted field are dropped (quote a field to keep them), which also
- *   makes `"a", "b"` parse. Quoting is strict (CSV_STRICT|CSV_STRICT_FINI):
- *   a quote inside an unquoted field, text after a closing quote and an
- *   unterminated quote at EOF are all structural (BD_ROSTER_EQUOTE) rather
- *   than silently swallowing the rest of the file into one field.
- * - A row whose every field is empty (a blank line, ",,,", spaces only) is
- *   skipped, before and after the header.
+ * - Fields are read as Python's csv module reads them (excel dialect,
+ *   strict off; see roster.c): every byte is data, spaces around a field
+ *   included; a quote inside an unquoted field is data; after a closing
+ *   quote, text up to the next delimiter continues the field ("a"b is ab).
+ *   The one structural quoting error is end of input inside quotes
+ *   (BD_ROSTER_EQUOTE): Python would keep the rest of the file as one cell.
+ * - A row whose every field is blank (a blank line, ",,,", ASCII white
+ *   space only) is skipped, before and after the header: it names nobody.
  * - More fields than the header: a row-level failure if any extra field is
- *   non-empty; empty trailing fields (a trailing comma) are ignored. Fewer
+ *   not blank; blank trailing fields (a trailing comma) are ignored. Fewer
  *   fields than the header: the missing cells are empty.
  * - Limits apply to header cells too. The verdict (code and message) and
  *   the output never depend on how the input was chunked.
@@ -78,7 +83,7 @@ typedef enum {
   BD_ROSTER_EDUP_HEADER,       /* a header name appears twice */
   BD_ROSTER_EEMPTY_HEADER,     /* a header cell is empty */
   BD_ROSTER_ETOO_MANY_COLUMNS, /* header wider than max_columns */
-  BD_ROSTER_EQUOTE,            /* malformed or unterminated quoted field */
+  BD_ROSTER_EQUOTE,            /* a quoted field still open at end of input */
   BD_ROSTER_EUTF8,             /* not UTF-8, or a NUL byte */
   BD_ROSTER_EFIELD_TOO_BIG,    /* one field over max_field bytes */
   BD_ROSTER_EROW_TOO_BIG,      /* one row over max_row_bytes */
