@@ -110,18 +110,49 @@ static int next_param(char **sp, char *end, bd_str_t *name, bd_str_t *val) {
   return 1;
 }
 
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* RFC 8187 ext-value (charset'language'pct-encoded), decoded in place: the
+ * bytes of UTF-8, or ISO-8859-1 with bytes above 0x7F replaced by '_' (we
+ * cannot widen in place and the name is informational). A value that is
+ * not an ext-value is kept as sent: the part still names a file. */
+static bd_str_t ext_value(char *s, size_t n) {
+  char *q1 = memchr(s, '\'', n), *q2 = q1 ? memchr(q1 + 1, '\'', n - (size_t)(q1 + 1 - s)) : NULL;
+  if (!q2) return (bd_str_t){s, n};
+  bd_str_t cs = {s, (size_t)(q1 - s)};
+  bool latin1 = bd_str_ieq(cs, "ISO-8859-1");
+  if (!latin1 && !bd_str_ieq(cs, "UTF-8")) return (bd_str_t){s, n};
+  char *e = s + n, *w = s;
+  for (char *r = q2 + 1; r < e; r++) /* validate before overwriting anything */
+    if (*r == '%' && (e - r < 3 || hexval(r[1]) < 0 || hexval(r[2]) < 0)) return (bd_str_t){s, n};
+  for (char *r = q2 + 1; r < e; r++) {
+    char c = *r;
+    if (c == '%') c = (char)(hexval(r[1]) * 16 + hexval(r[2])), r += 2;
+    if (latin1 && (unsigned char)c >= 0x80) c = '_';
+    *w++ = c; /* w never passes r: decoding only shortens */
+  }
+  return (bd_str_t){s, (size_t)(w - s)};
+}
+
 static int parse_disposition(char *s, char *end, bd_mp_part_t *part) {
   char *t = s;
   while (t < end && *t != ';') t++;
   if (!bd_str_ieq(trim(s, t), "form-data")) return -1;
   bool have_name = false;
-  bd_str_t n, v;
+  bd_str_t n, v, ext = {NULL, 0};
   int rc;
   while ((rc = next_param(&t, end, &n, &v)) == 1) {
     if (bd_str_ieq(n, "name") && !have_name) part->name = v, have_name = true;
     else if (bd_str_ieq(n, "filename") && !part->filename.p) part->filename = v;
+    else if (bd_str_ieq(n, "filename*") && !ext.p) ext = v;
   }
   if (rc < 0 || !have_name) return -1;
+  if (ext.p) part->filename = ext_value((char *)ext.p, ext.len); /* as busboy: filename* wins */
   if (!part->filename.p) part->filename.len = 0;
   return 0;
 }
@@ -214,8 +245,6 @@ int bd_mp_finish(bd_mp_t *m) {
  * it) or a negative status, which is then also m->err (sticky). State must
  * already describe "after this callback" when a callback runs. */
 
-static bool delim_term(char c) { return c == '-' || c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
-
 /* A step's result for a callback's: go on, pause, or abort for good. */
 static int cb_status(bd_mp_t *m, int rc) {
   if (rc == BD_MP_CB_OK) return BD_MP_OK;
@@ -229,16 +258,17 @@ static int cb_status(bd_mp_t *m, int rc) {
 static int fail(bd_mp_t *m, int code) { return m->err = code; }
 
 /* Finds the next delimiter candidate in p[pos..n): returns its offset (n if
- * none) and sets *full when it is complete, terminator included; otherwise
- * the candidate runs off the end of the chunk. */
+ * none) and sets *full when it is complete; otherwise the candidate runs
+ * off the end of the chunk. A complete CRLF "--" boundary is a delimiter
+ * whatever follows it: what may follow is checked by the states after it. */
 static size_t find_delim(const bd_mp_t *m, const char *p, size_t pos, size_t n, bool *full) {
   *full = false;
   while (pos < n) {
     const char *cr = memchr(p + pos, '\r', n - pos);
     if (!cr) break;
     size_t k = (size_t)(cr - p), avail = n - k;
-    if (avail > m->dlen) {
-      if (memcmp(cr, m->delim, m->dlen) == 0 && delim_term(cr[m->dlen])) {
+    if (avail >= m->dlen) {
+      if (memcmp(cr, m->delim, m->dlen) == 0) {
         *full = true;
         return k;
       }
@@ -260,12 +290,9 @@ static int delimiter_seen(bd_mp_t *m) {
 /* S_PREAMBLE, S_BODY with m->match bytes of a delimiter held from an
  * earlier chunk: p[*i] extends it, completes it, or proves it data. */
 static int scan_held(bd_mp_t *m, const char *p, size_t *i) {
-  if (m->match < m->dlen) {
-    if (p[*i] == m->delim[m->match]) {
-      m->match++, (*i)++;
-      return BD_MP_OK;
-    }
-  } else if (delim_term(p[*i])) {
+  if (p[*i] == m->delim[m->match]) {
+    m->match++, (*i)++;
+    if (m->match < m->dlen) return BD_MP_OK;
     m->match = 0;
     return delimiter_seen(m);
   }
@@ -300,12 +327,15 @@ static int scan_run(bd_mp_t *m, const char *p, size_t n, size_t *i) {
   return delimiter_seen(m);
 }
 
-/* S_AFTER_DELIM: "-" may start the closing "--", anything else is padding. */
+/* S_AFTER_DELIM: "-" may start the closing "--"; padding or the line end
+ * go on to S_PAD; anything else is a body that another parser (busboy, a
+ * WAF) would split here while a lenient one reads it as data: refused. */
 static int after_delim(bd_mp_t *m, const char *p, size_t *i) {
   if (p[*i] == '-') {
     m->state = S_CLOSE, (*i)++;
     return BD_MP_OK;
   }
+  if (!ows(p[*i]) && p[*i] != '\r' && p[*i] != '\n') return fail(m, BD_MP_ESYNTAX);
   m->state = S_PAD;
   return BD_MP_OK;
 }

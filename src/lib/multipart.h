@@ -22,15 +22,20 @@
  *
  * Decisions:
  * - The delimiter inside the body must be CRLF "--" boundary (RFC 2046); the
- *   first boundary may also start the body. "--boundary" followed by
- *   anything but "-", space, tab, CR or LF is data, not a delimiter.
+ *   first boundary may also start the body. A complete delimiter always
+ *   ends the part (as busboy and RFC 2046 read it); what follows must be
+ *   "--" (the close), transport padding (spaces, tabs) and a line end, else
+ *   the body is refused (BD_MP_ESYNTAX) rather than read as data, so two
+ *   parsers in front of each other never split a body differently.
  * - Part header lines may end in LF alone (tolerated, some scripts send
  *   it); folded (obs-fold) header lines are rejected. The boundary line may
  *   carry trailing spaces/tabs (transport padding) and end in CRLF or LF.
  * - Each part needs `Content-Disposition: form-data; name=...`; the name
  *   and filename parameters may be tokens or quoted-strings with backslash
- *   escapes (\" and \\). `filename*` and Content-Transfer-Encoding are
- *   ignored. Other headers are ignored.
+ *   escapes (\" and \\). `filename*` (RFC 8187 ext-value, UTF-8 or
+ *   ISO-8859-1, percent-decoded) makes the part a file too and wins over
+ *   `filename`, as in busboy; a value that is not an ext-value is kept as
+ *   sent. Content-Transfer-Encoding and other headers are ignored.
  * - The preamble and the epilogue are ignored.
  *
  * Thread: any thread; one parser per upload, not shared.

@@ -108,7 +108,7 @@ static const char BODY[] =
   "X-Ignored: yes\r\n"
   "\r\n"
   "RecipientsEmail,RecipientsName\r\n"
-  "a@b.co,\"A\r\n--XyZx\"\r\n" /* "\r\n--XyZ" followed by 'x': data, not a delimiter */
+  "a@b.co,\"A\r\n--XyQx\"\r\n" /* a near miss: data */
   "c@d.co,C --XyZ\r\n"         /* not after CRLF: data */
   "\r\n\r\r\n-\r\n--\r\n--Xy\r\n"
   "\r\n--XyZ\r\n"
@@ -126,7 +126,7 @@ static const char WANT[] =
   "[B name=name file=- ct=-]Class 10th, 2024[E]"
   "[B name=csv_file file=ro\"st\\er.csv ct=text/csv]"
   "RecipientsEmail,RecipientsName\r\n"
-  "a@b.co,\"A\r\n--XyZx\"\r\n"
+  "a@b.co,\"A\r\n--XyQx\"\r\n"
   "c@d.co,C --XyZ\r\n"
   "\r\n\r\r\n-\r\n--\r\n--Xy\r\n[E]"
   "[B name=signatories[0][user_uuid] file=- ct=-]66c9c977[E]"
@@ -320,6 +320,62 @@ static void test_no_parts_and_preamble_only(void) {
   bd_buf_free(&e.log);
 }
 
+/* A complete CRLF--boundary always ends the part: followed by anything but
+ * "--", padding or a line end, the body is refused, wherever it was cut
+ * (issue 20: busboy splits the part there; reading on as data would let
+ * two parsers disagree on the same body). */
+static void test_delimiter_strictness(void) {
+  const char *bad[] = {
+    "--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--XyZx\r\n\r\n--XyZ--",
+    "--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--XyZ \tjunk\r\n--XyZ--",
+    "--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--XyZ-x\r\n--XyZ--",
+    "--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--XyZ\r\nContent-Disposition: form-data; "
+    "name=b\r\n\r\ny\r\n--XyZZ\r\n--XyZ--",
+    "preamble\r\n--XyZabc\r\n--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--XyZ--",
+  };
+  for (size_t i = 0; i < BD_ARRAY_LEN(bad); i++) {
+    size_t len = strlen(bad[i]);
+    for (size_t cut = 0; cut <= len; cut++) {
+      rec_t r = {BD_BUF_INIT};
+      int rc = run(CT, NULL, bad[i], len, &cut, 1, &r);
+      if (rc != BD_MP_ESYNTAX) fprintf(stderr, "  case %zu cut %zu: %d\n", i, cut, rc);
+      CHECK_INT(rc, BD_MP_ESYNTAX);
+      bd_buf_free(&r.log);
+    }
+  }
+  /* What may follow: the close, padding, CRLF or LF. */
+  const char *good = "--XyZ \t\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--XyZ\t\n"
+                     "Content-Disposition: form-data; name=b\r\n\r\n\r\n--XyQ\r\n--XyZ--junk";
+  rec_t r = {BD_BUF_INIT};
+  CHECK_INT(run(CT, NULL, good, strlen(good), NULL, 0, &r), BD_MP_OK);
+  CHECK_STR(r.log.data, "[B name=a file=- ct=-]x[E][B name=b file=- ct=-]\r\n--XyQ[E][D]");
+  bd_buf_free(&r.log);
+}
+
+/* filename* alone makes a file (RFC 8187 ext-value, decoded). */
+static void test_filename_star(void) {
+  struct {
+    const char *disp;
+    const char *want;
+  } cases[] = {
+    {"name=f; filename*=UTF-8''r%C3%B6ster%20v2.csv", "[B name=f file=röster v2.csv ct=-]x[E][D]"},
+    {"name=f; filename*=utf-8'en'a.csv", "[B name=f file=a.csv ct=-]x[E][D]"},
+    {"name=f; filename*=ISO-8859-1''caf%E9.pdf", "[B name=f file=caf_.pdf ct=-]x[E][D]"},
+    {"name=f; filename=\"plain.csv\"; filename*=UTF-8''better.csv", "[B name=f file=better.csv ct=-]x[E][D]"},
+    {"name=f; filename*=\"not-an-ext-value.csv\"", "[B name=f file=not-an-ext-value.csv ct=-]x[E][D]"},
+    {"name=f; filename*=UTF-8''bad%zz", "[B name=f file=UTF-8''bad%zz ct=-]x[E][D]"},
+  };
+  for (size_t i = 0; i < BD_ARRAY_LEN(cases); i++) {
+    bd_buf_t b = BD_BUF_INIT;
+    bd_buf_printf(&b, "--XyZ\r\nContent-Disposition: form-data; %s\r\n\r\nx\r\n--XyZ--", cases[i].disp);
+    rec_t r = {BD_BUF_INIT};
+    CHECK_INT(run(CT, NULL, b.data, b.len, NULL, 0, &r), BD_MP_OK);
+    CHECK_STR(r.log.data, cases[i].want);
+    bd_buf_free(&r.log);
+    bd_buf_free(&b);
+  }
+}
+
 static void test_errors(void) {
   struct {
     const char *body;
@@ -430,6 +486,8 @@ int main(void) {
   RUN(test_lf_headers_and_empty_filename);
   RUN(test_no_parts_and_preamble_only);
   RUN(test_errors);
+  RUN(test_delimiter_strictness);
+  RUN(test_filename_star);
   RUN(test_limits);
   RUN(test_abort_is_sticky);
   RUN(test_field_names);
