@@ -51,7 +51,8 @@ static int describe(bd_admin_t *a, int64_t tid, json_t *out) {
       a,
       "SELECT w.id, (SELECT count(*) FROM qr_api_keys k WHERE k.workspace_id = w.id"
       "   AND bd_credential_live(k.revoked_at, k.expires_at)),"
-      " (SELECT count(*) FROM qr_codes c WHERE c.workspace_id = w.id),"
+      " (SELECT count(*) FROM qr_codes c WHERE c.workspace_id = w.id)"
+      "  + (SELECT coalesce(sum(cardinality(r.ids)), 0) FROM qr_batch_records r WHERE r.workspace_id = w.id),"
       " (SELECT count(*) FROM qr_batches b WHERE b.workspace_id = w.id)"
       " FROM qr_workspaces w WHERE w.tenant_id = $1::bigint ORDER BY w.id LIMIT 1",
       1, p);

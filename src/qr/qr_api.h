@@ -56,6 +56,17 @@ bool qr_valid_tags(json_t *tags, char *err, size_t errsz);
  * dynamic code: its short URL). false: err holds the reason. */
 bool qr_item_parse(json_t *it, const bd_qr_design_t *d, qr_item_t *out, bd_buf_t *payload, char *err,
                    size_t errsz);
+/* The ids a batch decides for one of its items (src/sql/022): id_body, the
+ * 20 characters after the kind's prefix (the batch id's 16 and the
+ * item's position); short_code, the code's if it turns out dynamic. */
+typedef struct {
+  const char *id_body;
+  const char *short_code;
+} qr_item_ids_t;
+/* qr_item_parse with the ids given (NULL: random ones, as for a single
+ * create). */
+bool qr_item_parse_ids(json_t *it, const bd_qr_design_t *d, const qr_item_ids_t *ids, qr_item_t *out,
+                       bd_buf_t *payload, char *err, size_t errsz);
 /* The code row of a single create as a jansson object (a batch's codes go
  * to qr_intake_batch() as arrays: qr_batches.c). */
 json_t *qr_item_code_json(const qr_item_t *it, const char *payload);

@@ -1,12 +1,17 @@
 /* qr_batches.c: QR batches of the /v1 surface: POST /v1/batches (intake),
- * GET /v1/batches/{id}, GET /v1/batches, and the "qr.batch" job that renders
- * a batch's codes.
+ * GET /v1/batches/{id}, GET /v1/batches, and the "qr.intake" job that
+ * expands and renders a batch's codes.
  *
  * POST validates the envelope (400, nothing stored) and each item (an
- * invalid item becomes an item with `error`), then one call to
- * qr_intake_batch() stores batch, codes, items and the job atomically before
- * the 202. The "qr.batch" job renders the codes' default PNG on the work
- * queue in chunks and records each chunk with qr_record_renders(), which is
+ * invalid item becomes an item with `error`), decides every code's id and
+ * short code, then one call to qr_accept_batch() stores the batch row, its
+ * record (the codes as one row of arrays), its failed items and its job
+ * atomically before the 202 (src/sql/022_qr_batch_records.sql). Right
+ * after the 202 this process expands the record into the codes' rows
+ * (qr_expand_batch, exactly once whoever calls it); until then reads are
+ * answered from the record. The job expands it too if nobody has (a crash
+ * after the 202), then renders the codes' default PNG on the work queue in
+ * chunks and records each chunk with qr_record_renders(), which is
  * idempotent per code, so a batch whose process dies is finished exactly
  * once by whoever claims the job next. Loop thread only, except
  * render_work (pool threads).
@@ -28,18 +33,58 @@
 
 /* --- POST /v1/batches ------------------------------------------------------ */
 
-static bd_pg_stmt_t S_CREATE_BATCH = BD_PG_STMT(
-    "SELECT qr_intake_batch($1::jsonb, $2::text[], $3::int4[], $4::text[], $5::text[], $6::text[],"
+#define SHORT_PREFIX_LEN 6 /* reserved per batch (qr_batches_short_prefix) */
+#define SHORT_SUFFIX_LEN 6 /* random, distinct within the batch */
+#define PREFIX_TRIES 4     /* prefixes drawn before a taken one is an error */
+
+/* The record (src/sql/022_qr_batch_records.sql): batch row, the codes as
+ * one row of arrays, failed items, job. The codes' rows come later. */
+static bd_pg_stmt_t S_ACCEPT_BATCH = BD_PG_STMT(
+    "SELECT qr_accept_batch($1::jsonb, $2::text[], $3::int4[], $4::text[], $5::text[], $6::text[],"
     " $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::text[])::text");
+static bd_pg_stmt_t S_EXPAND = BD_PG_STMT_BG("SELECT qr_expand_batch($1)");
+
+/* Test hook: with BATCHD_TEST_HOOKS=1, BATCHD_TEST_QR_EXPAND_DELAY_MS=N
+ * makes the accepting process leave expansion to the job, and the job wait
+ * N ms before it expands (a crash between the 202 and the expansion). */
+static uint32_t g_expand_delay_ms;
+
+typedef struct {
+  char batch_id[32]; /* the batch being accepted */
+  int tries;         /* prefixes drawn */
+  bool has_codes;    /* a record (and a job) is stored */
+} accept_t;
+
+static void create_batch_store(bd_req_t *req);
+
+static void on_expanded_eagerly(void *ud, const bd_pg_result_t *r) {
+  /* the job expands it anyway (qr_expand_batch is idempotent); tell the
+   * claimers only now so that the job finds the codes there */
+  (void)ud;
+  (void)r;
+  bd_jobs_notify("qr.intake");
+}
 
 static void on_batch_created(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
+  qr_ctx_t *c = req->ctx;
+  accept_t *a = c->extra;
+  if (r->err == BD_PG_ESQL && !strcmp(r->sqlstate, "23505") && strstr(r->message, "qr_batches_short_prefix") &&
+      a->tries < PREFIX_TRIES) {
+    create_batch_store(req); /* another prefix, other ids */
+    bd_req_release(req);
+    return;
+  }
   qr_send_json_row(req, r, 202, "batch");
-  if (!r->err) bd_jobs_notify("qr.batch");
+  if (!r->err && a->has_codes) {
+    const char *p[] = {a->batch_id};
+    if (g_expand_delay_ms || bd_pg_query(bd_app.pg, &S_EXPAND, 1, p, on_expanded_eagerly, NULL) != 0)
+      bd_jobs_notify("qr.intake");
+  }
   bd_req_release(req);
 }
 
-/* The codes' columns, one binary array each (qr_intake_batch). */
+/* The codes' columns, one binary array each (qr_accept_batch). */
 enum { A_ID, A_IDX, A_KIND, A_TYPE, A_NAME, A_TARGET, A_PAYLOAD, A_SHORT, A_FOLDER, A_TAGS, A_N };
 
 static void code_to_arrays(bd_pg_array_t *a, const qr_item_t *it, const char *payload, long idx,
@@ -65,15 +110,53 @@ static void code_to_arrays(bd_pg_array_t *a, const qr_item_t *it, const char *pa
   }
 }
 
-/* Validates items and stores the batch (design already resolved): the
- * batch's fields and failed items as a small JSON document, its codes as
- * one binary array per column (see src/sql/010_qr_intake_arrays.sql). */
+/* Short-code suffixes already drawn in this batch: open addressing over the
+ * six characters packed into an integer (0: empty). */
+typedef struct {
+  uint64_t *slots;
+  size_t mask;
+} suffix_set_t;
+
+static bool suffix_add(suffix_set_t *s, const char *sfx) {
+  uint64_t v = 0;
+  for (int i = 0; i < SHORT_SUFFIX_LEN; i++) v = (v << 8) | (uint8_t)sfx[i];
+  for (size_t i = (size_t)((v * 0x9E3779B97F4A7C15ull) >> 32) & s->mask;; i = (i + 1) & s->mask) {
+    if (s->slots[i] == v) return false;
+    if (!s->slots[i]) {
+      s->slots[i] = v;
+      return true;
+    }
+  }
+}
+
+/* The 20 characters after a batch code's kind prefix: the batch id's 16
+ * random ones and the item's position in 4 base62 digits (022). */
+static void batch_id_body(char out[21], const char *batch_rand, long idx) {
+  static const char k_digits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  memcpy(out, batch_rand, 16);
+  for (int i = 19; i >= 16; i--) {
+    out[i] = k_digits[idx % 62];
+    idx /= 62;
+  }
+  out[20] = '\0';
+}
+
+/* Validates items and stores the batch's record (design already resolved):
+ * the batch's fields and failed items as a small JSON document, its codes
+ * as one binary array per column. Ids and short codes are decided here:
+ * every code has them from the 202 on. */
 static void create_batch_store(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
+  accept_t *a = c->extra;
+  if (!a) a = c->extra = bd_req_calloc(req, sizeof *a);
+  a->tries++;
   json_t *items = json_object_get(c->body, "items");
   size_t nitems = json_array_size(items);
-  char batch_id[32] = "batch_";
+  char *batch_id = a->batch_id;
+  memcpy(batch_id, "batch_", 6);
   bd_rand_base62(batch_id + 6, 16);
+  char prefix[SHORT_PREFIX_LEN + 1];
+  bd_rand_base62(prefix, SHORT_PREFIX_LEN);
   bd_buf_t doc = BD_BUF_INIT, failed = BD_BUF_INIT, scratch = BD_BUF_INIT;
   bd_jw_t w;
   bd_jw_init(&w, &doc);
@@ -93,20 +176,32 @@ static void create_batch_store(bd_req_t *req) {
   static const uint32_t oids[A_N] = {BD_PG_OID_TEXT, BD_PG_OID_INT4, BD_PG_OID_TEXT, BD_PG_OID_TEXT,
                                      BD_PG_OID_TEXT, BD_PG_OID_JSONB, BD_PG_OID_TEXT, BD_PG_OID_TEXT,
                                      BD_PG_OID_TEXT, BD_PG_OID_TEXT};
-  bd_pg_array_t a[A_N];
-  for (int k = 0; k < A_N; k++) bd_pg_array_init(&a[k], oids[k]);
+  bd_pg_array_t arr[A_N];
+  for (int k = 0; k < A_N; k++) bd_pg_array_init(&arr[k], oids[k]);
   /* the long ones, sized once (ids, targets, payloads) */
-  bd_buf_reserve(&a[A_ID].buf, nitems * 32);
-  bd_buf_reserve(&a[A_TARGET].buf, nitems * 128);
-  bd_buf_reserve(&a[A_PAYLOAD].buf, nitems * 64);
-  size_t i, nfailed = 0;
+  bd_buf_reserve(&arr[A_ID].buf, nitems * 32);
+  bd_buf_reserve(&arr[A_TARGET].buf, nitems * 128);
+  bd_buf_reserve(&arr[A_PAYLOAD].buf, nitems * 64);
+  suffix_set_t sfx = {NULL, 0};
+  size_t cap = 16;
+  while (cap < nitems * 2) cap <<= 1;
+  sfx.slots = bd_calloc(cap, sizeof *sfx.slots);
+  sfx.mask = cap - 1;
+  size_t i, nfailed = 0, nvalid = 0, ndynamic = 0;
   json_t *it;
   bd_buf_t payload = BD_BUF_INIT;
   json_array_foreach(items, i, it) {
-    char err[256] = "";
+    char err[256] = "", body[21], short_code[SHORT_PREFIX_LEN + SHORT_SUFFIX_LEN + 1];
+    batch_id_body(body, batch_id + 6, (long)i);
+    memcpy(short_code, prefix, SHORT_PREFIX_LEN);
+    do bd_rand_base62(short_code + SHORT_PREFIX_LEN, SHORT_SUFFIX_LEN);
+    while (!suffix_add(&sfx, short_code + SHORT_PREFIX_LEN));
+    const qr_item_ids_t ids = {body, short_code};
     qr_item_t item;
-    if (qr_item_parse(it, c->design, &item, &payload, err, sizeof err)) {
-      code_to_arrays(a, &item, payload.data, (long)i, &scratch);
+    if (qr_item_parse_ids(it, c->design, &ids, &item, &payload, err, sizeof err)) {
+      code_to_arrays(arr, &item, payload.data, (long)i, &scratch);
+      nvalid++;
+      if (item.short_code[0]) ndynamic++;
     } else {
       /* only failed items are stored as items: valid ones are their codes */
       bd_buf_putc(&failed, nfailed++ ? ',' : '[');
@@ -122,8 +217,12 @@ static void create_batch_store(bd_req_t *req) {
     }
     bd_buf_reset(&payload);
   }
+  free(sfx.slots);
   bd_buf_free(&payload);
   bd_buf_free(&scratch);
+  a->has_codes = nvalid > 0;
+  /* a prefix is reserved only by a batch with short codes */
+  if (ndynamic) bd_jw_kstr(&w, "short_prefix", prefix);
   bd_jw_key(&w, "items");
   bd_jw_raw(&w, nfailed ? "" : "[]");
   if (nfailed) {
@@ -135,15 +234,15 @@ static void create_batch_store(bd_req_t *req) {
   const char *p[1 + A_N] = {doc.data};
   int lens[1 + A_N] = {0}, fmts[1 + A_N] = {0};
   for (int k = 0; k < A_N; k++) {
-    bd_pg_array_finish(&a[k]);
-    p[1 + k] = a[k].buf.data;
-    lens[1 + k] = (int)a[k].buf.len;
+    bd_pg_array_finish(&arr[k]);
+    p[1 + k] = arr[k].buf.data;
+    lens[1 + k] = (int)arr[k].buf.len;
     fmts[1 + k] = 1;
   }
   bd_req_hold(req);
-  int rc = bd_pg_query_bin(bd_app.pg, &S_CREATE_BATCH, 1 + A_N, p, lens, fmts, on_batch_created, req);
+  int rc = bd_pg_query_bin(bd_app.pg, &S_ACCEPT_BATCH, 1 + A_N, p, lens, fmts, on_batch_created, req);
   bd_buf_free(&doc);
-  for (int k = 0; k < A_N; k++) bd_pg_array_free(&a[k]);
+  for (int k = 0; k < A_N; k++) bd_pg_array_free(&arr[k]);
   if (rc != 0) {
     bd_app_unavailable(req);
     bd_req_release(req);
@@ -441,10 +540,56 @@ static void batch_step(batch_run_t *run) {
   if (bd_pg_query(bd_app.pg, &S_PENDING, 1, p, on_pending, run) != 0) batch_end(run, "database queue full");
 }
 
+/* The job's first step: the batch's record becomes its codes (nothing to
+ * do when the accepting process, or an earlier owner, expanded it). */
+static void on_job_expanded(void *ud, const bd_pg_result_t *r) {
+  batch_run_t *run = ud;
+  if (r->err) batch_end(run, r->message);
+  else batch_step(run);
+}
+
+static void expand_step(batch_run_t *run) {
+  const char *p[] = {run->job->ref};
+  if (bd_pg_query(bd_app.pg, &S_EXPAND, 1, p, on_job_expanded, run) != 0) batch_end(run, "database queue full");
+}
+
+/* The test hook's wait (g_expand_delay_ms), checked for shutdown every 50 ms. */
+typedef struct {
+  uv_timer_t t;
+  batch_run_t *run;
+  uint64_t until_ms;
+} expand_wait_t;
+
+static void on_expand_wait_closed(uv_handle_t *h) { free(h->data); }
+
+static void on_expand_wait(uv_timer_t *t) {
+  expand_wait_t *ew = t->data;
+  batch_run_t *run = ew->run;
+  bool stop = bd_job_stopping(run->job);
+  if (!stop && bd_now_ms() < ew->until_ms) return;
+  uv_close((uv_handle_t *)t, on_expand_wait_closed);
+  if (stop) {
+    bd_job_t *job = run->job;
+    run_free(run);
+    bd_job_yield(job);
+  } else {
+    expand_step(run);
+  }
+}
+
 static void run_batch_job(bd_job_t *job) {
   batch_run_t *run = bd_calloc(1, sizeof *run);
   run->job = job;
-  batch_step(run);
+  if (!g_expand_delay_ms) {
+    expand_step(run);
+    return;
+  }
+  expand_wait_t *ew = bd_calloc(1, sizeof *ew);
+  ew->run = run;
+  ew->until_ms = bd_now_ms() + g_expand_delay_ms;
+  uv_timer_init(bd_app.loop, &ew->t);
+  ew->t.data = ew;
+  uv_timer_start(&ew->t, on_expand_wait, 50, 50);
 }
 
 /* --- entry points ------------------------------------------------------------ */
@@ -456,5 +601,9 @@ void qr_h_list_batches(bd_req_t *req) { qr_entry_scope(req, QR_SCOPE_READ, list_
 void qr_batches_init(void) {
   /* a job alternates between rendering a chunk and recording it: four at
    * once keep the render threads fed while others wait for the database */
-  bd_jobs_register("qr.batch", run_batch_job, 4);
+  bd_jobs_register("qr.intake", run_batch_job, 4);
+  /* batches accepted by a version before records (022): their codes exist */
+  bd_jobs_register("qr.batch", run_batch_job, 1);
+  const char *hooks = getenv("BATCHD_TEST_HOOKS"), *delay = getenv("BATCHD_TEST_QR_EXPAND_DELAY_MS");
+  if (hooks && !strcmp(hooks, "1") && delay) g_expand_delay_ms = (uint32_t)strtoul(delay, NULL, 10);
 }

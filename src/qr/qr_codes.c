@@ -156,9 +156,8 @@ static void create_code(bd_req_t *req) {
 
 /* --- GET /v1/qr-codes/{id} ---------------------------------------------------------- */
 
-static bd_pg_stmt_t S_GET_CODE = BD_PG_STMT(
-    "SELECT qr_code_json(c, $4)::text FROM qr_codes c WHERE id = $1 AND workspace_id = $2 AND mode = $3"
-    " AND deleted_at IS NULL");
+/* the code, or a code of a batch record not yet expanded (022) */
+static bd_pg_stmt_t S_GET_CODE = BD_PG_STMT("SELECT qr_code_get($1, $2::bigint, $3, $4)::text");
 
 static void get_code(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
@@ -205,7 +204,7 @@ static void build_list_statements(void) {
     }
 }
 
-static void list_codes(bd_req_t *req) {
+static void list_codes_rows(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
   bd_buf_t v = BD_BUF_INIT;
   const char *kind = "all";
@@ -257,6 +256,46 @@ static void list_codes(bd_req_t *req) {
 }
 
 static void rdel(const char *code);
+
+static void expand_then(bd_req_t *req, bool workspace, bd_handler_fn next);
+static void list_codes(bd_req_t *req) { expand_then(req, true, list_codes_rows); }
+
+/* --- codes still in a batch record ---------------------------------------------------- */
+
+/* What changes a code or lists a workspace's codes works on rows: a code
+ * that is still part of its batch's record (022) is expanded first, then
+ * the handler goes on (one statement more; nothing when there is no record). */
+static bd_pg_stmt_t S_EXPAND_CODE = BD_PG_STMT("SELECT qr_expand_for_code($1, $2::bigint, $3)");
+static bd_pg_stmt_t S_EXPAND_WS = BD_PG_STMT("SELECT qr_expand_workspace($1::bigint, $2)");
+
+typedef struct {
+  bd_req_t *req;       /* the request */
+  bd_handler_fn next;  /* what runs once the rows exist */
+} expand_then_t;
+
+static void on_expanded_then(void *ud, const bd_pg_result_t *r) {
+  expand_then_t *x = ud;
+  bd_req_t *req = x->req;
+  if (r->err) bd_app_db_error(req, r);
+  else x->next(req);
+  bd_req_release(req);
+}
+
+/* Expands the code of the path (or, without one, the key's workspace), then next(req). */
+static void expand_then(bd_req_t *req, bool workspace, bd_handler_fn next) {
+  qr_ctx_t *c = req->ctx;
+  expand_then_t *x = bd_req_calloc(req, sizeof *x);
+  x->req = req;
+  x->next = next;
+  qr_ws_params(c);
+  if (workspace) {
+    const char *p[] = {c->ws_s, c->mode_s};
+    bd_app_query(req, &S_EXPAND_WS, 2, p, on_expanded_then, x);
+  } else {
+    const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s};
+    bd_app_query(req, &S_EXPAND_CODE, 3, p, on_expanded_then, x);
+  }
+}
 
 /* The process that changed a code evicts its own cache entry at once; the
  * others learn it through NOTIFY qr_codes. */
@@ -455,13 +494,17 @@ static void on_patch_row(void *ud, const bd_pg_result_t *r) {
   bd_req_release(req);
 }
 
-static void patch_code(bd_req_t *req) {
+static void patch_code_row(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
-  if (!qr_parse_body(req)) return;
-  if (qr_logo_step(req, patch_code)) return;
   qr_ws_params(c);
   const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s};
   bd_app_query(req, &S_CODE_ROW, 3, p, on_patch_row, req);
+}
+
+static void patch_code(bd_req_t *req) {
+  if (!qr_parse_body(req)) return;
+  if (qr_logo_step(req, patch_code)) return;
+  expand_then(req, false, patch_code_row);
 }
 
 /* --- DELETE /v1/qr-codes/{id} ---------------------------------------------------------- */
@@ -480,19 +523,29 @@ static void on_deleted(void *ud, const bd_pg_result_t *r) {
   bd_req_release(req);
 }
 
-static void delete_code(bd_req_t *req) {
+static void delete_code_row(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
   qr_ws_params(c);
   const char *p[] = {bd_req_param(req, 0), c->ws_s, c->mode_s};
   bd_app_query(req, &S_DELETE, 3, p, on_deleted, req);
 }
 
+static void delete_code(bd_req_t *req) { expand_then(req, false, delete_code_row); }
+
 /* --- GET /v1/qr-codes/{id}/download ----------------------------------------------------- */
 
+/* the code, or a code of a batch record not yet expanded (022), in one snapshot */
 static bd_pg_stmt_t S_DOWNLOAD = BD_PG_STMT(
     "SELECT c.payload, c.design::text, CASE WHEN $4 THEN i.png END, c.name FROM qr_codes c"
     " LEFT JOIN qr_images i ON i.code_id = c.id"
-    " WHERE c.id = $1 AND c.workspace_id = $2 AND c.mode = $3 AND c.deleted_at IS NULL");
+    " WHERE c.id = $1 AND c.workspace_id = $2 AND c.mode = $3 AND c.deleted_at IS NULL"
+    " UNION ALL"
+    " SELECT x.payload, b.design::text, CASE WHEN $4 THEN (SELECT png FROM qr_images WHERE code_id = $1) END,"
+    "  coalesce(x.name, '')"
+    " FROM qr_batch_records r JOIN qr_batches b ON b.id = r.batch_id,"
+    "  unnest(r.ids, r.payloads, r.names) AS x(id, payload, name)"
+    " WHERE r.batch_id = qr_code_batch_of($1) AND r.workspace_id = $2 AND r.mode = $3 AND x.id = $1"
+    " LIMIT 1");
 static bd_pg_stmt_t S_STORE_IMAGE = BD_PG_STMT(
     "INSERT INTO qr_images (code_id, png, sha256) VALUES ($1, decode($2, 'hex'), $3) ON CONFLICT DO NOTHING");
 
@@ -621,7 +674,7 @@ static bool date_param(bd_req_t *req, const char *name, bd_buf_t *out, bool *pre
   return false;
 }
 
-static void analytics(bd_req_t *req) {
+static void analytics_rows(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
   bd_buf_t from = BD_BUF_INIT, to = BD_BUF_INIT;
   bool hf, ht;
@@ -633,6 +686,8 @@ static void analytics(bd_req_t *req) {
   bd_buf_free(&from);
   bd_buf_free(&to);
 }
+
+static void analytics(bd_req_t *req) { expand_then(req, false, analytics_rows); }
 
 /* --- templates --------------------------------------------------------------------- */
 
@@ -800,15 +855,8 @@ static bool g_scan_timer_on;        /* timer initialised */
 static void (*g_flush_done)(void *);/* shutdown flush completion */
 static void *g_flush_ud;
 
-static bd_pg_stmt_t S_SCANS = BD_PG_STMT(
-    "WITH s AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id text, f bigint, l bigint, n int, device text,"
-    "   os text, browser text, language text, country text, referrer text)),"
-    " ins AS (INSERT INTO qr_scans (code_id, scanned_at, last_at, count, device, os, browser, referrer, language,"
-    "   country)"
-    "   SELECT id, to_timestamp(f / 1e6), to_timestamp(l / 1e6), n, device, os, browser, nullif(referrer, ''),"
-    "   nullif(language, ''), nullif(country, '') FROM s)"
-    " UPDATE qr_codes c SET scan_count = c.scan_count + t.cnt FROM (SELECT id, sum(n) cnt FROM s GROUP BY id) t"
-    " WHERE c.id = t.id");
+/* groups, then counters; exclusive against expansions of batch records (022) */
+static bd_pg_stmt_t S_SCANS = BD_PG_STMT("SELECT qr_record_scans($1::jsonb)");
 
 static uint32_t scan_hash(const scan_t *k) {
   uint32_t h = 2166136261u;
@@ -1017,8 +1065,15 @@ static void redirect_answer(bd_req_t *req, rent_t *e) {
   bd_resp_send(req, 302, "text/plain; charset=utf-8", "", 0);
 }
 
+/* the code, or a code of a batch record not yet expanded, found by its
+ * batch's short_prefix (022), in one snapshot */
 static bd_pg_stmt_t S_RESOLVE = BD_PG_STMT(
-    "SELECT id, target::text, is_active AND deleted_at IS NULL FROM qr_codes WHERE short_code = $1");
+    "SELECT id, target::text, is_active AND deleted_at IS NULL FROM qr_codes WHERE short_code = $1"
+    " UNION ALL"
+    " SELECT x.id, x.target::text, true FROM qr_batches b JOIN qr_batch_records r ON r.batch_id = b.id,"
+    "  unnest(r.short_codes, r.ids, r.targets) AS x(s, id, target)"
+    " WHERE length($1) = 12 AND b.short_prefix = left($1, 6) AND x.s = $1"
+    " LIMIT 1");
 
 typedef struct {
   uint64_t seq; /* g_notify_seq when the lookup was sent */

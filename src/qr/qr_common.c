@@ -721,6 +721,11 @@ bool qr_valid_tags(json_t *tags, char *err, size_t errsz) {
 
 bool qr_item_parse(json_t *it, const bd_qr_design_t *d, qr_item_t *o, bd_buf_t *payload, char *err,
                    size_t errsz) {
+  return qr_item_parse_ids(it, d, NULL, o, payload, err, errsz);
+}
+
+bool qr_item_parse_ids(json_t *it, const bd_qr_design_t *d, const qr_item_ids_t *ids, qr_item_t *o,
+                       bd_buf_t *payload, char *err, size_t errsz) {
   memset(o, 0, sizeof *o);
   if (!json_is_object(it)) {
     snprintf(err, errsz, "each item must be an object");
@@ -748,14 +753,20 @@ bool qr_item_parse(json_t *it, const bd_qr_design_t *d, qr_item_t *o, bd_buf_t *
     /* dynamic: the symbol encodes our short URL, the destination can change */
     o->kind = "dynamic";
     memcpy(o->id, "qr_", 3);
-    bd_rand_base62(o->id + 3, 20);
-    bd_rand_base62(o->short_code, 8);
+    if (ids) {
+      snprintf(o->id + 3, sizeof o->id - 3, "%s", ids->id_body);
+      snprintf(o->short_code, sizeof o->short_code, "%s", ids->short_code);
+    } else {
+      bd_rand_base62(o->id + 3, 20);
+      bd_rand_base62(o->short_code, 8);
+    }
     bd_buf_reset(payload);
     bd_buf_printf(payload, "%s/s/%s", bd_app.cfg.public_url, o->short_code);
   } else {
     o->kind = "static";
     memcpy(o->id, "sqr_", 4);
-    bd_rand_base62(o->id + 4, 20);
+    if (ids) snprintf(o->id + 4, sizeof o->id - 4, "%s", ids->id_body);
+    else bd_rand_base62(o->id + 4, 20);
   }
   if (!bd_qr_fits(payload->data, d)) {
     snprintf(err, errsz, "the content is too long to fit in a QR code at error correction level %c",

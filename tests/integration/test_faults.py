@@ -293,7 +293,10 @@ def test_disk_full_on_submission_and_on_render(server_factory, run_batchd, psql)
 
     # 1. submissions fail cleanly and store nothing
     before = psql("SELECT count(*) FROM qr_batches") + "/" + psql("SELECT count(*) FROM qr_codes")
+    # a batch is accepted as its record (022), a single code as its row
     psql("CREATE TRIGGER bd_test_disk_full BEFORE INSERT ON qr_codes FOR EACH ROW EXECUTE FUNCTION bd_test_disk_full()")
+    psql("CREATE TRIGGER bd_test_disk_full BEFORE INSERT ON qr_batch_records FOR EACH ROW"
+         " EXECUTE FUNCTION bd_test_disk_full()")
     try:
         for i in range(5):
             r = requests.post(srv.url + "/v1/batches", headers=H(key, "disk-%d" % i), data=body)
@@ -304,6 +307,7 @@ def test_disk_full_on_submission_and_on_render(server_factory, run_batchd, psql)
         assert requests.get(srv.url + "/healthz").status_code == 200
     finally:
         psql("DROP TRIGGER bd_test_disk_full ON qr_codes")
+        psql("DROP TRIGGER bd_test_disk_full ON qr_batch_records")
     # the same keys work once there is space again (a 503 was not stored)
     ok = []
     for i in range(5):
