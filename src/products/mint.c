@@ -23,6 +23,12 @@
  *     index; the chunk is drawn again (a few times) with the same ids. A
  *     provided serial that collides (only possible when a generated one took
  *     it after the request was checked) fails the job with that error.
+ *   - job states (tieback's): QUEUED, RESERVED once claimed (pp_mint_start),
+ *     PROCESSING once the first writer holds a connection, then COMPLETED
+ *     or FAILED. Each chunk is a "cycle": a cycle whose COPY fails for any
+ *     other reason is recorded (pp_mint_cycle_failed) and the job is
+ *     retried (writing only the missing cycles); a cycle's 4th failure
+ *     fails the job, which keeps the units of the cycles committed.
  */
 #include "app.h"
 #include "gs1.h"
@@ -36,6 +42,7 @@
 #define MINT_SLICE_UNITS 4096    /* units formatted per bd_pg_copy_put */
 #define MINT_SERIAL_RETRIES 5    /* redraws of a chunk whose generated serial collided */
 #define MINT_MAX_LANES 8         /* upper bound of BATCHD_MINT_WRITERS */
+#define MINT_CYCLE_ATTEMPTS 4    /* a cycle (chunk) that fails is retried 3 times, then the job fails */
 
 typedef struct mint_run_s mint_run_t;
 
@@ -48,6 +55,7 @@ typedef struct {
   char *prov;                 /* provided serials of the chunk, '\n'-separated */
   const char *prov_p;         /* next provided serial */
   int redraws;                /* times the current chunk was drawn again */
+  int64_t cycle;              /* chunk number being written, -1 between chunks */
   bd_buf_t out;               /* COPY text slice */
 } lane_t;
 
@@ -64,6 +72,8 @@ struct mint_run_s {
   int holding, acquiring;            /* lanes holding / waiting for a connection */
   char error[600];                   /* fatal: the job ends FAILED with this */
   char retry[300];                   /* transient: the job is retried */
+  int64_t failed_cycle;              /* the chunk whose failure set retry, -1 if none */
+  bool processing;                   /* PROCESSING has been recorded (by the first writer) */
   bool yield;                        /* give the job back (another owner wrote) */
 };
 
@@ -77,6 +87,8 @@ static bd_pg_stmt_t S_START = BD_PG_STMT(
     " FROM pp_mint_start($1, (SELECT least($2::int, greatest($4::int, (j.requested_quantity + $3::int - 1) / $3::int))"
     "                         FROM pp_mint_jobs j WHERE j.id = $1::uuid))");
 static bd_pg_stmt_t S_FINISH = BD_PG_STMT("SELECT pp_mint_finish($1, $2)");
+static bd_pg_stmt_t S_PROCESSING = BD_PG_STMT("SELECT pp_mint_processing($1)");
+static bd_pg_stmt_t S_CYCLE_FAILED = BD_PG_STMT("SELECT pp_mint_cycle_failed($1, $2, $3)");
 static bd_pg_stmt_t S_PROVIDED = BD_PG_STMT(
     "SELECT array_to_string(serials[$2::int:$3::int], chr(10)) FROM pp_mint_jobs WHERE id = $1");
 
@@ -113,16 +125,40 @@ static void finish(mint_run_t *m, const char *error) {
   }
 }
 
+static void retry_later(mint_run_t *m) {
+  bd_job_t *job = m->job;
+  char msg[300];
+  snprintf(msg, sizeof msg, "%s", m->retry);
+  run_free(m);
+  bd_job_retry(job, msg, 1000);
+}
+
+/* A failed cycle was recorded: the job fails after its MINT_CYCLE_ATTEMPTS-th
+ * failure (keeping the cycles committed), else it is retried. */
+static void on_cycle_failed(void *ud, const bd_pg_result_t *r) {
+  mint_run_t *m = ud;
+  int n = r->err == BD_PG_OK && PQntuples(r->res) == 1 ? atoi(PQgetvalue(r->res, 0, 0)) : 0;
+  if (n >= MINT_CYCLE_ATTEMPTS) {
+    snprintf(m->error, sizeof m->error, "cycle %lld failed %d times: %s", (long long)m->failed_cycle + 1, n,
+             m->retry);
+    finish(m, m->error);
+  } else {
+    retry_later(m);
+  }
+}
+
 /* Every lane has stopped: end the run as its state says. */
 static void run_end(mint_run_t *m) {
   bd_job_t *job = m->job;
   if (m->error[0]) {
     finish(m, m->error);
+  } else if (m->retry[0] && m->failed_cycle >= 0) {
+    char k[24];
+    snprintf(k, sizeof k, "%lld", (long long)m->failed_cycle);
+    const char *p[] = {job->ref, k, m->retry};
+    if (bd_pg_query(bd_app.pg, &S_CYCLE_FAILED, 3, p, on_cycle_failed, m) != 0) retry_later(m);
   } else if (m->retry[0]) {
-    char msg[300];
-    snprintf(msg, sizeof msg, "%s", m->retry);
-    run_free(m);
-    bd_job_retry(job, msg, 1000);
+    retry_later(m);
   } else if (m->yield || m->taken < m->nmissing) {
     run_free(m);
     bd_job_yield(job);
@@ -142,7 +178,10 @@ static void lane_stop(lane_t *l, bool broken) {
 }
 
 static void lane_retry(lane_t *l, const char *msg) {
-  if (!l->m->retry[0]) snprintf(l->m->retry, sizeof l->m->retry, "%s", msg);
+  if (!l->m->retry[0]) {
+    snprintf(l->m->retry, sizeof l->m->retry, "%s", msg);
+    l->m->failed_cycle = l->cycle;
+  }
   lane_stop(l, true);
 }
 
@@ -242,6 +281,7 @@ static void on_copy_done(void *ud, const bd_pg_result_t *r) {
     lane_retry(l, r->message);
     return;
   }
+  l->cycle = -1;
   lane_next(l);
 }
 
@@ -265,6 +305,7 @@ static void lane_next(lane_t *l) {
     return;
   }
   int64_t k = m->missing[m->taken++];
+  l->cycle = k;
   l->start = m->first + k * m->chunk;
   l->end = BD_MIN(m->first + m->qty, l->start + m->chunk);
   l->redraws = 0;
@@ -285,6 +326,12 @@ static void lane_next(lane_t *l) {
   start_copy(l);
 }
 
+static void on_processing(void *ud, const bd_pg_result_t *r) {
+  lane_t *l = ud;
+  if (r->err) lane_retry(l, r->message);
+  else lane_next(l);
+}
+
 static void on_acquired(void *ud, bd_pg_conn_t *c, int err) {
   lane_t *l = ud;
   mint_run_t *m = l->m;
@@ -299,6 +346,13 @@ static void on_acquired(void *ud, bd_pg_conn_t *c, int err) {
   }
   l->conn = c;
   m->holding++;
+  if (!m->processing) {
+    /* the first writer records that units are being written */
+    m->processing = true;
+    const char *p[] = {m->job->ref};
+    if (bd_pg_conn_query(c, &S_PROCESSING, 1, p, on_processing, l) != 0) lane_retry(l, "database connection lost");
+    return;
+  }
   lane_next(l);
 }
 
@@ -354,6 +408,7 @@ static void on_started(void *ud, const bd_pg_result_t *r) {
   for (int i = 0; i < m->nlanes; i++) {
     lane_t *l = &m->lanes[i];
     l->m = m;
+    l->cycle = -1;
     m->acquiring++;
     if (bd_pg_acquire(bd_app.pg, on_acquired, l) != 0) m->acquiring--;
   }
@@ -366,6 +421,7 @@ static void on_started(void *ud, const bd_pg_result_t *r) {
 static void run_mint_job(bd_job_t *job) {
   mint_run_t *m = bd_calloc(1, sizeof *m);
   m->job = job;
+  m->failed_cycle = -1;
   char chunk[24], writers[24], split[24];
   snprintf(chunk, sizeof chunk, "%lld", (long long)bd_app.cfg.mint_chunk_units);
   snprintf(writers, sizeof writers, "%d", (int)BD_MIN(bd_app.cfg.mint_writers, MINT_MAX_LANES));

@@ -43,6 +43,7 @@ static rpc_fn_t k_fns[] = {
   {"update_product_batch", BD_PG_STMT("SELECT rpc_update_product_batch(pp_caller($1, $3), $2::jsonb)::text")},
   {"submit_mint_request", BD_PG_STMT("SELECT rpc_submit_mint_request(pp_caller($1, $3), $2::jsonb)::text")},
   {"get_mint_job", BD_PG_STMT("SELECT rpc_get_mint_job(pp_caller($1, $3), $2::jsonb)::text")},
+  {"preflight_mint_batch", BD_PG_STMT("SELECT rpc_preflight_mint_batch(pp_caller($1, $3), $2::jsonb)::text")},
   {"list_mint_units", BD_PG_STMT("SELECT rpc_list_mint_units(pp_caller($1, $3), $2::jsonb, $4)::text"), 4,
    FN_BASE_URL},
   {"create_webhook_endpoint",

@@ -26,6 +26,17 @@ def pgrst(r, status, message=None):
     return body
 
 
+def blocked(r, batch, *codes):
+    """A mint request refused with blocking reasons of these codes, in order."""
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["ok"] is False and body["product_batch_id"] == batch and body["product_id"], body
+    assert [x["code"] for x in body["blocking_reasons"]] == list(codes), body
+    assert all(set(x) == {"code", "message"} and x["message"] for x in body["blocking_reasons"]), body
+    assert "mint_job_id" not in body, body
+    return body
+
+
 def new_batch(srv, demo, number, quantity=None, product=None):
     args = {"_brand_id": demo["brand_id"], "_product_id": product or demo["product_id"], "_batch_number": number}
     if quantity is not None:

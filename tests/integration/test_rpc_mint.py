@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import seed_demo
-from mintlib import all_units, new_batch, ok, pgrst, rpc, submit, wait_job
+from mintlib import all_units, blocked, new_batch, ok, pgrst, rpc, submit, wait_job
 
 CROCKFORD = re.compile(r"^[0-9A-HJKMNP-TV-Z]{12}$")
 
@@ -151,10 +151,11 @@ def test_idempotency_key(srv, demo, psql):
 def test_quantity_never_exceeded(srv, demo):
     batch = new_batch(srv, demo, "LOT-QTY", quantity=100)
     ok(submit(srv, demo, batch, 60))
-    body = pgrst(submit(srv, demo, batch, 41), 409)
-    assert "exceed the batch quantity 100" in body["details"] and "60 already" in body["details"]
+    body = blocked(submit(srv, demo, batch, 41), batch, "BATCH_QUANTITY_EXCEEDED")
+    msg = body["blocking_reasons"][0]["message"]
+    assert "exceed the batch quantity 100" in msg and "60 already" in msg
     ok(submit(srv, demo, batch, 40))
-    pgrst(submit(srv, demo, batch, 1), 409)
+    blocked(submit(srv, demo, batch, 1), batch, "BATCH_QUANTITY_EXCEEDED")
 
 
 def test_concurrent_requests_one_batch(srv, demo, psql):
@@ -171,9 +172,10 @@ def test_concurrent_requests_one_batch(srv, demo, psql):
         t.start()
     for t in threads:
         t.join()
-    codes = sorted(r.status_code for r in results)
-    assert codes == [200] * 6 + [409] * 6, [r.text for r in results]
-    jobs = [r.json()["mint_job_id"] for r in results if r.status_code == 200]
+    assert all(r.status_code == 200 for r in results), [r.text for r in results]
+    assert sorted(r.json()["ok"] for r in results) == [False] * 6 + [True] * 6, [r.text for r in results]
+    assert all(r.json()["blocking_reasons"][0]["code"] == "BATCH_QUANTITY_EXCEEDED" for r in results if not r.json()["ok"])
+    jobs = [r.json()["mint_job_id"] for r in results if r.json()["ok"]]
     for j in jobs:
         assert wait_job(srv, demo, j)["status"] == "COMPLETED"
     row = psql("SELECT count(*), count(DISTINCT serial) FROM pp_units u JOIN pp_mint_jobs j ON j.id = pp_unit_job(u.id)"
@@ -242,16 +244,16 @@ def test_batch_identity_mode(srv, demo, psql):
 
 def test_batch_number_must_be_gs1(srv, demo):
     batch = new_batch(srv, demo, "LOT WITH SPACES")
-    body = pgrst(submit(srv, demo, batch, 1), 400, "Invalid input")
-    assert "AI 10" in body["details"]
+    body = blocked(submit(srv, demo, batch, 1), batch, "LOT_INVALID")
+    assert "AI 10" in body["blocking_reasons"][0]["message"]
 
 
 def test_inactive_batch(srv, demo):
     batch = new_batch(srv, demo, "LOT-CLOSED")
     ok(rpc(srv, "update_product_batch", {"_brand_id": demo["brand_id"], "_batch_id": batch,
                                          "_patch": {"status": "recalled"}}, demo["jwt"]))
-    body = pgrst(submit(srv, demo, batch, 1), 409)
-    assert "recalled" in body["details"]
+    body = blocked(submit(srv, demo, batch, 1), batch, "BATCH_NOT_ACTIVE")
+    assert "recalled" in body["blocking_reasons"][0]["message"]
 
 
 def test_sigkill_mid_mint_completes_exactly_once(srv, server_factory, run_batchd, database, psql):
