@@ -15,6 +15,10 @@ pkg_check_modules(JPEG REQUIRED IMPORTED_TARGET libjpeg)
 pkg_check_modules(RSVG REQUIRED IMPORTED_TARGET librsvg-2.0)
 pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)
 
+# libzint-dev ships no .pc file: header + library (Code 128 barcodes).
+find_path(ZINT_INCLUDE_DIR zint.h REQUIRED)
+find_library(ZINT_LIBRARY NAMES zint REQUIRED)
+
 # llhttp: Debian's node-llhttp installs the generated C sources; we compile
 # them here rather than committing a copy.
 set(LLHTTP_SRC_DIR /usr/share/llhttp CACHE PATH "llhttp C sources (node-llhttp)")
@@ -33,7 +37,8 @@ set_target_properties(llhttp PROPERTIES POSITION_INDEPENDENT_CODE ON)
 find_package(Threads REQUIRED)
 
 add_library(bd_deps INTERFACE)
+target_include_directories(bd_deps SYSTEM INTERFACE ${ZINT_INCLUDE_DIR})
 target_link_libraries(bd_deps INTERFACE llhttp PkgConfig::UV PkgConfig::PQ PkgConfig::JANSSON
   PkgConfig::SODIUM PkgConfig::QRENCODE PkgConfig::CAIRO PkgConfig::PANGO PkgConfig::FONTCONFIG PkgConfig::PNG PkgConfig::ZLIB
   PkgConfig::JPEG PkgConfig::RSVG PkgConfig::CURL
-  Threads::Threads m)
+  ${ZINT_LIBRARY} Threads::Threads m)

@@ -138,6 +138,10 @@ void bd_biz_cert_get(bd_req_t *req);      /* GET /business/certificates/{id} */
 void bd_biz_cert_pdf(bd_req_t *req);      /* GET /business/certificates/{id}/pdf */
 void bd_biz_cert_png(bd_req_t *req);      /* GET /business/certificates/{id}/png */
 void bd_biz_cert_svg(bd_req_t *req);      /* GET /business/certificates/{id}/qrcode.svg */
+void bd_biz_cert_barcode(bd_req_t *req);  /* GET /business/certificates/{id}/barcode.svg (business_barcode.c) */
+/* The Code 128 SVG of `text` into out (appended); -1 with err on failure.
+ * Any thread (the handler runs it on the work queue). */
+int bd_biz_barcode_svg(const char *text, bd_buf_t *out, char *err, size_t errsz) BD_MUSTCHECK;
 void bd_biz_cert_revoke(bd_req_t *req);   /* POST /business/certificates/{id}/revoke */
 void bd_biz_verify_page(bd_req_t *req);   /* GET /verify/{reference_id} (public) */
 void bd_biz_keys(bd_req_t *req);          /* GET /.well-known/batchd-keys.json (public) */

@@ -599,7 +599,7 @@ static void run_job(bd_job_t *job) {
 typedef struct {
   char id[80];      /* the path id, for 404 messages */
   bd_biz_page_t pg; /* list paging */
-  char extra[1024]; /* list: filters for page links */
+  char extra[2048]; /* list: filters for page links (search and customer_id may be 765 bytes encoded each) */
   int kind;         /* artefact: 0 pdf, 1 png, 2 svg */
 } cctx_t;
 
@@ -616,7 +616,7 @@ static cctx_t *cctx(bd_req_t *req) {
   " AND ($3::text IS NULL OR c.status = $3)"                                                      \
   " AND ($4::text IS NULL OR c.name ILIKE $4 OR c.email ILIKE $4 OR c.reference_id ILIKE $4)"     \
   " AND ($5::date IS NULL OR c.issue_date >= $5::date) AND ($6::date IS NULL OR c.issue_date <= " \
-  "$6::date)"
+  "$6::date) AND ($10::text IS NULL OR c.customer_id = $10)"
 
 static bd_pg_stmt_t S_LIST = BD_PG_STMT(
     "SELECT (SELECT count(*) FROM biz_certificates c WHERE " CERT_FILTER "),"
@@ -660,11 +660,11 @@ static void list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   bd_biz_errors_t errs;
   bd_biz_errors_init(&errs);
   bd_biz_page_parse(req, &c->pg, &errs);
-  bd_buf_t v[5] = {BD_BUF_INIT, BD_BUF_INIT, BD_BUF_INIT, BD_BUF_INIT, BD_BUF_INIT};
-  static const char *const names[5] = {"batch_id", "status", "search", "issue_date_from",
-                                       "issue_date_to"};
-  bool has[5];
-  for (int i = 0; i < 5; i++) has[i] = bd_req_query(req, names[i], &v[i]) && v[i].len;
+  bd_buf_t v[6] = {BD_BUF_INIT, BD_BUF_INIT, BD_BUF_INIT, BD_BUF_INIT, BD_BUF_INIT, BD_BUF_INIT};
+  static const char *const names[6] = {"batch_id", "status", "search", "issue_date_from",
+                                       "issue_date_to", "customer_id"};
+  bool has[6];
+  for (int i = 0; i < 6; i++) has[i] = bd_req_query(req, names[i], &v[i]) && v[i].len;
   if (has[0] && !bd_uuid_valid(bd_str_c(v[0].data)))
     bd_biz_errors_add(&errs, "batch_id", "The batch id field must be a valid UUID.");
   if (has[1]) {
@@ -681,8 +681,10 @@ static void list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   if (has[4] && !iso_date(v[4].data))
     bd_biz_errors_add(&errs, "issue_date_to",
                       "The issue date to field must match the format Y-m-d.");
+  if (has[5] && v[5].len > 255)
+    bd_biz_errors_add(&errs, "customer_id", "The customer id field must not be greater than 255 characters.");
   if (errs.n) {
-    for (int i = 0; i < 5; i++) bd_buf_free(&v[i]);
+    for (int i = 0; i < 6; i++) bd_buf_free(&v[i]);
     bd_biz_errors_send(req, &errs);
     return;
   }
@@ -692,7 +694,7 @@ static void list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
     snprintf(pp, sizeof pp, "%lld", (long long)c->pg.per_page);
     extra_add(c, "per_page", pp);
   }
-  for (int i = 0; i < 5; i++)
+  for (int i = 0; i < 6; i++)
     if (has[i]) extra_add(c, names[i], v[i].data);
   /* search: a substring, LIKE wildcards in it taken literally */
   bd_buf_t like = BD_BUF_INIT;
@@ -717,9 +719,10 @@ static void list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
                      has[4] ? v[4].data : NULL,
                      lim,
                      offs,
-                     bd_biz_base_url()};
-  bd_app_query(req, &S_LIST, 9, p, on_list, req);
-  for (int i = 0; i < 5; i++) bd_buf_free(&v[i]);
+                     bd_biz_base_url(),
+                     has[5] ? v[5].data : NULL};
+  bd_app_query(req, &S_LIST, 10, p, on_list, req);
+  for (int i = 0; i < 6; i++) bd_buf_free(&v[i]);
   bd_buf_free(&like);
 }
 

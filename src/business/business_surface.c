@@ -17,6 +17,7 @@
  *   business_certs.c      the cert.batch job (render, sign, record),
  *                         certificate reads, artefacts and revocation,
  *                         /verify, keys
+ *   business_barcode.c    the reference id as a Code 128 SVG (zint)
  * It uses the core (src/core), the libraries (src/lib) and the renderer
  * (src/render), and no other surface.
  */
@@ -244,6 +245,7 @@ static const bd_route_t routes[] = {
     {"GET", "/business/certificates/{id}/pdf", bd_biz_cert_pdf, 0, NULL},
     {"GET", "/business/certificates/{id}/png", bd_biz_cert_png, 0, NULL},
     {"GET", "/business/certificates/{id}/qrcode.svg", bd_biz_cert_svg, 0, NULL},
+    {"GET", "/business/certificates/{id}/barcode.svg", bd_biz_cert_barcode, 0, NULL},
     {"POST", "/business/certificates/{id}/revoke", bd_biz_cert_revoke, 0, NULL},
     {"GET", "/business/certificates/{id}/credential", bd_biz_credential_get, 0, NULL},
     {"POST", "/business/webhooks", bd_biz_webhook_create, 0, NULL},

@@ -568,7 +568,7 @@ void bd_biz_template_screenshot(bd_req_t *req) {
 
 typedef struct {
   bd_biz_page_t pg; /* requested page */
-  char extra[64];   /* query suffix of page links */
+  char extra[1024]; /* query suffix of page links (per_page, search) */
   char param[40];   /* the path id, NUL-terminated */
 } tpl_ctx_t;
 
@@ -578,12 +578,15 @@ static tpl_ctx_t *tpl_ctx(bd_req_t *req) {
   return c;
 }
 
+/* search: a case-insensitive substring of the name ($5 is the LIKE pattern
+ * with its wildcards escaped, or NULL). */
+#define TPL_FILTER "t.institution_id = $1::bigint AND ($5::text IS NULL OR t.name ILIKE $5)"
 static bd_pg_stmt_t S_TPL_LIST = BD_PG_STMT(
-    "SELECT (SELECT count(*) FROM biz_templates WHERE institution_id = $1::bigint),"
+    "SELECT (SELECT count(*) FROM biz_templates t WHERE " TPL_FILTER "),"
     " coalesce(json_agg(biz_template_json(s.t, $4, false) ORDER BY (s.t).created_at DESC, (s.t).id "
     "DESC), '[]'),"
     " count(*)"
-    " FROM (SELECT t FROM biz_templates t WHERE t.institution_id = $1::bigint"
+    " FROM (SELECT t FROM biz_templates t WHERE " TPL_FILTER
     "       ORDER BY t.created_at DESC, t.id DESC LIMIT $2::bigint OFFSET $3::bigint) s");
 
 static void on_tpl_list(void *ud, const bd_pg_result_t *r) {
@@ -598,24 +601,48 @@ static void tpl_list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   bd_biz_errors_t errs;
   bd_biz_errors_init(&errs);
   bd_biz_page_parse(req, &c->pg, &errs);
+  bd_buf_t search = BD_BUF_INIT, like = BD_BUF_INIT, enc = BD_BUF_INIT;
+  bool has_search = bd_req_query(req, "search", &search) && search.len;
+  if (has_search && search.len > 255)
+    bd_biz_errors_add(&errs, "search", "The search field must not be greater than 255 characters.");
   if (errs.n) {
+    bd_buf_free(&search);
     bd_biz_errors_send(req, &errs);
     return;
   }
+  bd_biz_errors_free(&errs);
   if (c->pg.per_page != BD_BIZ_PER_PAGE_DEFAULT)
     snprintf(c->extra, sizeof c->extra, "&per_page=%lld", (long long)c->pg.per_page);
+  if (has_search) {
+    bd_url_encode(&enc, search.data, search.len);
+    size_t off = strlen(c->extra);
+    snprintf(c->extra + off, sizeof c->extra - off, "&search=%s", enc.data ? enc.data : "");
+    bd_buf_putc(&like, '%'); /* a substring; LIKE wildcards in it taken literally */
+    for (size_t i = 0; i < search.len; i++) {
+      char ch = search.data[i];
+      if (ch == '%' || ch == '_' || ch == '\\') bd_buf_putc(&like, '\\');
+      bd_buf_putc(&like, ch);
+    }
+    bd_buf_putc(&like, '%');
+  }
   char inst[24], lim[24], off[24];
   bd_biz_inst_str(caller, inst);
   snprintf(lim, sizeof lim, "%lld", (long long)c->pg.per_page);
   snprintf(off, sizeof off, "%lld", (long long)c->pg.offset);
-  const char *p[] = {inst, lim, off, bd_biz_base_url()};
-  bd_app_query(req, &S_TPL_LIST, 4, p, on_tpl_list, req);
+  const char *p[] = {inst, lim, off, bd_biz_base_url(), has_search ? like.data : NULL};
+  bd_app_query(req, &S_TPL_LIST, 5, p, on_tpl_list, req);
+  bd_buf_free(&search);
+  bd_buf_free(&like);
+  bd_buf_free(&enc);
 }
 
 void bd_biz_template_list(bd_req_t *req) { bd_biz_authenticate(req, "templates:view", tpl_list_authed); }
 
+/* The template and, beside it, its institution (036), spliced in as the
+ * last key so the template object keeps its own key order. */
 static bd_pg_stmt_t S_TPL_GET =
-    BD_PG_STMT("SELECT biz_template_json(t, $3, true) FROM biz_templates t WHERE t.id = $1::uuid "
+    BD_PG_STMT("SELECT biz_template_json(t, $3, true), biz_institution_json(i) FROM biz_templates t"
+               " JOIN biz_institutions i ON i.id = t.institution_id WHERE t.id = $1::uuid "
                "AND t.institution_id = $2::bigint");
 
 static void on_tpl_get(void *ud, const bd_pg_result_t *r) {
@@ -626,7 +653,16 @@ static void on_tpl_get(void *ud, const bd_pg_result_t *r) {
   } else if (PQntuples(r->res) != 1) {
     bd_biz_not_found(req, c->param);
   } else {
-    bd_biz_send_data(req, 200, PQgetvalue(r->res, 0, 0));
+    const char *t = PQgetvalue(r->res, 0, 0);
+    size_t n = (size_t)PQgetlength(r->res, 0, 0);
+    while (n && t[n - 1] != '}') n--; /* json_build_object's closing brace */
+    bd_buf_t b = BD_BUF_INIT;
+    bd_buf_append(&b, t, n ? n - 1 : 0);
+    bd_buf_puts(&b, ", \"institution\" : ");
+    bd_buf_puts(&b, PQgetvalue(r->res, 0, 1));
+    bd_buf_putc(&b, '}');
+    bd_biz_send_data(req, 200, b.data);
+    bd_buf_free(&b);
   }
   bd_req_release(req);
 }

@@ -370,6 +370,7 @@ def biz_routes(w):
         ("GET", "/business/certificates/{id}/pdf", "certificates:view"),
         ("GET", "/business/certificates/{id}/png", "certificates:view"),
         ("GET", "/business/certificates/{id}/qrcode.svg", "certificates:view"),
+        ("GET", "/business/certificates/{id}/barcode.svg", "certificates:view"),
         ("GET", "/business/certificates/{id}/credential", "certificates:view"),
         ("POST", "/business/certificates/{id}/revoke", "certificates:manage"))] + [
         ("POST", "/business/webhooks", "/business/webhooks", "webhook", "webhooks:manage", False),
