@@ -14,6 +14,7 @@ pkg_check_modules(ZLIB REQUIRED IMPORTED_TARGET zlib)
 pkg_check_modules(JPEG REQUIRED IMPORTED_TARGET libjpeg)
 pkg_check_modules(RSVG REQUIRED IMPORTED_TARGET librsvg-2.0)
 pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)
+pkg_check_modules(ZBAR REQUIRED IMPORTED_TARGET zbar)
 
 # libzint-dev ships no .pc file: header + library (Code 128 barcodes).
 find_path(ZINT_INCLUDE_DIR zint.h REQUIRED)
@@ -40,5 +41,5 @@ add_library(bd_deps INTERFACE)
 target_include_directories(bd_deps SYSTEM INTERFACE ${ZINT_INCLUDE_DIR})
 target_link_libraries(bd_deps INTERFACE llhttp PkgConfig::UV PkgConfig::PQ PkgConfig::JANSSON
   PkgConfig::SODIUM PkgConfig::QRENCODE PkgConfig::CAIRO PkgConfig::PANGO PkgConfig::FONTCONFIG PkgConfig::PNG PkgConfig::ZLIB
-  PkgConfig::JPEG PkgConfig::RSVG PkgConfig::CURL
+  PkgConfig::JPEG PkgConfig::RSVG PkgConfig::CURL PkgConfig::ZBAR
   ${ZINT_LIBRARY} Threads::Threads m)

@@ -38,5 +38,8 @@ typedef struct bd_surface_def {
 
 /* The core's own test surface (core/testhooks.c): listed by main.c like any other. */
 extern const bd_surface_def_t bd_surface_testhooks;
+/* Whether BATCHD_TEST_HOOKS=1 (its init ran): surfaces may honour test-only
+ * request switches then, and never otherwise. Loop thread. */
+bool bd_testhooks_enabled(void);
 
 #endif

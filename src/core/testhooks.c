@@ -38,6 +38,8 @@
 
 static bool g_enabled; /* BATCHD_TEST_HOOKS=1 */
 
+bool bd_testhooks_enabled(void) { return g_enabled; }
+
 static bool enabled(bd_req_t *req) {
   if (g_enabled) return true;
   bd_resp_error(req, 404, "not_found", "No such endpoint", NULL);

@@ -17,6 +17,7 @@
  * render_work (pool threads).
  */
 #include "qr_api.h"
+#include "qr_guard.h"
 
 #include "app.h"
 #include "jobs.h"
@@ -249,6 +250,12 @@ static void create_batch_store(bd_req_t *req) {
   }
 }
 
+/* The design must scan with the batch's longest payload (qr_guard.h). */
+static void create_batch_guarded(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  qr_scan_guard(req, json_object_get(c->body, "items"), create_batch_store);
+}
+
 static void create_batch(bd_req_t *req) {
   qr_ctx_t *c = req->ctx;
   if (!qr_parse_body(req)) return;
@@ -264,7 +271,7 @@ static void create_batch(bd_req_t *req) {
     qr_error(req, 400, "invalid_request", msg, "items");
     return;
   }
-  qr_with_design(req, create_batch_store);
+  qr_with_design(req, create_batch_guarded);
 }
 
 /* --- GET /v1/batches/{id}, GET /v1/batches ---------------------------------- */

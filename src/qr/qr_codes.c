@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "qr_api.h"
+#include "qr_guard.h"
 #include "util.h"
 #include "work.h"
 
@@ -148,10 +149,15 @@ static void create_code_render(bd_req_t *req) {
   bd_buf_free(&payload);
 }
 
+static void create_code_guarded(bd_req_t *req) {
+  qr_ctx_t *c = req->ctx;
+  qr_scan_guard(req, c->body, create_code_render); /* qr_guard.h */
+}
+
 static void create_code(bd_req_t *req) {
   if (!qr_parse_body(req)) return;
   if (qr_logo_step(req, create_code)) return;
-  qr_with_design(req, create_code_render);
+  qr_with_design(req, create_code_guarded);
 }
 
 /* --- GET /v1/qr-codes/{id} ---------------------------------------------------------- */

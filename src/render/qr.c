@@ -859,17 +859,12 @@ static bool parse_color(const char *s, uint32_t *rgb) {
   return true;
 }
 
-/* WCAG 2 relative luminance and contrast ratio. */
+/* WCAG 2 relative luminance (sRGB). */
 static double lin(double c) { return c <= 0.03928 ? c / 12.92 : pow((c + 0.055) / 1.055, 2.4); }
 
 static double luminance(uint32_t rgb) {
   return 0.2126 * lin(((rgb >> 16) & 255) / 255.0) + 0.7152 * lin(((rgb >> 8) & 255) / 255.0) +
          0.0722 * lin((rgb & 255) / 255.0);
-}
-
-static double contrast(uint32_t a, uint32_t b) {
-  double la = luminance(a), lb = luminance(b);
-  return la > lb ? (la + 0.05) / (lb + 0.05) : (lb + 0.05) / (la + 0.05);
 }
 
 static const char *color_str(uint32_t rgb, char buf[8]) {
@@ -1124,12 +1119,13 @@ static bool check_contrast(const bd_qr_design_t *d, char *err, size_t errsz, con
                    "%s (%s) must be darker than the background (%s): light-on-dark codes fail on "
                    "many readers",
                    darks[i].p, color_str(darks[i].c, a), color_str(d->bg, b));
-    double cr = contrast(darks[i].c, d->bg);
-    if (cr < 3.0)
+    double sc = luminance(d->bg) - luminance(darks[i].c);
+    if (sc < BD_QR_MIN_SYMBOL_CONTRAST - 1e-9)
       return !fail(err, errsz, param, darks[i].p,
-                   "%s (%s) has too little contrast with the background (%s): %.2f:1, at least 3:1 "
-                   "is needed to scan",
-                   darks[i].p, color_str(darks[i].c, a), color_str(d->bg, b), cr);
+                   "%s (%s) has too little contrast with the background (%s): a symbol contrast "
+                   "of %.0f%% (ISO/IEC 15415), at least %.0f%% is needed to scan",
+                   darks[i].p, color_str(darks[i].c, a), color_str(d->bg, b), sc * 100,
+                   BD_QR_MIN_SYMBOL_CONTRAST * 100);
   }
   return true;
 }
@@ -1192,6 +1188,8 @@ bool bd_qr_design_is_plain(const bd_qr_design_t *d) {
          (!d->has_eye_frame_color || d->eye_frame_color == d->fg) &&
          (!d->has_eye_ball_color || d->eye_ball_color == d->fg);
 }
+
+bool bd_qr_design_needs_scan(const bd_qr_design_t *d) { return !bd_qr_design_is_plain(d); }
 
 bool bd_qr_design_remote_logo(const json_t *design, const char **url) {
   json_t *logo = json_is_object(design) ? json_object_get(design, "logo") : NULL;

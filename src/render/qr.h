@@ -68,13 +68,20 @@
  * A payload longer than a version-40 symbol can hold at level L (2953
  * bytes) is rejected here; bd_qr_fits checks the design's level.
  *
- * DESIGNS: see bd_qr_design_parse for the object. The scannability guard:
+ * DESIGNS: see bd_qr_design_parse for the object. Scannability is decided
+ * by decoding a test rendering (qr_scan.h, run by the surfaces on the work
+ * queue); parsing keeps only the cheap checks for what can never scan:
  *  - contrast: every colour that draws dark modules (foreground, or both
- *    gradient stops, and the eye colours) needs a WCAG 2 contrast ratio of
- *    at least 3:1 with the background (the WCAG threshold for graphics;
- *    below it phone cameras in poor light start failing). Checking the two
- *    stops covers the whole gradient: relative luminance is convex along a
- *    straight sRGB interpolation, so its maximum is at an end.
+ *    gradient stops, and the eye colours) needs a symbol contrast (ISO/IEC
+ *    15415: background reflectance minus dark reflectance, taken here as
+ *    the WCAG relative luminances) of at least 40 %, grade C, the minimum
+ *    GS1 and most application standards ask of a printed symbol; below it
+ *    exposure and noise in a phone camera erase the difference, however
+ *    well a clean digital image decodes. Checking the two stops covers the
+ *    whole gradient: relative luminance is convex along a straight sRGB
+ *    interpolation, so its maximum is at an end. (A contrast-ratio rule
+ *    such as WCAG's 3:1 would refuse codes that scan: #00c2ff on white is
+ *    2.07:1 but a 54 % symbol contrast.)
  *  - polarity: dark colours must be darker than the background. Inverted
  *    (light-on-dark) codes are legal since ISO 18004:2015 but many readers
  *    still miss them, so we refuse rather than issue codes that fail.
@@ -129,6 +136,7 @@ typedef enum { BD_QR_PNG, BD_QR_SVG, BD_QR_PDF } bd_qr_format_t;
 #define BD_QR_SIZE_MIN    128  /* smallest image side in pixels (PDF: points) */
 #define BD_QR_SIZE_MAX    4096 /* largest */
 #define BD_QR_MAX_PAYLOAD 2953 /* bytes in a version-40 symbol at level L, 8-bit mode */
+#define BD_QR_MIN_SYMBOL_CONTRAST 0.40 /* ISO/IEC 15415 grade C: see DESIGNS below */
 
 typedef struct bd_qr_design bd_qr_design_t; /* opaque; see qr_internal.h */
 
@@ -182,6 +190,10 @@ char bd_qr_design_ec(const bd_qr_design_t *d); /* 'L', 'M', 'Q' or 'H' */
 /* Whether a design is the plain one the fast paths handle (square modules
  * and eyes in one solid colour, no gradient, no logo). */
 bool bd_qr_design_is_plain(const bd_qr_design_t *d);
+/* Whether the decoding guard (qr_scan.h) has anything to test: false for
+ * plain designs (square modules in one solid colour that passed the
+ * contrast check scan on every reader). */
+bool bd_qr_design_needs_scan(const bd_qr_design_t *d);
 /* True when design.logo.url of an unparsed design is an http(s) URL (which
  * the server must fetch and inline first); *url then borrows it. */
 bool bd_qr_design_remote_logo(const json_t *design, const char **url);

@@ -32,4 +32,16 @@ struct bd_qr_design {
 
 QRecLevel bd_qr_level(char ec);
 
+/* The symbol of payload at level ec (qr_render.c: mode optimiser, ECI 26
+ * for UTF-8); NULL with errno ERANGE when it does not fit. QRcode_free it. */
+QRcode *bd_qr_encode(const char *payload, char ec);
+
+/* Draws qr with design d exactly as a size x size PNG download draws it
+ * (size / (width + 8) whole pixels per module, the symbol centred, body
+ * shapes from 4 px, the logo on whole pixels), but on the declared
+ * background even when d is transparent, into a new ARGB32 image. NULL
+ * with err set on failure. Any thread. */
+cairo_surface_t *bd_qr_raster(const QRcode *qr, const bd_qr_design_t *d, int size, char *err,
+                              size_t errsz);
+
 #endif

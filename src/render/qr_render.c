@@ -612,7 +612,7 @@ static int render_cairo(const QRcode *qr, const bd_qr_design_t *d, bd_qr_format_
  * 8-bit segment. Without the ECI, readers guess the charset of each 8-bit
  * segment, and zbar (like others) tries Big5 and Shift-JIS before UTF-8
  * when the bytes happen to be valid there: "Café" comes back as "Caf矇". */
-static QRcode *bd_qr_encode(const char *payload, char ec) {
+QRcode *bd_qr_encode(const char *payload, char ec) {
   QRecLevel level = bd_qr_level(ec);
   bool ascii = true;
   for (const unsigned char *p = (const unsigned char *)payload; *p && ascii; p++) ascii = *p < 0x80;
@@ -701,6 +701,40 @@ int bd_qr_draw(cairo_t *cr, const char *payload, const bd_qr_design_t *d, double
   cairo_restore(cr);
   QRcode_free(qr);
   return rc;
+}
+
+cairo_surface_t *bd_qr_raster(const QRcode *qr, const bd_qr_design_t *d, int size, char *err,
+                              size_t errsz) {
+  int w = qr->width, m = size / (w + 2 * QUIET);
+  if (m < 1) {
+    rerr(err, errsz, "the image is too small for the symbol");
+    return NULL;
+  }
+  cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, size, size);
+  if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) {
+    cairo_surface_destroy(s);
+    rerr(err, errsz, "the drawing surface could not be created");
+    return NULL;
+  }
+  /* what the code is promised to sit on: the declared background */
+  bd_qr_design_t opaque = *d;
+  opaque.transparent = false;
+  int off = (size - m * w) / 2; /* as bd_qr_render centres it */
+  geom_t g = {.m = m, .ox = off, .oy = off, .body = m < 4 ? 0 : d->body};
+  if (d->logo) {
+    double lside = round(d->logo_size * w * m) / m; /* whole pixels, as served */
+    g.l0 = (w - lside) / 2;
+    g.l1 = g.l0 + lside;
+  }
+  cairo_t *cr = cairo_create(s);
+  int rc = draw(cr, qr, &opaque, size, &g, err, errsz);
+  cairo_destroy(cr);
+  if (rc != 0) {
+    cairo_surface_destroy(s);
+    return NULL;
+  }
+  cairo_surface_flush(s);
+  return s;
 }
 
 int bd_qr_png_encode(cairo_surface_t *s, bool alpha, bd_buf_t *out, char *err, size_t errsz) {

@@ -7,6 +7,7 @@
  */
 #include "qr.h"
 #include "qr_logo.h"
+#include "qr_scan.h"
 #include "util.h"
 
 #include "unit.h"
@@ -591,14 +592,19 @@ static void test_design_errors(void) {
   check_design_err("{\"gradient\": {\"start\": \"#000000\", \"end\": \"#eeeeee\"}}",
                    "design.gradient.end");
   check_design_err("{\"eye_colors\": {\"ball\": \"#ffff00\"}}", "design.eye_colors.ball");
-  /* ratio exactly around 3:1: #949494 on white is 3.03:1, #959595 2.99:1 */
+  /* symbol contrast around 40 %: #cbcbcb on white is 40.3 %, #cccccc 39.6 %;
+   * the seed's gradient end #00c2ff (2.07:1 as a WCAG ratio) is 54 % */
   char err[300];
   const char *param;
   bd_qr_design_t *d =
-      design_of("{\"colors\": {\"foreground\": \"#949494\"}}", err, sizeof err, &param);
+      design_of("{\"colors\": {\"foreground\": \"#cbcbcb\"}}", err, sizeof err, &param);
   CHECK(d != NULL);
   bd_qr_design_free(d);
-  check_design_err("{\"colors\": {\"foreground\": \"#959595\"}}", "design.colors.foreground");
+  d = design_of("{\"gradient\": {\"start\": \"#005ae0\", \"end\": \"#00c2ff\"}}", err, sizeof err,
+                &param);
+  CHECK(d != NULL);
+  bd_qr_design_free(d);
+  check_design_err("{\"colors\": {\"foreground\": \"#cccccc\"}}", "design.colors.foreground");
   /* logos */
   char *logo = logo_data_url();
   char buf[20000];
@@ -1038,6 +1044,43 @@ static void test_render_threads(void) {
   bd_qr_design_free(d);
 }
 
+/* The decoding guard: the seed page's design scans; eye shape pairs whose
+ * diagonals break the finder proportions are refused, naming the shape
+ * (zxing-cpp reads neither; see qr_scan.c). */
+static void test_scan_guard(void) {
+  const char *p = "https://qr.example.com/s/Ab3dE5fG";
+  static const struct {
+    const char *design;
+    int want;
+    const char *param;
+  } cases[] = {
+      {"{\"error_correction\": \"Q\", \"gradient\": {\"start\": \"#005ae0\", \"end\": \"#00c2ff\"},"
+       " \"eye_colors\": {\"frame\": \"#005ae0\", \"ball\": \"#004bb8\"}}",
+       BD_QR_SCAN_OK, NULL},
+      {"{\"shapes\": {\"body\": \"dots\", \"eye_frame\": \"circle\", \"eye_ball\": \"circle\"}}",
+       BD_QR_SCAN_OK, NULL},
+      {"{\"shapes\": {\"eye_frame\": \"rounded\", \"eye_ball\": \"square\"}}", BD_QR_SCAN_OK, NULL},
+      {"{\"shapes\": {\"eye_frame\": \"circle\", \"eye_ball\": \"square\"}}", BD_QR_SCAN_FAILS,
+       "design.shapes.eye_frame"},
+      {"{\"shapes\": {\"body\": \"dots\", \"eye_frame\": \"square\", \"eye_ball\": \"circle\"}}",
+       BD_QR_SCAN_FAILS, "design.shapes.eye_ball"},
+  };
+  for (size_t i = 0; i < BD_ARRAY_LEN(cases); i++) {
+    char err[480];
+    const char *param = NULL;
+    bd_qr_design_t *d = design_of(cases[i].design, err, sizeof err, &param);
+    CHECK(d != NULL);
+    if (!d) continue;
+    int rc = bd_qr_scan_check(p, d, err, sizeof err, &param);
+    if (rc != cases[i].want) fprintf(stderr, "  %s: %d %s\n", cases[i].design, rc, err);
+    CHECK(rc == cases[i].want);
+    if (cases[i].param) CHECK_STR(param, cases[i].param);
+    bd_qr_design_free(d);
+  }
+  CHECK(bd_qr_symbol_version("x", 'M') == 1);
+  CHECK(bd_qr_symbol_version(p, 'H') > bd_qr_symbol_version(p, 'L'));
+}
+
 int main(void) {
   RUN(test_payload_url_utm);
   RUN(test_payload_text);
@@ -1057,5 +1100,6 @@ int main(void) {
   RUN(test_render_transparent);
   RUN(test_render_formats);
   RUN(test_render_threads);
+  RUN(test_scan_guard);
   UNIT_DONE();
 }
