@@ -18,6 +18,7 @@
  * library (src/render), and no other surface.
  */
 #include "qr_api.h"
+#include "qr_errors_doc.h"
 
 #include "app.h"
 #include "auth.h"
@@ -30,7 +31,7 @@
 #include <stdlib.h>
 
 /* The surface's error format for bd_resp_error (QRKit: {"error": {code,
- * message, param, request_id}}). */
+ * message, param, doc_url, request_id}}; doc_url: qr_errors_doc.c). */
 static void qr_format_error(const bd_req_t *req, int status, const char *code, const char *message,
                             const char *param, bd_buf_t *out) {
   bd_jw_t w;
@@ -41,6 +42,10 @@ static void qr_format_error(const bd_req_t *req, int status, const char *code, c
   bd_jw_kstr(&w, "code", code);
   bd_jw_kstr(&w, "message", message);
   bd_jw_kstr(&w, "param", param);
+  bd_buf_t doc = BD_BUF_INIT;
+  qr_doc_url(code, &doc);
+  bd_jw_kstr(&w, "doc_url", doc.data);
+  bd_buf_free(&doc);
   bd_jw_kstr(&w, "request_id", req->request_id);
   bd_jw_obj_end(&w);
   bd_jw_obj_end(&w);
@@ -171,6 +176,7 @@ static const bd_route_t routes[] = {
   {"POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", qr_h_retry_webhook_delivery, 0,
    "/v1/webhooks/{id}/deliveries/{delivery_id}/retry"},
   {"GET", "/s/{code}", qr_h_redirect, 0, "/s/{code}"},
+  {"GET", "/docs/errors", qr_h_errors_doc, 0, "/docs/errors"},
 };
 
 /* Errors under these paths are QRKit-shaped (qr_format_error). */

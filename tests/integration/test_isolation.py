@@ -174,7 +174,7 @@ PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", 
           ("GET", "/01/{gtin}/10/{lot}/21/{serial}"), ("GET", "/.well-known/gs1resolver"), ("GET", "/passports/{id}"),
           ("GET", "/verify/{reference_id}"), ("GET", "/.well-known/batchd-keys.json"),
           ("GET", "/credentials/{reference_id}"), ("GET", "/credentials/status/{institution}/{list}"),
-          ("GET", "/institutions/{institution}/did.json")}
+          ("GET", "/institutions/{institution}/did.json"), ("GET", "/docs/errors")}
 # Covered by their own tables: the /rpc functions and the exports.
 RPC_AND_EXPORTS = {("POST", "/rpc/{fn}"), ("POST", "/rest/v1/rpc/{fn}"), ("GET", "/exports/mint-jobs/{id}.csv"),
                    ("GET", "/exports/mint-jobs/{id}/qr.zip")}
