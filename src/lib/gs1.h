@@ -41,6 +41,10 @@ typedef enum {
   BD_GS1_E_DL_NO_VALUE = -11,     /* an AI as the last segment, without a value */
   BD_GS1_E_DL_ESCAPE = -12,       /* a malformed percent escape ("%4", "%zz") */
   BD_GS1_E_DL_DATE = -13,         /* ?17= or ?11= not a valid YYMMDD date */
+  /* Compressed Digital Link (bd_gs1_dl_decompress) */
+  BD_GS1_E_DLC_SYNTAX = -14,      /* not a well-formed compressed Digital Link */
+  BD_GS1_E_DLC_AI = -15,          /* an AI this decoder has no format for */
+  BD_GS1_E_DLC_PRIMARY = -16,     /* decompressed, but its primary key is not AI 01 */
 } bd_gs1_err_t;
 
 /* A fixed message for a code ("GTIN check digit is wrong"); "unknown error"
@@ -65,7 +69,8 @@ int bd_gs1_gtin_normalise(const char *s, size_t n, char out[BD_GS1_GTIN14_LEN + 
 
 /* ---- AI 10 (batch/lot) and AI 21 (serial) values ------------------------- */
 
-#define BD_GS1_VALUE_MAX 20 /* both AIs: X..20 */
+#define BD_GS1_VALUE_MAX 20 /* both AIs: X..20 (and AI 22) */
+#define BD_GS1_TPX_MAX 28   /* AI 235 (third-party controlled serial): X..28 */
 
 /* Whether c belongs to GS1 AI encodable character set 82:
  * ! " % & ' ( ) * + , - . / 0-9 : ; < = > ? A-Z _ a-z */
@@ -102,39 +107,46 @@ void bd_gs1_serials_generate(char *out, size_t count, size_t len);
 
 /* ---- GS1 Digital Link ---------------------------------------------------- */
 
-/* A parsed Digital Link: the path "/01/{gtin}[/10/{lot}][/21/{serial}]" and
- * the data attributes of its query that this server passes through.
+/* A parsed Digital Link: the path "/01/{gtin}[/22/{cpv}][/10/{lot}][/21/{serial}
+ * | /235/{tpx}]" and the data attributes of its query that this server
+ * checks.
  *
  * Path policy:
  *   - it must start with "/01/"; the GTIN may have 8, 12, 13 or 14 digits
  *     (GS1 DL allows all four) and is normalised to 14, check digit verified;
- *   - qualifiers in GS1 order: 10 then 21, each optional, each at most once
- *     (so "/01/x/21/y" is valid). Any other AI (22, 235, ...) is rejected:
- *     this resolver does not mint them, better a clear 400 than a silent
- *     drop of part of the identity;
- *   - no empty segments: "//" and a trailing '/' are rejected (the URIs we
- *     mint never have one; "/01/x/" would be an ambiguous key/value split);
+ *   - the key qualifiers of a GTIN, in GS1 order: 22 (consumer product
+ *     variant), 10 (lot), then 21 (serial) or 235 (third-party serial), each
+ *     optional and at most once. Any other AI in the path is a 400 naming
+ *     it (the resolver serves GTINs only). The resolver stores lots and
+ *     serials only; 22 and 235 are parsed and validated so that a valid URI
+ *     carrying them is answered from the nearest known level up the tree;
+ *   - no empty segments ("//"); one trailing '/' after the last value is
+ *     tolerated (GS1 Digital Link: resolvers SHOULD ignore it);
  *   - values are percent-decoded (upper or lower case hex) and then must be
- *     1..20 characters of set 82. Raw characters of set 82 are accepted as
- *     they come (a scanner does not re-encode "(" or "!"); a GTIN given as
- *     "%30..." decodes to digits like any other value.
+ *     1..20 (235: 1..28) characters of set 82. Raw characters of set 82 are
+ *     accepted as they come (a scanner does not re-encode "(" or "!"); a
+ *     GTIN given as "%30..." decodes to digits like any other value.
  *
- * Query policy: only 17 (expiry) and 11 (production date) are looked at;
+ * Query policy: only 17 (expiry) and 11 (production date) are checked;
  * they must be YYMMDD with a real month and day (DD = 00 means "end of
  * month", allowed by the General Specifications; Feb 29 when YY % 4 == 0,
- * exact for 2000-2099). Their values are passed through as given, for the
- * linkset. All other parameters (linkType, context, other AIs) are ignored
- * here: the server reads linkType itself with bd_query_get(). When a key
- * repeats, the first occurrence wins, as in bd_query_get(). */
+ * exact for 2000-2099). Their values are kept as given. All other
+ * parameters (linkType, context, other AIs, a client's own) are not looked
+ * at here: the resolver passes the query on as it came. When a key repeats,
+ * the first occurrence wins, as in bd_query_get(). */
 typedef struct {
   char gtin[BD_GS1_GTIN14_LEN + 1];   /* GTIN-14, NUL-terminated */
   char lot[BD_GS1_VALUE_MAX + 1];     /* AI 10, decoded; "" when absent */
   char serial[BD_GS1_VALUE_MAX + 1];  /* AI 21, decoded; "" when absent */
+  char cpv[BD_GS1_VALUE_MAX + 1];     /* AI 22, decoded; "" when absent */
+  char tpx[BD_GS1_TPX_MAX + 1];       /* AI 235, decoded; "" when absent */
   char expiry[7];                     /* ?17= YYMMDD; "" when absent */
   char prod_date[7];                  /* ?11= YYMMDD; "" when absent */
   bool has_lot;                       /* the path had /10/ */
   bool has_serial;                    /* the path had /21/ */
-  int err_ai;                         /* on failure, the AI whose part was bad (1, 10, 21, 17, 11); 0 if none */
+  bool has_cpv;                       /* the path had /22/ */
+  bool has_tpx;                       /* the path had /235/ */
+  int err_ai;                         /* on failure, the AI whose part was bad (1, 10, 21, 22, 235, 17, 11); 0 if none */
   char errmsg[128];                   /* on failure, a message naming the part, e.g.
                                          "AI 21 (serial): character not in GS1 character set 82" */
 } bd_gs1_dl_t;
@@ -160,5 +172,21 @@ bool bd_gs1_dl_needs_escape(unsigned char c);
  * nothing is appended. */
 int bd_gs1_dl_format(bd_buf_t *out, const char *base, const char *gtin, const char *lot,
                      const char *serial) BD_MUSTCHECK;
+
+/* Decompresses a compressed GS1 Digital Link path segment (GS1 Digital
+ * Link standard, compression: the URI-safe base 64 string of a bit string
+ * of AI elements, optimisation codes for common AI sequences and non-GS1
+ * key=value pairs). seg is the segment without '/', n its length. On
+ * success appends the uncompressed path ("/01/{gtin}[/22/..][/10/..]
+ * [/21/..|/235/..]", values percent-encoded as bd_gs1_dl_format does) to
+ * path and the data attributes and other pairs ("17=261231&foo=bar", in
+ * their order in the bit string, percent-encoded) to query, and returns
+ * BD_GS1_OK. Errors: BD_GS1_E_DLC_SYNTAX (not base 64, truncated, bad
+ * digits, a value longer than its AI allows), BD_GS1_E_DLC_AI (an AI whose
+ * format this decoder does not know), BD_GS1_E_DLC_PRIMARY (valid, but not
+ * a GTIN). Nothing is appended on error. Bounded: a segment longer than
+ * BD_GS1_DLC_MAX characters is BD_GS1_E_DLC_SYNTAX. */
+#define BD_GS1_DLC_MAX 512
+int bd_gs1_dl_decompress(const char *seg, size_t n, bd_buf_t *path, bd_buf_t *query) BD_MUSTCHECK;
 
 #endif

@@ -228,6 +228,47 @@ static void test_dl_parse_valid(void) {
   const char *raw = "/01/09506000134352/21/AB/garbage";
   CHECK_INT(bd_gs1_dl_parse((bd_str_t){raw, 24}, (bd_str_t){NULL, 0}, &dl), BD_GS1_OK);
   CHECK_STR(dl.serial, "AB");
+  /* Every key qualifier of a GTIN, in GS1 order; a trailing slash. */
+  CHECK_INT(parse("/01/09506000134352/22/V%2F1/10/L/21/S/", "", &dl), BD_GS1_OK);
+  CHECK(dl.has_cpv && dl.has_lot && dl.has_serial && !dl.has_tpx);
+  CHECK_STR(dl.cpv, "V/1");
+  CHECK_STR(dl.serial, "S");
+  CHECK_INT(parse("/01/09506000134352/235/ABCDEFGHIJKLMNOPQRSTUVWXYZ12", "", &dl), BD_GS1_OK);
+  CHECK(dl.has_tpx && !dl.has_serial);
+  CHECK_STR(dl.tpx, "ABCDEFGHIJKLMNOPQRSTUVWXYZ12");
+  CHECK_INT(parse("/01/09506000134352/", "", &dl), BD_GS1_OK);
+  CHECK(!dl.has_lot && !dl.has_serial);
+}
+
+/* Decompresses seg and checks path and query. */
+static void check_dlc(const char *seg, int want, const char *path, const char *query) {
+  bd_buf_t p = BD_BUF_INIT, q = BD_BUF_INIT;
+  int rc = bd_gs1_dl_decompress(seg, strlen(seg), &p, &q);
+  CHECK_INT(rc, want);
+  if (rc == BD_GS1_OK) {
+    CHECK_STR(p.data ? p.data : "", path);
+    CHECK_STR(q.data ? q.data : "", query);
+  } else {
+    CHECK(p.len == 0 && q.len == 0);
+  }
+  bd_buf_free(&p);
+  bd_buf_free(&q);
+}
+
+static void test_dl_decompress(void) {
+  /* Vectors made with GS1's reference compression (as shipped in the npm
+   * package digital-link.js); the integration tests compress with it at
+   * run time too. Optimisation codes 0B-0C-1A and plain AIs, every
+   * encoding of a value, a non-GS1 key=value pair. */
+  check_dlc("CxFKk4XBoMxZyfyOpCh1eA", BD_GS1_OK, "/01/09506000134352/10/LOT-R1/21/ABC", "");
+  check_dlc("DBFKk4XBoQsFfCVww", BD_GS1_OK, "/01/09506000134352/21/A%2FB%2BC", "");
+  check_dlc("GhFKk4XBoMJZ_jewpETCv4N-ihg22qw", BD_GS1_OK, "/01/09506000134352/22/X/10/L/21/S", "17=261231&foo=bar");
+  check_dlc("", BD_GS1_E_DLC_SYNTAX, "", "");
+  check_dlc("GhFKk4XBoMJZ_jewpA", BD_GS1_OK, "/01/09506000134352/10/L/21/S", "17=261231");
+  check_dlc("ARFKk4XBoeDfooYNtqs", BD_GS1_OK, "/01/09506000134352", "foo=bar");
+  check_dlc("healthz", BD_GS1_E_DLC_AI, "", "");
+  check_dlc("CxFKk4XBoMxZyfyOpCh1e!", BD_GS1_E_DLC_SYNTAX, "", "");
+  check_dlc("CxFKk4XBoMxZ", BD_GS1_E_DLC_SYNTAX, "", ""); /* truncated */
 }
 
 /* Checks the code, the AI and that the message names both. */
@@ -261,11 +302,11 @@ static void test_dl_parse_errors(void) {
   /* Empty segments, trailing slash. */
   check_err("/01/", "", BD_GS1_E_DL_SEGMENT, 1, "AI 01");
   check_err("/01//21/A", "", BD_GS1_E_DL_SEGMENT, 1, "AI 01");
-  snprintf(p, sizeof p, "%s/", G);
+  snprintf(p, sizeof p, "%s//", G);
   check_err(p, "", BD_GS1_E_DL_SEGMENT, 0, "path");
   snprintf(p, sizeof p, "%s//21/A", G);
   check_err(p, "", BD_GS1_E_DL_SEGMENT, 0, "path");
-  snprintf(p, sizeof p, "%s/21/A/", G);
+  snprintf(p, sizeof p, "%s/21/A//", G);
   check_err(p, "", BD_GS1_E_DL_SEGMENT, 0, "path");
   snprintf(p, sizeof p, "%s/21/", G);
   check_err(p, "", BD_GS1_E_DL_SEGMENT, 21, "AI 21 (serial)");
@@ -277,16 +318,20 @@ static void test_dl_parse_errors(void) {
   snprintf(p, sizeof p, "%s/10/L/21", G);
   check_err(p, "", BD_GS1_E_DL_NO_VALUE, 21, "AI 21");
   /* Unsupported AIs, named when they look like one. */
-  snprintf(p, sizeof p, "%s/22/V1", G);
-  check_err(p, "", BD_GS1_E_DL_AI, 0, "AI 22");
-  snprintf(p, sizeof p, "%s/235/X", G);
-  check_err(p, "", BD_GS1_E_DL_AI, 0, "AI 235");
+  snprintf(p, sizeof p, "%s/17/261231", G);
+  check_err(p, "", BD_GS1_E_DL_AI, 0, "AI 17");
+  snprintf(p, sizeof p, "%s/254/X", G);
+  check_err(p, "", BD_GS1_E_DL_AI, 0, "AI 254");
   snprintf(p, sizeof p, "%s/ser/X", G);
   check_err(p, "", BD_GS1_E_DL_AI, 0, "path");
   snprintf(p, sizeof p, "%s/01/09506000134352", G);
   check_err(p, "", BD_GS1_E_DL_AI, 0, "AI 01");
   snprintf(p, sizeof p, "%s/10/L/22/V", G);
-  check_err(p, "", BD_GS1_E_DL_AI, 0, "AI 22");
+  check_err(p, "", BD_GS1_E_DL_ORDER, 22, "AI 22");
+  snprintf(p, sizeof p, "%s/21/S/235/T", G);
+  check_err(p, "", BD_GS1_E_DL_ORDER, 235, "AI 235");
+  snprintf(p, sizeof p, "%s/235/ABCDEFGHIJKLMNOPQRSTUVWXYZ123", G); /* 29 > 28 */
+  check_err(p, "", BD_GS1_E_VALUE_LENGTH, 235, "AI 235");
   /* Order and repetition. */
   snprintf(p, sizeof p, "%s/21/S/10/L", G);
   check_err(p, "", BD_GS1_E_DL_ORDER, 10, "AI 10");
@@ -433,6 +478,7 @@ int main(void) {
   RUN(test_dl_parse_valid);
   RUN(test_dl_parse_errors);
   RUN(test_dl_query);
+  RUN(test_dl_decompress);
   RUN(test_dl_format);
   RUN(test_dl_round_trip);
   UNIT_DONE();
