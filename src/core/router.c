@@ -46,6 +46,7 @@ bd_route_match_t bd_route_match(const bd_route_t *routes, size_t n, const char *
       *nparams = ntmp;
       return BD_ROUTE_FOUND;
     }
+    if (r->flags & BD_ROUTE_WEAK) continue;
     if (allow) {
       /* collect distinct methods for the Allow header */
       char m[16];

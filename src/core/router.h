@@ -33,6 +33,7 @@ typedef void (*bd_handler_fn)(bd_req_t *req);
 
 #define BD_ROUTE_STREAM 0x1u /* body streamed to the handler (see http.h) */
 #define BD_ROUTE_UPLOAD 0x2u /* body limited by max_upload_body instead of max_json_body */
+#define BD_ROUTE_WEAK 0x4u   /* a catch-all: its path never makes another method a 405 (it stays a 404) */
 
 struct bd_route {
   const char *method;  /* "GET", "POST", ...; GET routes also answer HEAD */
@@ -42,7 +43,7 @@ struct bd_route {
   const char *name;    /* metrics label; defaults to the pattern */
 };
 
-#define BD_MAX_PARAMS 6
+#define BD_MAX_PARAMS 10
 
 typedef enum {
   BD_ROUTE_FOUND = 0,     /* method and path match */

@@ -17,6 +17,7 @@ static const bd_route_t routes[] = {
   {"PATCH", "/v1/qr-codes/{id}", h, 0, "f"},
   {"DELETE", "/v1/qr-codes/{id}", h, 0, "g"},
   {"GET", "/01/{gtin}/10/{lot}/21/{serial}", h, 0, "h"},
+  {"GET", "/{any}", h, BD_ROUTE_WEAK, "w"},
 };
 #define N (sizeof routes / sizeof routes[0])
 
@@ -33,7 +34,8 @@ static void test_literal(void) {
   CHECK_STR(r->name, "a");
   CHECK_INT(np, 0);
   CHECK_INT(m("GET", "/healthz/", &r, p, &np, NULL), BD_ROUTE_NOT_FOUND);
-  CHECK_INT(m("GET", "/health", &r, p, &np, NULL), BD_ROUTE_NOT_FOUND);
+  CHECK_INT(m("GET", "/health", &r, p, &np, NULL), BD_ROUTE_FOUND); /* the weak catch-all */
+  CHECK_STR(r->name, "w");
   CHECK_INT(m("GET", "/", &r, p, &np, NULL), BD_ROUTE_NOT_FOUND);
 }
 
@@ -52,6 +54,24 @@ static void test_method_dispatch(void) {
   bd_buf_free(&allow);
   CHECK_INT(m("POST", "/v1/qr-codes/x", &r, p, &np, &allow), BD_ROUTE_BAD_METHOD);
   CHECK_STR(allow.data, "PATCH, DELETE");
+  bd_buf_free(&allow);
+}
+
+/* A weak route answers its own method and never turns another into a 405;
+ * earlier routes win over it. */
+static void test_weak(void) {
+  const bd_route_t *r;
+  bd_str_t p[BD_MAX_PARAMS];
+  int np;
+  bd_buf_t allow = BD_BUF_INIT;
+  CHECK_INT(m("GET", "/AQnYUc1gmR", &r, p, &np, NULL), BD_ROUTE_FOUND);
+  CHECK_STR(r->name, "w");
+  CHECK_INT(m("POST", "/AQnYUc1gmR", &r, p, &np, &allow), BD_ROUTE_NOT_FOUND);
+  CHECK(allow.len == 0);
+  CHECK_INT(m("GET", "/healthz", &r, p, &np, NULL), BD_ROUTE_FOUND);
+  CHECK_STR(r->name, "a");
+  CHECK_INT(m("POST", "/healthz", &r, p, &np, &allow), BD_ROUTE_BAD_METHOD);
+  CHECK_STR(allow.data, "GET, HEAD");
   bd_buf_free(&allow);
 }
 
@@ -106,6 +126,7 @@ int main(void) {
   RUN(test_literal);
   RUN(test_method_dispatch);
   RUN(test_params);
+  RUN(test_weak);
   RUN(test_surface);
   UNIT_DONE();
 }
