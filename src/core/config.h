@@ -53,6 +53,8 @@ typedef struct {
   int64_t mint_chunk_units;      /* units per COPY transaction of a mint job */
   int64_t mint_writers;          /* parallel COPY connections of a mint job */
   int64_t resolver_cache;        /* resolver entries kept in memory (0 = no cache) */
+  int64_t resolver_scan_buffer;  /* units with buffered resolver scans, at most */
+  int64_t resolver_scan_flush_ms;/* resolver scan flush period */
   char *webhook_key_file;        /* seals webhook secrets at rest */
   int64_t webhook_allow_http;    /* http:// endpoint URLs accepted */
   int64_t webhook_allow_private; /* loopback/private/link-local/multicast targets allowed */

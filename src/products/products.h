@@ -49,7 +49,11 @@ void bd_export_zip(bd_req_t *req);
 
 /* resolver.c: GET /01/..., /.well-known/gs1resolver, /passports/{id} */
 void bd_resolver_init(void);
+/* Writes the buffered scans, then calls done once (shutdown; loop thread). */
+void bd_resolver_flush(void (*done)(void *ud), void *ud);
 void bd_resolver_handle(bd_req_t *req);
+void bd_resolver_compressed(bd_req_t *req);
+void bd_resolver_context(bd_req_t *req);
 void bd_resolver_wellknown(bd_req_t *req);
 void bd_passport_handle(bd_req_t *req);
 

@@ -136,21 +136,37 @@ static const bd_route_t routes[] = {
   /* exports: "{id}.csv" is one segment, told apart in the handler */
   {"GET", "/exports/mint-jobs/{file}", bd_export_csv, 0, "/exports/mint-jobs/{id}.csv"},
   {"GET", "/exports/mint-jobs/{id}/qr.zip", bd_export_zip, 0, "/exports/mint-jobs/{id}/qr.zip"},
-  /* the GS1 Digital Link resolver: every shape of path under /01/ reaches
-   * the parser, so a bad one is a 400 naming the part, not a 404 */
-  {"GET", "/01/{gtin}", bd_resolver_handle, 0, "/01/{gtin}"},
-  {"GET", "/01/{gtin}/{a}", bd_resolver_handle, 0, "/01/{gtin}/..."},
-  {"GET", "/01/{gtin}/{a}/{b}", bd_resolver_handle, 0, "/01/{gtin}/..."},
-  {"GET", "/01/{gtin}/{a}/{b}/{c}", bd_resolver_handle, 0, "/01/{gtin}/..."},
-  {"GET", "/01/{gtin}/{a}/{b}/{c}/{d}", bd_resolver_handle, 0, "/01/{gtin}/..."},
-  {"GET", "/01/{gtin}/{a}/{b}/{c}/{d}/{e}", bd_resolver_handle, 0, "/01/{gtin}/..."},
+  /* the GS1 Digital Link resolver: every shape of path under /01/ (up to
+   * four qualifiers, a trailing slash) reaches the parser, so a bad one is
+   * a 400 naming the part, not a 404; GET (and HEAD) and OPTIONS */
+#define DL_ROUTES(pat)                                                   \
+  {"GET", pat, bd_resolver_handle, 0, "/01/{gtin}/..."},                 \
+  {"OPTIONS", pat, bd_resolver_handle, 0, "/01/{gtin}/..."},             \
+  {"GET", pat "/", bd_resolver_handle, 0, "/01/{gtin}/..."},             \
+  {"OPTIONS", pat "/", bd_resolver_handle, 0, "/01/{gtin}/..."}
+  DL_ROUTES("/01/{gtin}"),
+  DL_ROUTES("/01/{gtin}/{a}"),
+  DL_ROUTES("/01/{gtin}/{a}/{b}"),
+  DL_ROUTES("/01/{gtin}/{a}/{b}/{c}"),
+  DL_ROUTES("/01/{gtin}/{a}/{b}/{c}/{d}"),
+  DL_ROUTES("/01/{gtin}/{a}/{b}/{c}/{d}/{e}"),
+  DL_ROUTES("/01/{gtin}/{a}/{b}/{c}/{d}/{e}/{f}"),
+  DL_ROUTES("/01/{gtin}/{a}/{b}/{c}/{d}/{e}/{f}/{g}"),
+  DL_ROUTES("/01/{gtin}/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}"),
+#undef DL_ROUTES
+  {"GET", "/contexts/linkset.jsonld", bd_resolver_context, 0, "/contexts/linkset.jsonld"},
+  {"OPTIONS", "/.well-known/gs1resolver", bd_resolver_handle, 0, "/.well-known/gs1resolver"},
   {"GET", "/.well-known/gs1resolver", bd_resolver_wellknown, 0, "/.well-known/gs1resolver"},
   {"GET", "/passports/{id}", bd_passport_handle, 0, "/passports/{id}"},
+  /* a compressed Digital Link is one segment at the root; last, and weak:
+   * any other path of one segment stays the core's 404 for every method */
+  {"GET", "/{dl}", bd_resolver_compressed, BD_ROUTE_WEAK, "/{compressed-digital-link}"},
+  {"OPTIONS", "/{dl}", bd_resolver_compressed, BD_ROUTE_WEAK, "/{compressed-digital-link}"},
 };
 
 /* Errors under these paths are PostgREST-shaped (bd_products_format_error). */
 static const char *const error_paths[] = {"/rpc/", "/rest/v1/rpc/", "/exports/", "/01/", "/passports/",
-                                          "/.well-known/gs1resolver", NULL};
+                                          "/.well-known/gs1resolver", "/contexts/", NULL};
 
 const bd_surface_def_t bd_surface_products = {
     .name = "products",
@@ -158,6 +174,7 @@ const bd_surface_def_t bd_surface_products = {
     .nroutes = BD_ARRAY_LEN(routes),
     .errors = {error_paths, bd_products_format_error},
     .init = rpc_init,
+    .flush = bd_resolver_flush,
     .seed = rpc_seed,
     .admin = &bd_products_admin,
 };

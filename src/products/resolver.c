@@ -1,32 +1,58 @@
 /* resolver.c: the public GS1 Digital Link resolver and the passport pages.
  *
- *   GET /01/{gtin}[/10/{lot}][/21/{serial}][?17=YYMMDD][&11=YYMMDD]
+ *   GET|HEAD|OPTIONS /01/{gtin}[/22/{cpv}][/10/{lot}][/21/{serial}|/235/{tpx}][/]
+ *   GET|HEAD|OPTIONS /{compressed}      (a compressed Digital Link)
  *     400  bad syntax, check digit, character set (details name the part)
- *     404  no such product, batch or unit
- *     307  Location: the passport page (gs1:defaultLink), query attributes
- *          17 and 11 passed through
- *     200  RFC 9264 linkset with Accept: application/linkset+json (or
- *          ?linkType=linkset / all)
- *   Every answer carries a Link header (the passport as the default link and
- *   the linkset; on errors the resolver description).
+ *     404  no such product; or a linkType that the identity has no link of
+ *     307  Location: the default link (the passport page) of the identity,
+ *          or of the nearest level up the tree that is known (an unknown lot
+ *          or serial, a qualifier we do not store such as AI 22: walk-up),
+ *          with the request's query passed on (all of it but linkType);
+ *          ?linkType=gs1:pip (or its full URI) redirects there too
+ *     200  RFC 9264 linkset with Accept: application/linkset+json or
+ *          ?linkType=linkset (or all): one context object per known level
+ *          from the identity up to the GTIN, each with an itemDescription;
+ *          a bot (by User-Agent) asking for the redirect gets a static
+ *          OpenGraph page instead, and changes nothing
+ *   Every answer carries CORS headers (Access-Control-Allow-Origin: *, Link
+ *   and Location exposed), X-Resolved-Identity / X-Resolved-Level (the level
+ *   answered: its Digital Link and unit, batch or product) and a Link header
+ *   (the default link and the linkset; on errors the resolver description;
+ *   for a compressed URI also owl:sameAs, the uncompressed URI).
  *
- * Lookups: one statement of index probes (pp_units (gtin, serial) and the
- * unit's job by id range; pp_products (gtin); pp_batches (product,
- * batch_number)). Unit and
+ * Activation and scans: a unit redirected to its passport by a GET from a
+ * client that is not a bot is a scan. The scan of a `minted` unit (a
+ * first_scan job's, not yet activated) activates it (pp_unit_activate: one
+ * INSERT on a primary key, so exactly one scan wins under concurrency) and
+ * is answered X-Activation: activated; every other scan of a first_scan
+ * job's unit says X-Activation: already_active. Scans are counted in memory
+ * per unit (count, first, last) and written in bulk every
+ * BATCHD_RESOLVER_SCAN_FLUSH_MS (pp_unit_scans_add), with no database round
+ * trip on the redirect path; the buffer holds BATCHD_RESOLVER_SCAN_BUFFER
+ * units, beyond that scans are counted as dropped; a failed write is kept
+ * for the next; shutdown writes what is left (the surface's flush hook).
+ *
+ * Lookups: one statement of index probes (the product by GTIN, the unit by
+ * (gtin, serial) and its job by id range, the batch by number). Unit and
  * product identities never change once they exist (no unit, GTIN or serial
- * is ever rewritten or deleted), so positive answers for them are kept in a
- * direct-mapped in-memory cache of BATCHD_RESOLVER_CACHE slots: a hit
- * needs no query and can never be stale. Lot-only lookups are not cached:
- * a batch number can be changed with update_product_batch. Unknown
- * identities are not cached either (they may be minted any moment).
+ * is ever rewritten or deleted), and an active unit never goes back to
+ * minted, so positive answers for products and active units are kept in a
+ * direct-mapped in-memory cache of BATCHD_RESOLVER_CACHE slots: a redirect
+ * hit needs no query and can never be stale. Lot-only lookups, walk-ups,
+ * minted units and unknown identities are not cached (a batch number can
+ * be changed with update_product_batch; anything may be minted any moment).
+ * Linksets are not answered from the cache: they name the product.
  *
  *   GET /passports/{id}   id = "{gtin14}", "{gtin14}~10~{lot}" or
  *     "{gtin14}~21~{serial}" (values percent-encoded as in a Digital Link):
  *     JSON for Accept: application/json (or ld+json), HTML otherwise.
+ *   GET /contexts/linkset.jsonld   the JSON-LD context of the linksets.
  */
 #include "app.h"
 #include "gs1.h"
 #include "json.h"
+#include "log.h"
+#include "metrics.h"
 #include "products.h"
 #include "util.h"
 
@@ -34,32 +60,37 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #define KEY_MAX (BD_GS1_GTIN14_LEN + 2 + 2 * BD_GS1_VALUE_MAX + 1)
 
+enum { LV_PRODUCT = 1, LV_UNIT = 2, LV_BATCH = 3 };
+
 typedef struct {
   char key[KEY_MAX]; /* "gtin|L|lot|S|serial"-like key, "" when empty */
-  uint8_t kind;      /* 1 product, 2 unit */
+  uint8_t kind;      /* LV_PRODUCT or LV_UNIT (active units only) */
+  bool first_scan;   /* a unit of a first_scan job (scans say already_active) */
+  int64_t unit_id;   /* pp_units.id of a unit */
 } rc_slot_t;
 
 static rc_slot_t *g_cache;  /* direct-mapped: a colliding key replaces the old one */
 static size_t g_cache_n;    /* slots */
 
-/* One of three lookups, each a single statement of index probes (plain
- * SQL, no function calls: it runs at the rate of a primary-key select). */
-static bd_pg_stmt_t S_RESOLVE_UNIT = BD_PG_STMT(
-    "SELECT j.lot FROM pp_units u CROSS JOIN LATERAL (SELECT m.lot FROM pp_mint_jobs m"
-    " WHERE m.first_unit_id <= u.id ORDER BY m.first_unit_id DESC LIMIT 1) j WHERE u.gtin = $1 AND u.serial = $2");
-static bd_pg_stmt_t S_RESOLVE_LOT = BD_PG_STMT(
-    "SELECT 1 FROM pp_products p JOIN pp_batches b ON b.product_id = p.id WHERE p.gtin = $1 AND b.batch_number = $2");
-static bd_pg_stmt_t S_RESOLVE_PRODUCT = BD_PG_STMT("SELECT 1 FROM pp_products WHERE gtin = $1");
+/* The product, and the unit (with its job's lot and activation) and the
+ * batch when asked: index probes only. A unit's lot is its job's (the lot
+ * when minted); the batch is looked up by its current number. */
+static bd_pg_stmt_t S_RESOLVE = BD_PG_STMT(
+    "SELECT p.name, u.id, u.lot, u.fs, u.act,"
+    " $2::text IS NOT NULL AND EXISTS (SELECT 1 FROM pp_batches b WHERE b.product_id = p.id AND b.batch_number = $2)"
+    " FROM pp_products p LEFT JOIN LATERAL (SELECT x.id, j.lot, j.activation_mode = 'first_scan' AS fs,"
+    "   EXISTS (SELECT 1 FROM pp_unit_activations a WHERE a.unit_id = x.id) AS act"
+    "   FROM pp_units x CROSS JOIN LATERAL (SELECT m.lot, m.activation_mode FROM pp_mint_jobs m"
+    "     WHERE m.first_unit_id <= x.id ORDER BY m.first_unit_id DESC LIMIT 1) j"
+    "   WHERE $3::text IS NOT NULL AND x.gtin = $1 AND x.serial = $3) u ON true"
+    " WHERE p.gtin = $1");
+static bd_pg_stmt_t S_ACTIVATE = BD_PG_STMT("SELECT pp_unit_activate($1::bigint)");
+static bd_pg_stmt_t S_SCANS = BD_PG_STMT("SELECT pp_unit_scans_add($1::jsonb)");
 static bd_pg_stmt_t S_PASSPORT = BD_PG_STMT("SELECT pp_passport($1, $2, $3, $4)::text");
-
-void bd_resolver_init(void) {
-  g_cache_n = (size_t)bd_app.cfg.resolver_cache;
-  free(g_cache);
-  g_cache = g_cache_n ? bd_calloc(g_cache_n, sizeof *g_cache) : NULL;
-}
 
 static uint64_t fnv1a(const char *s) {
   uint64_t h = 1469598103934665603ull;
@@ -77,32 +108,239 @@ static rc_slot_t *cache_slot(const char *key) {
   return g_cache_n ? &g_cache[fnv1a(key) % g_cache_n] : NULL;
 }
 
-/* The query attributes passed through (17, 11): already validated YYMMDD. */
-static void attrs_query(const bd_gs1_dl_t *dl, bd_buf_t *out) {
-  if (dl->expiry[0]) bd_buf_printf(out, "17=%s", dl->expiry);
-  if (dl->prod_date[0]) bd_buf_printf(out, "%s11=%s", out->len ? "&" : "", dl->prod_date);
+/* --- scan buffer ----------------------------------------------------------------------- */
+
+typedef struct scan {
+  struct scan *next;  /* hash chain */
+  struct scan *lnext; /* list of all entries (flush order) */
+  int64_t unit_id;    /* pp_units.id */
+  int64_t first_us;   /* first scan buffered */
+  int64_t last_us;    /* last scan buffered */
+  uint64_t count;     /* scans buffered */
+} scan_t;
+
+#define SCAN_BUCKETS 16384
+
+typedef struct {
+  scan_t *buckets[SCAN_BUCKETS]; /* chains */
+  scan_t *list;                  /* every entry */
+  size_t n;                      /* entries (units) */
+  uint64_t nscans;               /* scans */
+} scan_map_t;
+
+static scan_map_t *g_scans;          /* accumulating (allocated at init: 128 KiB of buckets) */
+static scan_t *g_inflight;           /* being written */
+static uint64_t g_inflight_scans;    /* scans in g_inflight */
+static bool g_writing;               /* a flush query is in flight */
+static uv_timer_t g_scan_timer;      /* periodic flush */
+static bool g_scan_timer_on;         /* timer initialised */
+static void (*g_flush_done)(void *); /* shutdown flush completion */
+static void *g_flush_ud;
+
+/* Adds `count` scans of a unit seen from first_us to last_us. */
+static void scan_add(int64_t unit_id, int64_t first_us, int64_t last_us, uint64_t count) {
+  scan_t **slot = &g_scans->buckets[(uint64_t)unit_id * 0x9E3779B97F4A7C15ull >> 50];
+  for (scan_t *e = *slot; e; e = e->next)
+    if (e->unit_id == unit_id) {
+      e->count += count;
+      if (first_us < e->first_us) e->first_us = first_us;
+      if (last_us > e->last_us) e->last_us = last_us;
+      g_scans->nscans += count;
+      return;
+    }
+  if (g_scans->n >= (size_t)bd_app.cfg.resolver_scan_buffer) {
+    bd_metrics_inc("batchd_resolver_scans_dropped_total", "Resolver scans dropped because the buffer was full.",
+                   count);
+    return;
+  }
+  scan_t *e = bd_malloc(sizeof *e);
+  *e = (scan_t){*slot, g_scans->list, unit_id, first_us, last_us, count};
+  *slot = e;
+  g_scans->list = e;
+  g_scans->n++;
+  g_scans->nscans += count;
 }
 
-/* Passport id of a resolved identity (see pp_passport_id). */
-static void passport_id(const bd_gs1_dl_t *dl, int kind, bd_buf_t *out) {
-  bd_buf_puts(out, dl->gtin);
-  const char *v = kind == 2 ? dl->serial : kind == 3 ? dl->lot : NULL;
-  if (!v) return;
-  bd_buf_puts(out, kind == 2 ? "~21~" : "~10~");
-  for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-    if (bd_gs1_dl_needs_escape(*p)) bd_buf_printf(out, "%%%02X", *p);
-    else bd_buf_putc(out, (char)*p);
+static void scan_record(int64_t unit_id) {
+  int64_t now = bd_wall_us();
+  scan_add(unit_id, now, now, 1);
+}
+
+static void free_list(scan_t *l) {
+  while (l) {
+    scan_t *n = l->lnext;
+    free(l);
+    l = n;
   }
 }
 
-static bool wants_linkset(bd_req_t *req) {
-  bd_str_t acc = bd_req_header(req, "Accept");
-  if (acc.p && memmem(acc.p, acc.len, "application/linkset+json", 24)) return true;
-  bd_buf_t v = BD_BUF_INIT;
-  bool ls = bd_query_get(req->query, "linkType", &v) && v.data &&
-            (!strcmp(v.data, "linkset") || !strcmp(v.data, "all") || !strcmp(v.data, "gs1:linkset"));
-  bd_buf_free(&v);
-  return ls;
+static void flush_scans(void);
+
+static void scans_flush_finished(void) {
+  if (!g_flush_done || g_writing || g_scans->n) return;
+  void (*done)(void *) = g_flush_done;
+  g_flush_done = NULL;
+  if (g_scan_timer_on) {
+    uv_close((uv_handle_t *)&g_scan_timer, NULL);
+    g_scan_timer_on = false;
+  }
+  done(g_flush_ud);
+}
+
+static void on_scans_written(void *ud, const bd_pg_result_t *r) {
+  scan_t *list = g_inflight;
+  uint64_t n = g_inflight_scans;
+  g_inflight = NULL;
+  g_inflight_scans = 0;
+  g_writing = false;
+  if (r->err && g_flush_done) {
+    bd_error("shutdown: %llu resolver scans could not be written: %s", (unsigned long long)n, r->message);
+    free_list(list);
+    free_list(g_scans->list);
+    memset(g_scans, 0, sizeof *g_scans);
+  } else if (r->err) {
+    bd_warn("resolver scans: writing %llu scans failed (%s); kept for the next attempt", (unsigned long long)n,
+            r->message);
+    for (scan_t *e = list; e; e = e->lnext) scan_add(e->unit_id, e->first_us, e->last_us, e->count);
+    free_list(list);
+    return;
+  } else {
+    free_list(list);
+    bd_metrics_inc("batchd_resolver_scans_recorded_total", "Resolver scans written to the database.", n);
+  }
+  if (g_flush_done) {
+    if (g_scans->n) flush_scans();
+    else scans_flush_finished();
+  }
+}
+
+/* Hands the buffered units to one statement; new scans accumulate anew. */
+static void flush_scans(void) {
+  if (g_writing || !g_scans || g_scans->n == 0) return;
+  bd_buf_t b = BD_BUF_INIT;
+  bd_buf_reserve(&b, g_scans->n * 64);
+  bd_buf_putc(&b, '[');
+  for (scan_t *s = g_scans->list; s; s = s->lnext)
+    bd_buf_printf(&b, "%s{\"id\":%lld,\"f\":%lld,\"l\":%lld,\"n\":%llu}", s == g_scans->list ? "" : ",",
+                  (long long)s->unit_id, (long long)s->first_us, (long long)s->last_us,
+                  (unsigned long long)s->count);
+  bd_buf_putc(&b, ']');
+  const char *p[] = {b.data};
+  if (bd_pg_query(bd_app.pg, &S_SCANS, 1, p, on_scans_written, NULL) == 0) {
+    g_writing = true;
+    g_inflight = g_scans->list;
+    g_inflight_scans = g_scans->nscans;
+    memset(g_scans, 0, sizeof *g_scans);
+  }
+  bd_buf_free(&b);
+}
+
+static void on_scan_timer(uv_timer_t *t) { flush_scans(); }
+
+void bd_resolver_init(void) {
+  g_cache_n = (size_t)bd_app.cfg.resolver_cache;
+  free(g_cache);
+  g_cache = g_cache_n ? bd_calloc(g_cache_n, sizeof *g_cache) : NULL;
+  if (!g_scans) g_scans = bd_calloc(1, sizeof *g_scans);
+  if (bd_app.loop && !g_scan_timer_on) {
+    uv_timer_init(bd_app.loop, &g_scan_timer);
+    g_scan_timer_on = true;
+    uint64_t ms = (uint64_t)bd_app.cfg.resolver_scan_flush_ms;
+    uv_timer_start(&g_scan_timer, on_scan_timer, ms, ms);
+    uv_unref((uv_handle_t *)&g_scan_timer);
+  }
+}
+
+void bd_resolver_flush(void (*done)(void *ud), void *ud) {
+  g_flush_done = done;
+  g_flush_ud = ud;
+  if (g_scan_timer_on) uv_timer_stop(&g_scan_timer);
+  if (!g_scans) g_scans = bd_calloc(1, sizeof *g_scans);
+  if (g_scans->nscans) bd_info("shutdown: writing %llu buffered resolver scans", (unsigned long long)g_scans->nscans);
+  if (!g_writing) flush_scans();
+  scans_flush_finished();
+}
+
+/* --- requests -------------------------------------------------------------------------- */
+
+/* What the client asked for. */
+enum { ASK_DEFAULT, ASK_PIP, ASK_LINKSET, ASK_UNKNOWN };
+
+typedef struct {
+  bd_gs1_dl_t dl;       /* the parsed identity */
+  char key[KEY_MAX];    /* its cache key */
+  int ask;              /* ASK_* */
+  bool bot;             /* the User-Agent is a bot's */
+  bool scan;            /* a GET by a person: may count a scan and activate */
+  char *query;          /* the query passed on (without linkType), "" if none */
+  char *same_as;        /* a compressed request's uncompressed URI, or NULL */
+  /* the answer being built */
+  int level;            /* LV_* answered */
+  bool first_scan;      /* the unit's job activates on first scan */
+  int64_t unit_id;      /* the unit answered */
+  char *name;           /* the product's name (linksets), or NULL */
+  bool lot_known;       /* the requested lot is a batch of the product */
+  char unit_lot[BD_GS1_VALUE_MAX + 1]; /* the unit's lot */
+} resolve_ctx_t;
+
+/* A crawler or link-preview fetcher: it gets the OpenGraph page, never a
+ * redirect, and counts no scan. */
+static bool is_bot(bd_str_t ua) {
+  static const char *const k_list[] = {"bot", "crawl", "spider", "slurp", "facebookexternalhit", "preview",
+                                       "whatsapp", "embedly", "pinterest", "vkshare", "skypeuripreview",
+                                       "headlesschrome", "lighthouse"};
+  for (size_t k = 0; k < BD_ARRAY_LEN(k_list); k++) {
+    size_t n = strlen(k_list[k]);
+    for (size_t i = 0; i + n <= ua.len; i++)
+      if (!strncasecmp(ua.p + i, k_list[k], n)) return true;
+  }
+  return false;
+}
+
+/* The link type asked for in ?linkType= (percent-decoded): GS1's short
+ * form "gs1:pip" or the full URI in any of GS1's namespaces. */
+static int ask_of(const char *v) {
+  static const char *const k_ns[] = {"gs1:", "https://gs1.org/voc/", "http://gs1.org/voc/", "https://ref.gs1.org/voc/",
+                                     "http://ref.gs1.org/voc/", "https://www.gs1.org/voc/", "http://www.gs1.org/voc/"};
+  if (!strcmp(v, "linkset") || !strcmp(v, "all")) return ASK_LINKSET;
+  for (size_t i = 0; i < BD_ARRAY_LEN(k_ns); i++) {
+    size_t n = strlen(k_ns[i]);
+    if (strncmp(v, k_ns[i], n)) continue;
+    const char *t = v + n;
+    if (!strcmp(t, "linkset")) return ASK_LINKSET;
+    if (!strcmp(t, "defaultLink") || !strcmp(t, "defaultLinkMulti")) return ASK_DEFAULT;
+    if (!strcmp(t, "pip")) return ASK_PIP;
+    return ASK_UNKNOWN;
+  }
+  return ASK_UNKNOWN;
+}
+
+/* The query without its linkType parameters, as it came (still encoded). */
+static char *strip_linktype(bd_req_t *req, bd_str_t q, const char *prefix) {
+  bd_buf_t b = BD_BUF_INIT;
+  if (prefix && *prefix) bd_buf_puts(&b, prefix);
+  const char *p = q.p, *end = q.p ? q.p + q.len : NULL;
+  while (p && p < end) {
+    const char *amp = memchr(p, '&', (size_t)(end - p));
+    const char *pe = amp ? amp : end;
+    const char *eq = memchr(p, '=', (size_t)(pe - p));
+    bd_str_t key = {p, (size_t)((eq ? eq : pe) - p)};
+    if (pe > p && !bd_str_eq(key, "linkType")) {
+      if (b.len) bd_buf_putc(&b, '&');
+      bd_buf_append(&b, p, (size_t)(pe - p));
+    }
+    p = amp ? amp + 1 : end;
+  }
+  char *out = bd_req_calloc(req, b.len + 1);
+  if (b.len) memcpy(out, b.data, b.len);
+  bd_buf_free(&b);
+  return out;
+}
+
+static void cors(bd_req_t *req) {
+  bd_resp_header(req, "Access-Control-Allow-Origin", "*");
+  bd_resp_header(req, "Access-Control-Expose-Headers",
+                 "Link, Location, X-Resolved-Identity, X-Resolved-Level, X-Activation, Content-Type");
 }
 
 static void link_describedby(bd_req_t *req) {
@@ -110,126 +348,374 @@ static void link_describedby(bd_req_t *req) {
                   bd_app.cfg.public_url);
 }
 
-/* Answers a resolved identity: kind 1 product, 2 unit, 3 batch (lot). */
-static void answer(bd_req_t *req, const bd_gs1_dl_t *dl, int kind) {
-  const char *base = bd_app.cfg.public_url;
-  bd_buf_t anchor = BD_BUF_INIT, pid = BD_BUF_INIT, q = BD_BUF_INIT, loc = BD_BUF_INIT;
-  if (bd_gs1_dl_format(&anchor, base, dl->gtin, dl->has_lot ? dl->lot : NULL, dl->has_serial ? dl->serial : NULL) !=
-      BD_GS1_OK)
-    bd_buf_puts(&anchor, base);
-  passport_id(dl, kind, &pid);
-  attrs_query(dl, &q);
-  bd_buf_printf(&loc, "%s/passports/%s%s%s", base, pid.data, q.len ? "?" : "", q.len ? q.data : "");
-  bd_resp_headerf(req, "Link",
-                  "<%s>; rel=\"https://gs1.org/voc/defaultLink\"; type=\"text/html\"; title=\"Digital product passport\", "
-                  "<%s/passports/%s>; rel=\"https://gs1.org/voc/pip\"; type=\"application/json\", "
-                  "<%s?linkType=linkset>; rel=\"linkset\"; type=\"application/linkset+json\"",
-                  loc.data, base, pid.data, anchor.data);
-  bd_resp_header(req, "Vary", "Accept");
-  if (wants_linkset(req)) {
-    bd_buf_t b = BD_BUF_INIT;
-    bd_jw_t w;
-    bd_jw_init(&w, &b);
-    bd_jw_obj(&w);
-    bd_jw_key(&w, "linkset");
-    bd_jw_arr(&w);
-    bd_jw_obj(&w);
-    bd_jw_kstr(&w, "anchor", anchor.data);
-    bd_jw_key(&w, "https://gs1.org/voc/defaultLink");
-    bd_jw_arr(&w);
-    bd_jw_obj(&w);
-    bd_jw_kstr(&w, "href", loc.data);
-    bd_jw_kstr(&w, "title", "Digital product passport");
-    bd_jw_kstr(&w, "type", "text/html");
-    bd_jw_obj_end(&w);
-    bd_jw_arr_end(&w);
-    bd_jw_key(&w, "https://gs1.org/voc/pip");
-    bd_jw_arr(&w);
-    bd_jw_obj(&w);
-    bd_buf_t pj = BD_BUF_INIT;
-    bd_buf_printf(&pj, "%s/passports/%s", base, pid.data);
-    bd_jw_kstr(&w, "href", pj.data);
-    bd_buf_free(&pj);
-    bd_jw_kstr(&w, "title", "Product information (passport data)");
-    bd_jw_kstr(&w, "type", "application/json");
-    bd_jw_obj_end(&w);
-    bd_jw_arr_end(&w);
-    bd_jw_obj_end(&w);
-    bd_jw_arr_end(&w);
-    bd_jw_obj_end(&w);
-    bd_resp_send(req, 200, "application/linkset+json", b.data, b.len);
-    bd_buf_free(&b);
-  } else {
-    bd_resp_header(req, "Location", loc.data);
-    bd_resp_send(req, 307, "text/plain; charset=utf-8", "", 0);
-  }
-  bd_buf_free(&anchor);
-  bd_buf_free(&pid);
-  bd_buf_free(&q);
-  bd_buf_free(&loc);
-}
-
-typedef struct {
-  bd_gs1_dl_t dl;       /* the parsed identity */
-  char key[KEY_MAX];    /* its cache key */
-} resolve_ctx_t;
-
 static void not_found(bd_req_t *req, const char *what) {
   link_describedby(req);
   bd_rpc_error(req, 404, "PGRST116", "Not found", what, NULL);
 }
 
-static void on_resolved(void *ud, const bd_pg_result_t *r) {
+/* A level's Digital Link (no query): the product, its batch or its unit. */
+static void level_uri(bd_buf_t *out, const resolve_ctx_t *c, int level) {
+  const bd_gs1_dl_t *dl = &c->dl;
+  const char *lot = level == LV_BATCH || (level == LV_UNIT && dl->has_lot) ? dl->lot : NULL;
+  if (bd_gs1_dl_format(out, bd_app.cfg.public_url, dl->gtin, lot, level == LV_UNIT ? dl->serial : NULL) != BD_GS1_OK)
+    bd_buf_puts(out, bd_app.cfg.public_url);
+}
+
+/* The passport page of a level (see pp_passport_id). */
+static void passport_url(bd_buf_t *out, const resolve_ctx_t *c, int level) {
+  bd_buf_printf(out, "%s/passports/%s", bd_app.cfg.public_url, c->dl.gtin);
+  const char *v = level == LV_UNIT ? c->dl.serial : level == LV_BATCH ? c->dl.lot : NULL;
+  if (!v) return;
+  bd_buf_puts(out, level == LV_UNIT ? "~21~" : "~10~");
+  for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+    if (bd_gs1_dl_needs_escape(*p)) bd_buf_printf(out, "%%%02X", *p);
+    else bd_buf_putc(out, (char)*p);
+  }
+}
+
+static const char *level_name(int level) {
+  return level == LV_UNIT ? "unit" : level == LV_BATCH ? "batch" : "product";
+}
+
+/* One context object of the linkset: a level, its description and links.
+ * The default link has a title and nothing else (GS1-Conformant Resolver:
+ * no optional attributes on it), and is also described by gs1:pip. */
+static void linkset_level(bd_jw_t *w, const resolve_ctx_t *c, int level) {
+  bd_buf_t a = BD_BUF_INIT, pp = BD_BUF_INIT, d = BD_BUF_INIT;
+  level_uri(&a, c, level);
+  passport_url(&pp, c, level);
+  bd_buf_puts(&d, c->name ? c->name : "Product");
+  if (level == LV_BATCH || (level == LV_UNIT && c->unit_lot[0])) bd_buf_printf(&d, ", lot %s", level == LV_UNIT ? c->unit_lot : c->dl.lot);
+  if (level == LV_UNIT) bd_buf_printf(&d, ", serial %s", c->dl.serial);
+  bd_jw_obj(w);
+  bd_jw_kstr(w, "anchor", a.data);
+  bd_jw_kstr(w, "itemDescription", d.data);
+  bd_jw_key(w, "https://gs1.org/voc/defaultLink");
+  bd_jw_arr(w);
+  bd_jw_obj(w);
+  bd_jw_kstr(w, "href", pp.data);
+  bd_jw_kstr(w, "title", "Digital product passport");
+  bd_jw_obj_end(w);
+  bd_jw_arr_end(w);
+  bd_jw_key(w, "https://gs1.org/voc/pip");
+  bd_jw_arr(w);
+  bd_jw_obj(w);
+  bd_jw_kstr(w, "href", pp.data);
+  bd_jw_kstr(w, "title", "Digital product passport (web page)");
+  bd_jw_kstr(w, "type", "text/html");
+  bd_jw_obj_end(w);
+  bd_jw_obj(w);
+  bd_jw_kstr(w, "href", pp.data);
+  bd_jw_kstr(w, "title", "Digital product passport (data)");
+  bd_jw_kstr(w, "type", "application/json");
+  bd_jw_obj_end(w);
+  bd_jw_arr_end(w);
+  bd_jw_obj_end(w);
+  bd_buf_free(&a);
+  bd_buf_free(&pp);
+  bd_buf_free(&d);
+}
+
+static void answer_linkset(bd_req_t *req, const resolve_ctx_t *c) {
+  bd_buf_t b = BD_BUF_INIT;
+  bd_jw_t w;
+  bd_jw_init(&w, &b);
+  bd_jw_obj(&w);
+  bd_jw_key(&w, "linkset");
+  bd_jw_arr(&w);
+  /* every known level from the one answered up to the GTIN */
+  linkset_level(&w, c, c->level);
+  if (c->level == LV_UNIT && c->dl.has_lot && c->lot_known) linkset_level(&w, c, LV_BATCH);
+  if (c->level != LV_PRODUCT) linkset_level(&w, c, LV_PRODUCT);
+  bd_jw_arr_end(&w);
+  bd_jw_obj_end(&w);
+  bd_resp_send(req, 200, "application/linkset+json", b.data, b.len);
+  bd_buf_free(&b);
+}
+
+/* The page a crawler or link preview gets instead of the redirect. */
+static void answer_bot(bd_req_t *req, const char *anchor, const char *passport) {
+  bd_buf_t b = BD_BUF_INIT;
+  bd_buf_puts(&b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                  "<title>Digital product passport</title>\n"
+                  "<meta property=\"og:type\" content=\"website\">\n"
+                  "<meta property=\"og:title\" content=\"Digital product passport\">\n"
+                  "<meta property=\"og:description\" content=\"Scan the code on the product to open its digital "
+                  "product passport.\">\n<meta property=\"og:url\" content=\"");
+  bd_html_escape(&b, anchor);
+  bd_buf_puts(&b, "\">\n<meta name=\"robots\" content=\"noindex\">\n</head><body>\n<h1>Digital product passport</h1>\n"
+                  "<p><a href=\"");
+  bd_html_escape(&b, passport);
+  bd_buf_puts(&b, "\">Open the passport</a></p>\n</body></html>\n");
+  bd_resp_send(req, 200, "text/html; charset=utf-8", b.data, b.len);
+  bd_buf_free(&b);
+}
+
+/* Answers the level c->level of the request (activation already decided;
+ * activation: NULL, "activated" or "already_active"). */
+static void answer(bd_req_t *req, resolve_ctx_t *c, const char *activation) {
+  bd_buf_t anchor = BD_BUF_INIT, pp = BD_BUF_INIT, loc = BD_BUF_INIT;
+  level_uri(&anchor, c, c->level);
+  passport_url(&pp, c, c->level);
+  bd_resp_header(req, "X-Resolved-Identity", anchor.data);
+  bd_resp_header(req, "X-Resolved-Level", level_name(c->level));
+  if (activation) bd_resp_header(req, "X-Activation", activation);
+  /* one Link header: the default link, the linkset, the uncompressed URI,
+   * and with a linkset its JSON-LD context */
+  bd_buf_t link = BD_BUF_INIT;
+  bd_buf_printf(&link,
+                "<%s>; rel=\"https://gs1.org/voc/defaultLink\"; title=\"Digital product passport\", "
+                "<%s?linkType=linkset>; rel=\"linkset\"; type=\"application/linkset+json\"",
+                pp.data, anchor.data);
+  if (c->same_as) bd_buf_printf(&link, ", <%s>; rel=\"owl:sameAs\"", c->same_as);
+  if (c->ask == ASK_LINKSET)
+    bd_buf_printf(&link, ", <%s/contexts/linkset.jsonld>; rel=\"http://www.w3.org/ns/json-ld#context\"; "
+                         "type=\"application/ld+json\"",
+                  bd_app.cfg.public_url);
+  bd_resp_header(req, "Link", link.data);
+  bd_buf_free(&link);
+  bd_resp_header(req, "Vary", "Accept, User-Agent");
+  if (c->ask == ASK_LINKSET) {
+    answer_linkset(req, c);
+  } else if (c->bot) {
+    answer_bot(req, anchor.data, pp.data);
+  } else {
+    bd_buf_printf(&loc, "%s%s%s", pp.data, c->query[0] ? "?" : "", c->query);
+    bd_resp_header(req, "Location", loc.data);
+    bd_resp_header(req, "Cache-Control", "no-store");
+    bd_resp_send(req, 307, "text/plain; charset=utf-8", "", 0);
+  }
+  bd_buf_free(&anchor);
+  bd_buf_free(&pp);
+  bd_buf_free(&loc);
+}
+
+static void cache_put(const resolve_ctx_t *c, int kind) {
+  rc_slot_t *s = cache_slot(c->key);
+  if (!s) return;
+  memcpy(s->key, c->key, sizeof s->key);
+  s->kind = (uint8_t)kind;
+  s->first_scan = c->first_scan;
+  s->unit_id = c->unit_id;
+}
+
+static void on_activated(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
   resolve_ctx_t *c = req->ctx;
   if (r->err) {
     link_describedby(req);
     bd_rpc_db_error(req, r);
-  } else if (PQntuples(r->res) == 0 ||
-             (c->dl.has_serial && c->dl.has_lot && strcmp(PQgetvalue(r->res, 0, 0), c->dl.lot))) {
-    /* (a unit named with a lot must be of that lot) */
-    not_found(req, c->dl.has_serial ? "no unit with this GTIN and serial"
-                   : c->dl.has_lot  ? "no batch with this GTIN and lot"
-                                    : "no product with this GTIN");
   } else {
-    int k = c->dl.has_serial ? 2 : c->dl.has_lot ? 3 : 1;
-    rc_slot_t *s = k != 3 ? cache_slot(c->key) : NULL;
-    if (s) {
-      memcpy(s->key, c->key, sizeof s->key);
-      s->kind = (uint8_t)k;
-    }
-    answer(req, &c->dl, k);
+    const char *v = PQgetisnull(r->res, 0, 0) ? "already_active" : PQgetvalue(r->res, 0, 0);
+    cache_put(c, LV_UNIT); /* active from now on, whoever won */
+    scan_record(c->unit_id);
+    answer(req, c, !strcmp(v, "activated") ? "activated" : "already_active");
   }
   bd_req_release(req);
 }
 
-void bd_resolver_handle(bd_req_t *req) {
-  resolve_ctx_t *c = bd_req_calloc(req, sizeof *c);
-  req->ctx = c;
-  if (bd_gs1_dl_parse(req->path, req->query, &c->dl) != BD_GS1_OK) {
+static void on_resolved(void *ud, const bd_pg_result_t *r) {
+  bd_req_t *req = ud;
+  resolve_ctx_t *c = req->ctx;
+  const bd_gs1_dl_t *dl = &c->dl;
+  if (r->err) {
     link_describedby(req);
-    bd_rpc_error(req, 400, "22023", "Invalid input", c->dl.errmsg, "GS1 Digital Link: /01/{gtin}[/10/{lot}][/21/{serial}]");
+    bd_rpc_db_error(req, r);
+    bd_req_release(req);
+    return;
+  }
+  if (PQntuples(r->res) == 0) {
+    not_found(req, "no product with this GTIN");
+    bd_req_release(req);
+    return;
+  }
+  PGresult *res = r->res;
+  c->name = bd_req_calloc(req, (size_t)PQgetlength(res, 0, 0) + 1);
+  memcpy(c->name, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
+  c->lot_known = PQgetvalue(res, 0, 5)[0] == 't';
+  /* the unit, if it is the one named (with the lot it was minted in, when
+   * the path names one) */
+  bool unit = !PQgetisnull(res, 0, 1) && (!dl->has_lot || !strcmp(PQgetvalue(res, 0, 2), dl->lot));
+  bool minted = false;
+  if (unit) {
+    c->unit_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    snprintf(c->unit_lot, sizeof c->unit_lot, "%s", PQgetvalue(res, 0, 2));
+    c->first_scan = PQgetvalue(res, 0, 3)[0] == 't';
+    minted = c->first_scan && PQgetvalue(res, 0, 4)[0] != 't';
+    c->level = LV_UNIT;
+  } else if (dl->has_lot && c->lot_known) {
+    c->level = LV_BATCH;
+  } else {
+    c->level = LV_PRODUCT;
+  }
+  bool exact = !dl->has_cpv && !dl->has_tpx &&
+               (c->level == LV_UNIT ? true : c->level == LV_PRODUCT ? !dl->has_lot && !dl->has_serial : false);
+  bool redirect = c->ask != ASK_LINKSET && !c->bot;
+  if (c->level == LV_UNIT && minted) {
+    if (redirect && c->scan) {
+      const char *idp[1];
+      char idbuf[24];
+      snprintf(idbuf, sizeof idbuf, "%lld", (long long)c->unit_id);
+      idp[0] = idbuf;
+      if (bd_pg_query(bd_app.pg, &S_ACTIVATE, 1, idp, on_activated, req) != 0) {
+        link_describedby(req);
+        bd_app_unavailable(req);
+        bd_req_release(req);
+      }
+      return; /* the hold goes on to on_activated */
+    }
+    answer(req, c, NULL); /* a look that changes nothing */
+  } else {
+    if (exact) cache_put(c, c->level == LV_UNIT ? LV_UNIT : LV_PRODUCT);
+    bool counted = c->level == LV_UNIT && redirect && c->scan;
+    if (counted) scan_record(c->unit_id);
+    answer(req, c, c->level == LV_UNIT && c->first_scan && redirect ? "already_active" : NULL);
+  }
+  bd_req_release(req);
+}
+
+static void resolve(bd_req_t *req, resolve_ctx_t *c) {
+  if (c->ask == ASK_UNKNOWN) {
+    bd_buf_t v = BD_BUF_INIT;
+    bd_buf_t msg = BD_BUF_INIT;
+    if (bd_query_get(req->query, "linkType", &v) && v.data) bd_buf_printf(&msg, "no link of type %s", v.data);
+    not_found(req, msg.data ? msg.data : "no link of this type");
+    bd_buf_free(&v);
+    bd_buf_free(&msg);
     return;
   }
   make_key(&c->dl, c->key);
-  rc_slot_t *s = cache_slot(c->key);
+  bool exactable = !c->dl.has_cpv && !c->dl.has_tpx && (c->dl.has_serial || !c->dl.has_lot);
+  rc_slot_t *s = exactable && c->ask != ASK_LINKSET ? cache_slot(c->key) : NULL;
   if (s && s->kind && !strcmp(s->key, c->key)) {
-    answer(req, &c->dl, s->kind);
+    c->level = s->kind;
+    c->first_scan = s->first_scan;
+    c->unit_id = s->unit_id;
+    bool redirect = !c->bot;
+    if (c->level == LV_UNIT && redirect && c->scan) scan_record(c->unit_id);
+    answer(req, c, c->level == LV_UNIT && c->first_scan && redirect ? "already_active" : NULL);
     return;
   }
-  const char *p[] = {c->dl.gtin, c->dl.has_serial ? c->dl.serial : c->dl.lot};
-  bd_pg_stmt_t *st = c->dl.has_serial ? &S_RESOLVE_UNIT : c->dl.has_lot ? &S_RESOLVE_LOT : &S_RESOLVE_PRODUCT;
+  /* a qualifier we do not store: the levels below it are unknown */
+  bool lower = !c->dl.has_cpv;
+  const char *p[] = {c->dl.gtin, lower && c->dl.has_lot ? c->dl.lot : NULL,
+                     lower && !c->dl.has_tpx && c->dl.has_serial ? c->dl.serial : NULL};
   bd_req_hold(req);
-  if (bd_pg_query(bd_app.pg, st, st == &S_RESOLVE_PRODUCT ? 1 : 2, p, on_resolved, req) != 0) {
+  if (bd_pg_query(bd_app.pg, &S_RESOLVE, 3, p, on_resolved, req) != 0) {
     link_describedby(req);
     bd_app_unavailable(req);
     bd_req_release(req);
   }
 }
 
+/* Fills the request context from what it asks (linkType, Accept) and who
+ * asks (User-Agent, method). */
+static void ask(bd_req_t *req, resolve_ctx_t *c) {
+  bd_str_t acc = bd_req_header(req, "Accept");
+  c->ask = ASK_DEFAULT;
+  bd_buf_t v = BD_BUF_INIT;
+  if (bd_query_get(req->query, "linkType", &v) && v.data) c->ask = ask_of(v.data);
+  else if (acc.p && memmem(acc.p, acc.len, "application/linkset+json", 24)) c->ask = ASK_LINKSET;
+  bd_buf_free(&v);
+  c->bot = is_bot(bd_req_header(req, "User-Agent"));
+  c->scan = !req->head && !c->bot;
+}
+
+static void bad_request(bd_req_t *req, const char *details) {
+  link_describedby(req);
+  bd_rpc_error(req, 400, "22023", "Invalid input", details,
+               "GS1 Digital Link: /01/{gtin}[/22/{cpv}][/10/{lot}][/21/{serial}|/235/{tpx}]");
+}
+
+/* OPTIONS: what a CORS preflight and the GS1-Conformant Resolver criteria
+ * ask (GET, HEAD and OPTIONS on every resolver path). */
+static void answer_options(bd_req_t *req) {
+  bd_resp_header(req, "Allow", "GET, HEAD, OPTIONS");
+  bd_resp_header(req, "Access-Control-Allow-Methods", "GET, HEAD, OPTIONS");
+  bd_resp_header(req, "Access-Control-Allow-Headers", "Accept, Accept-Language, Content-Type, If-None-Match");
+  bd_resp_header(req, "Access-Control-Max-Age", "86400");
+  bd_resp_send(req, 200, "text/plain; charset=utf-8", "", 0);
+}
+
+void bd_resolver_handle(bd_req_t *req) {
+  resolve_ctx_t *c = bd_req_calloc(req, sizeof *c);
+  req->ctx = c;
+  cors(req);
+  if (req->method == HTTP_OPTIONS) {
+    answer_options(req);
+    return;
+  }
+  if (bd_gs1_dl_parse(req->path, req->query, &c->dl) != BD_GS1_OK) {
+    bad_request(req, c->dl.errmsg);
+    return;
+  }
+  ask(req, c);
+  c->query = strip_linktype(req, req->query, NULL);
+  resolve(req, c);
+}
+
+/* /{segment}: a compressed Digital Link, or nothing this server has. */
+void bd_resolver_compressed(bd_req_t *req) {
+  bd_str_t seg = {req->path.p + 1, req->path.len - 1};
+  bd_buf_t path = BD_BUF_INIT, q = BD_BUF_INIT;
+  int rc = bd_gs1_dl_decompress(seg.p, seg.len, &path, &q);
+  if (rc == BD_GS1_E_DLC_SYNTAX || rc == BD_GS1_E_DLC_AI) {
+    /* as the core answers a path no route has */
+    bd_buf_free(&path);
+    bd_buf_free(&q);
+    bd_resp_error(req, 404, "not_found", "No such endpoint", NULL);
+    return;
+  }
+  resolve_ctx_t *c = bd_req_calloc(req, sizeof *c);
+  req->ctx = c;
+  cors(req);
+  if (rc != BD_GS1_OK) {
+    bd_buf_free(&path);
+    bd_buf_free(&q);
+    not_found(req, bd_gs1_strerror(rc));
+    return;
+  }
+  if (req->method == HTTP_OPTIONS) {
+    bd_buf_free(&path);
+    bd_buf_free(&q);
+    answer_options(req);
+    return;
+  }
+  /* the query: the compressed data attributes, then the request's own */
+  c->query = strip_linktype(req, req->query, q.data);
+  char *p = bd_req_calloc(req, path.len + 1);
+  memcpy(p, path.data, path.len);
+  bd_buf_t same = BD_BUF_INIT;
+  bd_buf_printf(&same, "%s%s%s%s", bd_app.cfg.public_url, p, q.len ? "?" : "", q.len ? q.data : "");
+  c->same_as = bd_req_calloc(req, same.len + 1);
+  memcpy(c->same_as, same.data, same.len);
+  bd_buf_free(&same);
+  bd_buf_free(&path);
+  bd_buf_free(&q);
+  if (bd_gs1_dl_parse((bd_str_t){p, strlen(p)}, (bd_str_t){c->query, strlen(c->query)}, &c->dl) != BD_GS1_OK) {
+    bad_request(req, c->dl.errmsg);
+    return;
+  }
+  ask(req, c);
+  resolve(req, c);
+}
+
+void bd_resolver_context(bd_req_t *req) {
+  static const char k_ctx[] =
+      "{\"@context\":{\"@vocab\":\"http://www.iana.org/assignments/relation/\",\"anchor\":\"@id\",\"href\":\"@id\","
+      "\"linkset\":\"@graph\",\"gs1\":\"https://gs1.org/voc/\",\"schema\":\"http://schema.org/\","
+      "\"dcterms\":\"http://purl.org/dc/terms/\",\"title\":{\"@id\":\"http://purl.org/dc/terms/title\"},"
+      "\"type\":{\"@id\":\"http://purl.org/dc/terms/format\"},"
+      "\"hreflang\":{\"@id\":\"http://purl.org/dc/terms/language\",\"@container\":\"@set\"},"
+      "\"itemDescription\":{\"@id\":\"http://www.w3.org/2000/01/rdf-schema#comment\"}}}\n";
+  cors(req);
+  bd_resp_header(req, "Cache-Control", "public, max-age=86400");
+  bd_resp_send(req, 200, "application/ld+json", k_ctx, sizeof k_ctx - 1);
+}
+
 void bd_resolver_wellknown(bd_req_t *req) {
   const char *base = bd_app.cfg.public_url;
-  bd_buf_t b = BD_BUF_INIT;
+  bd_buf_t b = BD_BUF_INIT, ctx = BD_BUF_INIT;
   bd_jw_t w;
   bd_jw_init(&w, &b);
   bd_jw_obj(&w);
@@ -237,12 +723,21 @@ void bd_resolver_wellknown(bd_req_t *req) {
   bd_jw_kstr(&w, "resolverRoot", base);
   bd_jw_key(&w, "supportedPrimaryKeys");
   bd_jw_arr(&w);
-  bd_jw_str(&w, "gtin");
+  bd_jw_str(&w, "01");
+  bd_jw_arr_end(&w);
+  bd_jw_key(&w, "supportedLinkType");
+  bd_jw_arr(&w);
+  bd_jw_obj(&w);
+  bd_jw_kstr(&w, "namespace", "https://gs1.org/voc/");
+  bd_jw_kstr(&w, "prefix", "gs1:");
+  bd_jw_obj_end(&w);
   bd_jw_arr_end(&w);
   bd_jw_key(&w, "supportedQualifiers");
   bd_jw_arr(&w);
+  bd_jw_str(&w, "22");
   bd_jw_str(&w, "10");
   bd_jw_str(&w, "21");
+  bd_jw_str(&w, "235");
   bd_jw_arr_end(&w);
   bd_jw_key(&w, "supportedDataAttributes");
   bd_jw_arr(&w);
@@ -256,12 +751,18 @@ void bd_resolver_wellknown(bd_req_t *req) {
   bd_jw_str(&w, "linkset");
   bd_jw_arr_end(&w);
   bd_jw_kbool(&w, "linkTypeDefaultCanBeLinkset", false);
+  bd_jw_kbool(&w, "linkTypeDefaultCanBeAll", false);
   bd_jw_kstr(&w, "linksetMediaType", "application/linkset+json");
+  bd_buf_printf(&ctx, "%s/contexts/linkset.jsonld", base);
+  bd_jw_kstr(&w, "jsonLdContextLocation", ctx.data);
+  bd_jw_kbool(&w, "supportsCompressedURIs", true);
   bd_jw_kstr(&w, "defaultRedirectStatus", "307");
   bd_jw_obj_end(&w);
+  cors(req);
   link_describedby(req);
   bd_resp_send(req, 200, "application/json; charset=utf-8", b.data, b.len);
   bd_buf_free(&b);
+  bd_buf_free(&ctx);
 }
 
 /* --- passports ----------------------------------------------------------------- */

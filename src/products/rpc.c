@@ -46,6 +46,8 @@ static rpc_fn_t k_fns[] = {
   {"preflight_mint_batch", BD_PG_STMT("SELECT rpc_preflight_mint_batch(pp_caller($1, $3), $2::jsonb)::text")},
   {"list_mint_units", BD_PG_STMT("SELECT rpc_list_mint_units(pp_caller($1, $3), $2::jsonb, $4)::text"), 4,
    FN_BASE_URL},
+  {"get_unit_scans", BD_PG_STMT("SELECT rpc_get_unit_scans(pp_caller($1, $3), $2::jsonb, $4)::text"), 4,
+   FN_BASE_URL},
   {"create_webhook_endpoint",
    BD_PG_STMT("SELECT rpc_create_webhook_endpoint(pp_caller($1, $3), $2::jsonb, $4::bytea, $5::int)::text"), 5,
    FN_WEBHOOK_CREATE},
