@@ -11,6 +11,7 @@ pkg_check_modules(PANGO REQUIRED IMPORTED_TARGET pangocairo)
 pkg_check_modules(FONTCONFIG REQUIRED IMPORTED_TARGET fontconfig)
 pkg_check_modules(PNG REQUIRED IMPORTED_TARGET libpng)
 pkg_check_modules(ZLIB REQUIRED IMPORTED_TARGET zlib)
+pkg_check_modules(DEFLATE REQUIRED IMPORTED_TARGET libdeflate)
 pkg_check_modules(JPEG REQUIRED IMPORTED_TARGET libjpeg)
 pkg_check_modules(RSVG REQUIRED IMPORTED_TARGET librsvg-2.0)
 pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)
@@ -40,6 +41,6 @@ find_package(Threads REQUIRED)
 add_library(bd_deps INTERFACE)
 target_include_directories(bd_deps SYSTEM INTERFACE ${ZINT_INCLUDE_DIR})
 target_link_libraries(bd_deps INTERFACE llhttp PkgConfig::UV PkgConfig::PQ PkgConfig::JANSSON
-  PkgConfig::SODIUM PkgConfig::QRENCODE PkgConfig::CAIRO PkgConfig::PANGO PkgConfig::FONTCONFIG PkgConfig::PNG PkgConfig::ZLIB
+  PkgConfig::SODIUM PkgConfig::QRENCODE PkgConfig::CAIRO PkgConfig::PANGO PkgConfig::FONTCONFIG PkgConfig::PNG PkgConfig::ZLIB PkgConfig::DEFLATE
   PkgConfig::JPEG PkgConfig::RSVG PkgConfig::CURL PkgConfig::ZBAR
   ${ZINT_LIBRARY} Threads::Threads m)

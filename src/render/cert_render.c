@@ -2,6 +2,7 @@
  * certificate rendering. */
 #include "cert_render.h"
 
+#include "png_enc.h"
 #include "qr.h"
 #include "util.h"
 
@@ -771,6 +772,11 @@ static int check_text(const bd_cert_layout_t *l, const bd_cert_input_t *in, char
 
 int bd_cert_render(const bd_cert_layout_t *l, const bd_cert_input_t *in, bd_cert_output_t *out,
                    char *err, size_t errsz) {
+  return bd_cert_render_ex(l, in, BD_CERT_ALL, out, err, errsz);
+}
+
+int bd_cert_render_ex(const bd_cert_layout_t *l, const bd_cert_input_t *in, unsigned what,
+                      bd_cert_output_t *out, char *err, size_t errsz) {
   memset(out, 0, sizeof *out);
   if (check_text(l, in, err, errsz) != 0) return -1;
   int y, m, d;
@@ -788,25 +794,28 @@ int bd_cert_render(const bd_cert_layout_t *l, const bd_cert_input_t *in, bd_cert
   int rc = 0;
 
   /* PDF */
-  cairo_surface_t *s =
-      cairo_pdf_surface_create_for_stream(write_buf, &out->pdf, l->width, l->height);
-  char date[32], title[160];
-  snprintf(date, sizeof date, "%04d-%02d-%02dT00:00:00Z", y, m, d);
-  snprintf(title, sizeof title, "Certificate %s", in->reference_id ? in->reference_id : "");
-  cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_TITLE, title);
-  cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_CREATOR, "batchd");
-  cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_CREATE_DATE, date);
-  cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_MOD_DATE, date);
-  cairo_t *cr = cairo_create(s);
-  rc = draw_page(cr, l, in, qd, 0, err, errsz);
-  cairo_destroy(cr);
-  cairo_surface_finish(s);
-  if (rc == 0 && cairo_surface_status(s) != CAIRO_STATUS_SUCCESS)
-    rc = rerr(err, errsz, "writing the PDF failed");
-  cairo_surface_destroy(s);
+  cairo_surface_t *s = NULL;
+  cairo_t *cr = NULL;
+  if (what & BD_CERT_PDF) {
+    s = cairo_pdf_surface_create_for_stream(write_buf, &out->pdf, l->width, l->height);
+    char date[32], title[160];
+    snprintf(date, sizeof date, "%04d-%02d-%02dT00:00:00Z", y, m, d);
+    snprintf(title, sizeof title, "Certificate %s", in->reference_id ? in->reference_id : "");
+    cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_TITLE, title);
+    cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_CREATOR, "batchd");
+    cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_CREATE_DATE, date);
+    cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_MOD_DATE, date);
+    cr = cairo_create(s);
+    rc = draw_page(cr, l, in, qd, 0, err, errsz);
+    cairo_destroy(cr);
+    cairo_surface_finish(s);
+    if (rc == 0 && cairo_surface_status(s) != CAIRO_STATUS_SUCCESS)
+      rc = rerr(err, errsz, "writing the PDF failed");
+    cairo_surface_destroy(s);
+  }
 
   /* PNG */
-  if (rc == 0) {
+  if (rc == 0 && (what & BD_CERT_PNG)) {
     double scale = BD_CERT_PNG_SCALE;
     double longer = BD_MAX(l->width, l->height);
     if (longer * scale > BD_CERT_PNG_MAX_SIDE) scale = BD_CERT_PNG_MAX_SIDE / longer;
@@ -817,17 +826,20 @@ int bd_cert_render(const bd_cert_layout_t *l, const bd_cert_input_t *in, bd_cert
     cairo_scale(cr, scale, scale);
     rc = draw_page(cr, l, in, qd, scale, err, errsz);
     cairo_destroy(cr);
-    if (rc == 0) rc = bd_qr_png_encode(s, false, &out->png, err, errsz);
+    if (rc == 0) {
+      cairo_surface_flush(s);
+      if (bd_png_encode(cairo_image_surface_get_data(s), out->png_width, out->png_height,
+                        cairo_image_surface_get_stride(s), BD_PNG_PAGE, &out->png) != 0)
+        rc = rerr(err, errsz, "PNG encoding failed");
+    }
     cairo_surface_destroy(s);
   }
 
   /* the QR alone */
-  if (rc == 0)
+  if (rc == 0 && (what & BD_CERT_QR_SVG))
     rc = bd_qr_render(in->verification_url, qd, BD_QR_SVG, 512, &out->qr_svg, err, errsz);
   bd_qr_design_free(qd);
-  if (rc == 0) {
-    bd_sha256_hex(out->pdf_sha256, out->pdf.data, out->pdf.len);
-    bd_sha256_hex(out->png_sha256, out->png.data, out->png.len);
-  }
+  if (rc == 0 && (what & BD_CERT_PDF)) bd_sha256_hex(out->pdf_sha256, out->pdf.data, out->pdf.len);
+  if (rc == 0 && (what & BD_CERT_PNG)) bd_sha256_hex(out->png_sha256, out->png.data, out->png.len);
   return rc;
 }

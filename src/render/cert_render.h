@@ -189,6 +189,11 @@ typedef struct {
  * failure). Any thread; CPU-bound (run it on the work queue). */
 int bd_cert_render(const bd_cert_layout_t *l, const bd_cert_input_t *in, bd_cert_output_t *out,
                    char *err, size_t errsz) BD_MUSTCHECK;
+/* What bd_cert_render_ex makes (bits); bd_cert_render makes all three. The
+ * members of *out not asked for stay empty (their hash ""). */
+enum { BD_CERT_PDF = 1, BD_CERT_PNG = 2, BD_CERT_QR_SVG = 4, BD_CERT_ALL = 7 };
+int bd_cert_render_ex(const bd_cert_layout_t *l, const bd_cert_input_t *in, unsigned what,
+                      bd_cert_output_t *out, char *err, size_t errsz) BD_MUSTCHECK;
 void bd_cert_output_free(bd_cert_output_t *out);
 
 /* The text of a text element after placeholder substitution, appended to
