@@ -1,7 +1,12 @@
-/* cert_render: certificates rendered per second (PDF + PNG + QR SVG per
- * certificate) on one thread, then through the work queue (src/core/work.h) on
- * the libuv thread pool with N items in flight, as the cert.batch job runs
- * them. Usage: cert_render [count] [workers]. */
+/* cert_render: certificates rendered per second on one thread, then through
+ * the work queue (src/core/work.h) on the libuv thread pool with N items in
+ * flight, as the cert.batch job runs them. Usage:
+ *   cert_render [count] [workers] [issue|png|all] [signatories]
+ * issue (default): what issuance renders, PDF + QR SVG; png: the PNG alone,
+ * as GET .../png renders it on first request; all: the three, as issuance
+ * did before the PNG became derived. signatories: 1 (default) or 2
+ * signature elements. The JSON line also gives the bytes of one
+ * certificate's artefacts. */
 #include "cert_render.h"
 #include "qr.h"
 #include "util.h"
@@ -11,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,11 +31,17 @@ static const char *LAYOUT =
     "{{IssueDate}}\",\"size\":14,\"align\":\"right\"},"
     "{\"type\":\"qr\",\"x\":700,\"y\":440,\"size\":120},"
     "{\"type\":\"signature\",\"field\":\"signatory_1\",\"x\":100,\"y\":430,\"width\":160,"
-    "\"height\":60}]}";
+    "\"height\":60}%s]}";
+static const char *SIG2 =
+    ",{\"type\":\"signature\",\"field\":\"signatory_2\",\"x\":400,\"y\":430,\"width\":160,"
+    "\"height\":60}";
 
 static bd_cert_layout_t *g_layout;
 static bd_cert_image_t *g_sig;
 static int g_done, g_failed, g_next, g_count;
+static unsigned g_what = BD_CERT_PDF | BD_CERT_QR_SVG;
+static size_t g_nsig = 1;
+static size_t g_pdf_bytes, g_png_bytes, g_svg_bytes; /* of certificate 0 */
 
 typedef struct {
   bd_work_t w;
@@ -48,7 +60,7 @@ static void render_one(int i, int *rc) {
   snprintf(name, sizeof name, "Recipient Número %d", i);
   snprintf(ref, sizeof ref, "CERT-%08d", i);
   snprintf(url, sizeof url, "https://certs.example.org/verify/%s", ref);
-  bd_cert_signatory_t s = {"Ana Núñez", "Directora", g_sig};
+  bd_cert_signatory_t s[2] = {{"Ana Núñez", "Directora", g_sig}, {"Dr. Rita Registrar", "Registrar", g_sig}};
   json_t *custom = json_pack("{ss}", "Course", "Análisis Matemático");
   bd_cert_input_t in = {name,
                         "r@example.org",
@@ -58,12 +70,13 @@ static void render_one(int i, int *rc) {
                         "Université de Genève",
                         "Class of 2025",
                         custom,
-                        &s,
-                        1};
+                        s,
+                        g_nsig};
   bd_cert_output_t out;
   char err[256];
-  *rc = bd_cert_render(g_layout, &in, &out, err, sizeof err);
+  *rc = bd_cert_render_ex(g_layout, &in, g_what, &out, err, sizeof err);
   if (*rc) fprintf(stderr, "render: %s\n", err);
+  if (i == 0) g_pdf_bytes = out.pdf.len, g_png_bytes = out.png.len, g_svg_bytes = out.qr_svg.len;
   bd_cert_output_free(&out);
   json_decref(custom);
 }
@@ -115,8 +128,18 @@ static void submit_next(void) {
 int main(int argc, char **argv) {
   int count = argc > 1 ? atoi(argv[1]) : 200;
   int workers = argc > 2 ? atoi(argv[2]) : 2;
+  const char *mode = argc > 3 ? argv[3] : "issue";
+  if (strcmp(mode, "png") == 0)
+    g_what = BD_CERT_PNG;
+  else if (strcmp(mode, "all") == 0)
+    g_what = BD_CERT_ALL;
+  else if (strcmp(mode, "issue") != 0)
+    return fprintf(stderr, "mode: issue, png or all\n"), 2;
+  g_nsig = argc > 4 && atoi(argv[4]) == 2 ? 2 : 1;
+  char layout[2048];
+  snprintf(layout, sizeof layout, LAYOUT, g_nsig == 2 ? SIG2 : "");
   json_error_t je;
-  json_t *j = json_loads(LAYOUT, 0, &je);
+  json_t *j = json_loads(layout, 0, &je);
   char err[256];
   g_layout = bd_cert_layout_parse(j, err, sizeof err);
   json_decref(j);
@@ -162,9 +185,11 @@ int main(int argc, char **argv) {
   uv_run(loop, UV_RUN_DEFAULT);
   double pooled = count / ((bd_now_ns() - t0) / 1e9);
   /* CPU time per certificate is what a loaded machine does not distort */
-  printf("{\"certificates\":%d,\"single_thread_per_s\":%.1f,\"cpu_ms_per_certificate\":%.1f,"
-         "\"work_queue_workers\":%d,\"work_queue_per_s\":%.1f,\"failed\":%d}\n",
-         count, single, cpu_ms, workers, pooled, g_failed);
+  printf("{\"mode\":\"%s\",\"signatories\":%zu,\"certificates\":%d,\"single_thread_per_s\":%.1f,"
+         "\"cpu_ms_per_certificate\":%.2f,\"work_queue_workers\":%d,\"work_queue_per_s\":%.1f,"
+         "\"failed\":%d,\"pdf_bytes\":%zu,\"png_bytes\":%zu,\"qr_svg_bytes\":%zu}\n",
+         mode, g_nsig, count, single, cpu_ms, workers, pooled, g_failed, g_pdf_bytes, g_png_bytes,
+         g_svg_bytes);
   bd_cert_image_free(g_sig);
   bd_cert_layout_free(g_layout);
   return g_failed != 0;

@@ -11,7 +11,7 @@
  *      once (immutable, shared read-only by the render items of the run);
  *   3. claims a chunk of certificates (biz_cert_claim: pending ones, and
  *      'processing' ones a dead previous owner left), renders each on the
- *      work queue (PDF + PNG + QR SVG, hashes, canonical record, Ed25519
+ *      work queue (PDF + QR SVG, hashes, canonical record, Ed25519
  *      signature, hex for bytea: all on the worker), records the chunk in
  *      one statement (biz_cert_record), and loops, checking
  *      bd_job_stopping() between chunks;
@@ -25,10 +25,13 @@
  * re-rendered after a takeover gets the artefacts it would have had.
  *
  * THE SIGNED RECORD of a certificate (canonical encoding: sign.h):
- *   {"v":1, "type":"batchd.certificate", "certificate_id", "reference_id",
+ *   {"v":2, "type":"batchd.certificate", "certificate_id", "reference_id",
  *    "batch_id", "recipient":{"name"}, "issue_date":"YYYY-MM-DD",
  *    "institution":{"id","name"}, "signatories":[{"name","designation"}],
- *    "pdf_sha256", "png_sha256", "verification_url", "key_id"}
+ *    "pdf_sha256", "verification_url", "key_id"}
+ * Version 1 (signed before the PNG became derived) also has "png_sha256";
+ * such records stay stored and verify as signed. The PNG is rendered on its
+ * first request (business_cert_png.c).
  * The e-mail and custom data are not in it: the record is public (the
  * verification page shows it) and they may be personal.
  *
@@ -56,7 +59,7 @@
 #include <unistd.h>
 
 #define CHUNK_MIN 4  /* certificates claimed at once (at least) */
-#define CHUNK_MAX 32 /* and at most: bounds the memory of one chunk (~0.5 MB each) */
+#define CHUNK_MAX 32 /* and at most: bounds the memory of one chunk (~0.1 MB each) */
 
 static bd_sign_key_t g_key; /* this process's signing key (immutable after init) */
 static char g_pk_b64[64];   /* its public key, base64 */
@@ -272,7 +275,7 @@ static int credential_bake(const citem_t *it, bd_cert_output_t *out, char **vc_t
   json_decref(vc);
   size_t tl = strlen(*vc_text);
   bd_buf_t png = BD_BUF_INIT, pdf = BD_BUF_INIT;
-  if (bd_vc_bake_png(out->png.data, out->png.len, *vc_text, tl, &png, err, errsz) != 0 ||
+  if ((out->png.len && bd_vc_bake_png(out->png.data, out->png.len, *vc_text, tl, &png, err, errsz) != 0) ||
       bd_pdf_attach(out->pdf.data, out->pdf.len, "credential.json", "application/vc+ld+json", *vc_text, tl,
                     "The certificate as an Open Badges 3.0 verifiable credential", &pdf, err, errsz) != 0) {
     bd_buf_free(&png);
@@ -284,7 +287,7 @@ static int credential_bake(const citem_t *it, bd_cert_output_t *out, char **vc_t
   out->png = png;
   out->pdf = pdf;
   bd_sha256_hex(out->pdf_sha256, out->pdf.data, out->pdf.len);
-  bd_sha256_hex(out->png_sha256, out->png.data, out->png.len);
+  if (out->png.len) bd_sha256_hex(out->png_sha256, out->png.data, out->png.len);
   return 0;
 }
 
@@ -317,7 +320,10 @@ static void item_work(bd_work_t *w) {
   bd_jw_init(&jw, &it->out);
   bd_jw_obj(&jw);
   bd_jw_kstr(&jw, "id", it->id);
-  int rc = it->issue_date ? bd_cert_render(run->layout, &in, &out, err, sizeof err) : -1;
+  /* the PNG is not made here: it is rendered on its first request */
+  int rc = it->issue_date ? bd_cert_render_ex(run->layout, &in, BD_CERT_PDF | BD_CERT_QR_SVG, &out,
+                                              err, sizeof err)
+                          : -1;
   if (!it->issue_date) snprintf(err, sizeof err, "the certificate has no issue date");
   json_t *rec = NULL;
   bd_buf_t sig = BD_BUF_INIT, canon = BD_BUF_INIT;
@@ -325,12 +331,11 @@ static void item_work(bd_work_t *w) {
   if (rc == 0 && credential_bake(it, &out, &vc_text, err, sizeof err) != 0) rc = -1;
   if (rc == 0) {
     rec = json_pack(
-        "{s:i, s:s, s:s, s:s, s:s, s:{s:s}, s:s, s:{s:I, s:s}, s:O, s:s, s:s, s:s, s:s}", "v", 1,
+        "{s:i, s:s, s:s, s:s, s:s, s:{s:s}, s:s, s:{s:I, s:s}, s:O, s:s, s:s, s:s}", "v", 2,
         "type", "batchd.certificate", "certificate_id", it->id, "reference_id", it->ref, "batch_id",
         run->batch_id, "recipient", "name", it->name, "issue_date", it->issue_date, "institution",
         "id", (json_int_t)run->inst_id, "name", run->inst_name ? run->inst_name : "", "signatories",
-        run->record_sigs, "pdf_sha256", out.pdf_sha256, "png_sha256", out.png_sha256,
-        "verification_url", url, "key_id", g_key.key_id);
+        run->record_sigs, "pdf_sha256", out.pdf_sha256, "verification_url", url, "key_id", g_key.key_id);
     if (!rec || bd_sign_canonical(rec, &canon, err, sizeof err) != 0 ||
         bd_sign_record(&g_key, rec, &sig, err, sizeof err) != 0) {
       rc = -1;
@@ -338,18 +343,14 @@ static void item_work(bd_work_t *w) {
     }
   }
   if (rc == 0) {
-    char *hex = bd_malloc(BD_MAX(out.pdf.len, out.png.len) * 2 + 1);
+    char *hex = bd_malloc(out.pdf.len * 2 + 1);
     bd_hex_encode(hex, out.pdf.data, out.pdf.len);
     bd_jw_key(&jw, "pdf");
     bd_jw_strn(&jw, hex, out.pdf.len * 2);
-    bd_hex_encode(hex, out.png.data, out.png.len);
-    bd_jw_key(&jw, "png");
-    bd_jw_strn(&jw, hex, out.png.len * 2);
     free(hex);
     bd_jw_key(&jw, "svg");
     bd_jw_strn(&jw, out.qr_svg.data, out.qr_svg.len);
     bd_jw_kstr(&jw, "pdf_sha256", out.pdf_sha256);
-    bd_jw_kstr(&jw, "png_sha256", out.png_sha256);
     bd_jw_key(&jw, "record");
     bd_jw_strn(&jw, canon.data, canon.len);
     bd_jw_kstr(&jw, "signature", sig.data);
@@ -600,7 +601,7 @@ typedef struct {
   char id[80];      /* the path id, for 404 messages */
   bd_biz_page_t pg; /* list paging */
   char extra[2048]; /* list: filters for page links (search and customer_id may be 765 bytes encoded each) */
-  int kind;         /* artefact: 0 pdf, 1 png, 2 svg */
+  int kind;         /* artefact: 0 pdf, 2 svg (the PNG: business_cert_png.c) */
 } cctx_t;
 
 static cctx_t *cctx(bd_req_t *req) {
@@ -818,14 +819,10 @@ static void file_authed(bd_req_t *req, const bd_biz_caller_t *caller, int kind) 
 static void pdf_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   file_authed(req, caller, 0);
 }
-static void png_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
-  file_authed(req, caller, 1);
-}
 static void svg_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   file_authed(req, caller, 2);
 }
 void bd_biz_cert_pdf(bd_req_t *req) { bd_biz_authenticate(req, "certificates:view", pdf_authed); }
-void bd_biz_cert_png(bd_req_t *req) { bd_biz_authenticate(req, "certificates:view", png_authed); }
 void bd_biz_cert_svg(bd_req_t *req) { bd_biz_authenticate(req, "certificates:view", svg_authed); }
 
 /* --- POST /business/certificates/{id}/revoke --------------------------------------- */

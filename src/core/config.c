@@ -37,6 +37,8 @@ static const opt_t opts[] = {
   {"BATCHD_WORKERS", "workers", T_INT, O(workers), "0", 0, 64, "render threads (0 = number of CPUs)"},
   {"BATCHD_WORKER_NICE", "worker-nice", T_INT, O(worker_nice), "0", 0, 19,
    "nice value of the render threads (above 0: requests and the database go first)"},
+  {"BATCHD_CERT_PNG_RENDERS", "cert-png-renders", T_INT, O(cert_png_renders), "2", 1, 64,
+   "certificate PNGs rendered on first request at once (beyond: 503 with Retry-After)"},
   {"BATCHD_PG_CONNS", "pg-conns", T_INT, O(pg_conns), "4", 1, 256, "PostgreSQL connections"},
   {"BATCHD_PG_PIPELINE", "pg-pipeline", T_INT, O(pg_pipeline), "64", 1, 4096, "queries in flight per connection"},
   {"BATCHD_PG_QUEUE_CAP", "pg-queue-cap", T_INT, O(pg_queue_cap), "4096", 1, 1000000,

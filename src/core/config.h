@@ -23,6 +23,7 @@ typedef struct {
   char *signing_key_file;        /* Ed25519 key for certificate signatures */
   int64_t workers;               /* render threads (libuv threadpool) */
   int64_t worker_nice;           /* their nice value (0: as the loop thread) */
+  int64_t cert_png_renders;      /* on-demand certificate PNGs rendering at once (503 beyond) */
   int64_t pg_conns;              /* PostgreSQL connections in the pool */
   int64_t pg_pipeline;           /* queries in flight per connection */
   int64_t pg_queue_cap;          /* queries waiting for a connection */
