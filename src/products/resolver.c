@@ -284,16 +284,20 @@ typedef struct {
 } resolve_ctx_t;
 
 /* A crawler or link-preview fetcher: it gets the OpenGraph page, never a
- * redirect, and counts no scan. */
+ * redirect, and counts no scan. The User-Agent is lower-cased once (its
+ * first 512 bytes) and searched with memmem: this runs on every redirect. */
 static bool is_bot(bd_str_t ua) {
   static const char *const k_list[] = {"bot", "crawl", "spider", "slurp", "facebookexternalhit", "preview",
-                                       "whatsapp", "embedly", "pinterest", "vkshare", "skypeuripreview",
-                                       "headlesschrome", "lighthouse"};
-  for (size_t k = 0; k < BD_ARRAY_LEN(k_list); k++) {
-    size_t n = strlen(k_list[k]);
-    for (size_t i = 0; i + n <= ua.len; i++)
-      if (!strncasecmp(ua.p + i, k_list[k], n)) return true;
+                                       "whatsapp", "embedly", "pinterest", "vkshare", "headlesschrome", "lighthouse"};
+  char low[512];
+  size_t n = ua.len < sizeof low ? ua.len : sizeof low;
+  if (n == 0) return false;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)ua.p[i];
+    low[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
   }
+  for (size_t k = 0; k < BD_ARRAY_LEN(k_list); k++)
+    if (memmem(low, n, k_list[k], strlen(k_list[k]))) return true;
   return false;
 }
 
@@ -823,10 +827,78 @@ static void attrs_rows(bd_buf_t *b, json_t *attrs) {
   json_t *v;
   if (!json_is_object(attrs)) return;
   json_object_foreach(attrs, k, v) {
+    if (!strcmp(k, "translations")) continue; /* the other languages, not a property */
     char *t = json_text(v);
     html_row(b, k, t ? t : "");
     free(t);
   }
+}
+
+/* --- languages ---------------------------------------------------------------------- */
+
+/* A product may carry its passport in other languages as attributes
+ * "translations": {"fr": {"name": "...", "attributes": {...}}, ...}. The
+ * language is chosen from Accept-Language (RFC 9110 12.5.4): the highest q
+ * whose tag is a translation's, equal or as a prefix either way ("fr-CH"
+ * takes "fr", "fr" takes "fr-CH"); q=0 and "*" choose nothing; no match
+ * keeps the product's own text. Returns the translation (borrowed) and its
+ * key, or NULL. */
+static json_t *pick_translation(bd_str_t al, json_t *product, const char **key_out) {
+  json_t *tr = json_object_get(json_object_get(product, "attributes"), "translations");
+  if (!json_is_object(tr) || !al.len) return NULL;
+  json_t *best = NULL;
+  double best_q = 0;
+  bool best_exact = false;
+  const char *p = al.p, *end = al.p + al.len;
+  while (p < end) {
+    const char *comma = memchr(p, ',', (size_t)(end - p));
+    const char *ie = comma ? comma : end;
+    while (p < ie && (*p == ' ' || *p == '\t')) p++;
+    const char *te = p;
+    while (te < ie && *te != ';' && *te != ' ') te++;
+    double q = 1;
+    const char *qp = memmem(te, (size_t)(ie - te), "q=", 2);
+    if (qp) q = strtod(qp + 2, NULL);
+    size_t tl = (size_t)(te - p);
+    if (tl && tl < 36 && q > 0 && (q > best_q || (q == best_q && !best_exact))) {
+      const char *k;
+      json_t *v;
+      json_object_foreach(tr, k, v) {
+        size_t kl = strlen(k);
+        size_t n = kl < tl ? kl : tl;
+        bool match = json_is_object(v) && !strncasecmp(k, p, n) &&
+                     (kl == tl || (kl > tl && k[tl] == '-') || (tl > kl && p[kl] == '-'));
+        /* an exact tag beats a prefix of the same q */
+        if (match && (!best || q > best_q || (q == best_q && kl == tl && !best_exact))) {
+          best = v;
+          best_q = q;
+          best_exact = kl == tl;
+          *key_out = k;
+        }
+      }
+    }
+    p = comma ? comma + 1 : end;
+  }
+  return best;
+}
+
+/* Puts the translation into the passport: name, attributes (merged over
+ * the product's), "language". Sets Content-Language. */
+static void apply_language(bd_req_t *req, json_t *doc) {
+  json_t *product = json_object_get(doc, "product");
+  const char *key = NULL;
+  json_t *tr = pick_translation(bd_req_header(req, "Accept-Language"), product, &key);
+  if (!tr) return;
+  json_t *name = json_object_get(tr, "name");
+  if (json_is_string(name)) json_object_set(product, "name", name);
+  json_t *ta = json_object_get(tr, "attributes"), *pa = json_object_get(product, "attributes");
+  if (json_is_object(ta) && json_is_object(pa)) {
+    json_t *merged = json_deep_copy(pa);
+    json_object_update(merged, ta);
+    json_object_set_new(product, "attributes", merged);
+  }
+  json_object_set_new(doc, "language", json_string(key));
+  bd_resp_header(req, "Content-Language", key);
 }
 
 static void passport_html(bd_req_t *req, json_t *doc) {
@@ -834,7 +906,10 @@ static void passport_html(bd_req_t *req, json_t *doc) {
   const char *name = json_string_value(json_object_get(product, "name"));
   const char *status = json_string_value(json_object_get(batch, "status"));
   bd_buf_t b = BD_BUF_INIT;
-  bd_buf_puts(&b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+  const char *lang = json_string_value(json_object_get(doc, "language"));
+  bd_buf_puts(&b, "<!doctype html>\n<html lang=\"");
+  bd_html_escape(&b, lang ? lang : "en");
+  bd_buf_puts(&b, "\"><head><meta charset=\"utf-8\">"
                   "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>");
   bd_html_escape(&b, name);
   bd_buf_puts(&b, " - digital product passport</title>\n<style>body{font-family:system-ui,sans-serif;max-width:40em;"
@@ -887,13 +962,21 @@ static void on_passport(void *ud, const bd_pg_result_t *r) {
     bd_rpc_db_error(req, r);
   } else if (PQgetisnull(r->res, 0, 0)) {
     passport_404(req, c->json, 404, "no passport with this id");
-  } else if (c->json) {
+  } else if (c->json && !bd_req_header(req, "Accept-Language").len) {
     const char *t = PQgetvalue(r->res, 0, 0);
     bd_resp_send(req, 200, "application/json; charset=utf-8", t, strlen(t));
   } else {
     json_t *doc = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL);
-    if (doc) passport_html(req, doc);
-    else bd_rpc_error(req, 500, "XX000", "Internal error", NULL, NULL);
+    if (doc) apply_language(req, doc);
+    if (doc && c->json) {
+      char *t = json_dumps(doc, JSON_COMPACT);
+      bd_resp_send(req, 200, "application/json; charset=utf-8", t, strlen(t));
+      free(t);
+    } else if (doc) {
+      passport_html(req, doc);
+    } else {
+      bd_rpc_error(req, 500, "XX000", "Internal error", NULL, NULL);
+    }
     json_decref(doc);
   }
   bd_req_release(req);
@@ -903,7 +986,7 @@ void bd_passport_handle(bd_req_t *req) {
   passport_ctx_t *c = bd_req_calloc(req, sizeof *c);
   req->ctx = c;
   c->json = wants_json(req);
-  bd_resp_header(req, "Vary", "Accept");
+  bd_resp_header(req, "Vary", "Accept, Accept-Language");
   if (!parse_passport_id(bd_req_param(req, 0), c)) {
     passport_404(req, c->json, 400, "a passport id is {gtin14}, {gtin14}~10~{lot} or {gtin14}~21~{serial}");
     return;

@@ -520,3 +520,29 @@ def test_scans_survive_shutdown(server_factory, run_batchd):
     s.stop()
     s2 = server_factory(env={"BATCHD_RATE_LIMIT": "0"})
     assert unit_scans(s2, d, job, 1)["scan_count"] == 3
+
+
+def test_passport_language(srv, demo):
+    """The passport in the language of Accept-Language where the product has
+    one (attributes.translations), else the product's own text."""
+    p = ok(rpc(srv, "create_product", {"_brand_id": demo["brand_id"], "_name": "Rain jacket", "_gtin": "4012345000009",
+                                       "_attributes": {"material": "polyester", "colour": "blue",
+                                                       "translations": {"fr": {"name": "Veste de pluie",
+                                                                               "attributes": {"colour": "bleu"}},
+                                                                        "de-CH": {"name": "Regenjacke"}}}},
+               demo["jwt"]))
+    url = "%s/passports/%s" % (srv.url, p["gtin"])
+    # the resolver leads to the passport; the browser's language picks the text
+    r = requests.get(url, headers={"Accept-Language": "fr-CH, fr;q=0.9, en;q=0.8"}, timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Language"] == "fr"
+    assert '<html lang="fr">' in r.text and "Veste de pluie" in r.text and "bleu" in r.text
+    assert "polyester" in r.text and "Rain jacket" not in r.text and "translations" not in r.text
+    assert "Accept-Language" in r.headers["Vary"]
+    j = requests.get(url, headers={"Accept": "application/json", "Accept-Language": "de"}, timeout=10).json()
+    assert j["language"] == "de-CH" and j["product"]["name"] == "Regenjacke"
+    assert j["product"]["attributes"]["colour"] == "blue"
+    for al in ("en-GB, en;q=0.5", "fr;q=0", ""):
+        r = requests.get(url, headers={"Accept-Language": al}, timeout=10)
+        assert "Rain jacket" in r.text and '<html lang="en">' in r.text and "Content-Language" not in r.headers, al
+    j = requests.get(url, headers={"Accept": "application/json", "Accept-Language": "es"}, timeout=10).json()
+    assert j["product"]["name"] == "Rain jacket" and "language" not in j
