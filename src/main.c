@@ -24,6 +24,7 @@
 #include "seed.h"
 #include "surface.h"
 #include "util.h"
+#include "mail.h"
 #include "webhooks.h"
 #include "work.h"
 
@@ -198,11 +199,13 @@ static void begin_shutdown(void) {
   bd_info("shutdown: stopping (grace %lld ms)", (long long)bd_app.cfg.shutdown_grace_ms);
   bd_notify("STOPPING=1");
   uv_timer_stop(&g_migrate_retry);
-  g_pending_stop = 3;
+  g_pending_stop = 4;
   bd_server_shutdown(bd_app.server, (uint32_t)bd_app.cfg.shutdown_grace_ms, stop_step_done, NULL);
   bd_jobs_stop((uint32_t)bd_app.cfg.shutdown_grace_ms, stop_step_done, NULL);
   /* deliveries in flight end (or are given back) within the grace too */
   bd_webhooks_stop(stop_step_done, NULL);
+  /* so do e-mail messages */
+  bd_mail_stop(stop_step_done, NULL);
   /* renders waiting behind the running ones are given back to the jobs
    * (now stopping), which end after the running ones: the next owner
    * renders the rest */
@@ -231,6 +234,7 @@ static void on_served_migrated(void *ud, int err, const char *msg) {
   bd_jobs_config_t jc = {bd_app.instance, (uint32_t)bd_app.cfg.job_lease_ms, (uint32_t)bd_app.cfg.job_poll_ms};
   bd_jobs_start(bd_app.loop, bd_app.pg, &jc);
   bd_webhooks_start();
+  bd_mail_start();
 }
 
 static void start_migrations(void) { bd_migrate_run(bd_app.pg, on_served_migrated, NULL); }

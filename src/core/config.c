@@ -112,6 +112,28 @@ static const opt_t opts[] = {
    2592000, "an endpoint failing every delivery this long is disabled"},
   {"BATCHD_MAX_WEBHOOKS", "max-webhooks", T_INT, O(max_webhooks), "100", 1, 100000,
    "webhook endpoints per workspace, institution or brand"},
+  {"BATCHD_SMTP_URL", "smtp-url", T_STR, O(smtp_url), "", 0, 0,
+   "mail server for certificate e-mail: smtp://host:port (STARTTLS required) or smtps://host:port (\"\": none)"},
+  {"BATCHD_SMTP_INSECURE", "smtp-insecure", T_BOOL, O(smtp_insecure), "0", 0, 1,
+   "send over smtp:// without STARTTLS (plain text; local relays only)"},
+  {"BATCHD_SMTP_USER", "smtp-user", T_STR, O(smtp_user), "", 0, 0, "SMTP AUTH user name (\"\": no AUTH)"},
+  {"BATCHD_SMTP_PASSWORD", "smtp-password", T_STR, O(smtp_password), "", 0, 0, "SMTP AUTH password"},
+  {"BATCHD_SMTP_FROM", "smtp-from", T_STR, O(smtp_from), "", 0, 0,
+   "sender of e-mail: addr@example.org or Name <addr@example.org> (required with BATCHD_SMTP_URL)"},
+  {"BATCHD_SMTP_CA_FILE", "smtp-ca-file", T_STR, O(smtp_ca_file), "", 0, 0,
+   "CA certificates (PEM) the mail server's certificate is verified against (\"\": the system's)"},
+  {"BATCHD_SMTP_RATE", "smtp-rate", T_DOUBLE, O(smtp_rate), "50", 0, 0,
+   "e-mail messages started per second per process (token bucket; 0 = no limit)"},
+  {"BATCHD_SMTP_CONNECTIONS", "smtp-connections", T_INT, O(smtp_connections), "4", 1, 256,
+   "SMTP connections per process, kept open and reused across messages"},
+  {"BATCHD_SMTP_TIMEOUT_MS", "smtp-timeout-ms", T_INT, O(smtp_timeout_ms), "60000", 100, 600000,
+   "time limit of sending one e-mail message"},
+  {"BATCHD_SMTP_RETRY_BASE_MS", "smtp-retry-base-ms", T_INT, O(smtp_retry_base_ms), "30000", 10, 3600000,
+   "first retry delay of a message the server deferred (doubling, with jitter, up to an hour)"},
+  {"BATCHD_SMTP_RETRY_FOR_S", "smtp-retry-for-s", T_INT, O(smtp_retry_for_s), "86400", 1, 2592000,
+   "a message still not accepted this long after it was queued is failed"},
+  {"BATCHD_SMTP_LEASE_S", "smtp-lease-s", T_INT, O(smtp_lease_s), "300", 5, 86400,
+   "a message claimed by a process that died is sent again after this (at least 2 x BATCHD_SMTP_TIMEOUT_MS + 10 s)"},
 };
 
 static bool set_opt(bd_config_t *cfg, const opt_t *o, const char *v, const char *src) {
@@ -354,7 +376,7 @@ void bd_config_usage(FILE *out) {
  * is set, and its length), the database URL without its password (URL
  * userinfo or a conninfo password=, also in a URL's query). */
 static void masked(const opt_t *o, const char *v, char *out, size_t cap) {
-  if (!strcmp(o->env, "BATCHD_JWT_SECRET")) {
+  if (!strcmp(o->env, "BATCHD_JWT_SECRET") || !strcmp(o->env, "BATCHD_SMTP_PASSWORD")) {
     if (*v) snprintf(out, cap, "(set, %zu bytes)", strlen(v));
     else snprintf(out, cap, "(not set)");
     return;

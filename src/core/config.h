@@ -66,6 +66,18 @@ typedef struct {
   int64_t webhook_retry_for_s;   /* then the delivery fails */
   int64_t webhook_disable_after_s; /* an endpoint failing this long is disabled */
   int64_t max_webhooks;          /* endpoints per owner */
+  char *smtp_url;                /* smtp:// or smtps:// of the mail server ("": no e-mail) */
+  int64_t smtp_insecure;         /* smtp:// without STARTTLS allowed */
+  char *smtp_user;               /* SMTP AUTH user ("": none) */
+  char *smtp_password;           /* its password */
+  char *smtp_from;               /* sender: addr or "Name <addr>" */
+  char *smtp_ca_file;            /* CA bundle the server's certificate is checked against ("": the system's) */
+  double smtp_rate;              /* messages started per second (0 = no limit) */
+  int64_t smtp_connections;      /* SMTP connections (transfers at once) */
+  int64_t smtp_timeout_ms;       /* one message */
+  int64_t smtp_retry_base_ms;    /* first retry delay */
+  int64_t smtp_retry_for_s;      /* then the message fails */
+  int64_t smtp_lease_s;          /* a claimed message is given to another process after this */
 } bd_config_t;
 
 /* Fills defaults, then the environment, then argv flags (argv[first..]).

@@ -4,6 +4,7 @@
 #include "json.h"
 #include "metrics.h"
 #include "migrate.h"
+#include "mail.h"
 #include "webhooks.h"
 #include "work.h"
 
@@ -69,6 +70,7 @@ static void metrics_extra(bd_buf_t *out) {
                 (unsigned long long)ps.errors, (unsigned long long)ps.reconnects, ps.up ? 1 : 0, bd_work_queued(),
                 bd_work_running(), js.running);
   bd_webhooks_metrics(out);
+  bd_mail_metrics(out);
 }
 
 static void metrics(bd_req_t *req) {
