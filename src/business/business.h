@@ -17,6 +17,8 @@
 #include "pg.h"
 #include "sign.h"
 
+#include <jansson.h>
+
 /* Permissions a token carries (bd_biz_caller_t.perms bits). */
 #define BD_BIZ_BATCHES_VIEW        0x01u
 #define BD_BIZ_BATCHES_CREATE      0x02u
@@ -145,6 +147,17 @@ int bd_biz_barcode_svg(const char *text, bd_buf_t *out, char *err, size_t errsz)
 void bd_biz_cert_revoke(bd_req_t *req);   /* POST /business/certificates/{id}/revoke */
 void bd_biz_verify_page(bd_req_t *req);   /* GET /verify/{reference_id} (public) */
 void bd_biz_keys(bd_req_t *req);          /* GET /.well-known/batchd-keys.json (public) */
+
+/* business_email.c: certificates e-mailed to their recipients (issue 26) */
+void bd_biz_email_init(void);             /* registers the composer of 'business.certificate' (mail.h) */
+void bd_biz_cert_resend(bd_req_t *req);   /* POST /business/certificates/{id}/resend */
+/* notify_recipients of POST /business/batches (v: n bytes, NUL-terminated, or
+ * NULL when absent): its value; an error in e when it is not a boolean, or
+ * asks for e-mail while none is configured. */
+bool bd_biz_email_notify_field(const char *v, size_t n, bool too_long, bd_biz_errors_t *e);
+/* A template's `email` block ({subject, text, html}, each optional; NULL or
+ * absent: the defaults): false with errors in e when it is not acceptable. */
+bool bd_biz_email_block_check(const json_t *email, bd_biz_errors_t *e);
 
 /* business_upload.c: the streamed roster upload */
 void bd_biz_batch_create(bd_req_t *req);  /* POST /business/batches (streamed) */

@@ -204,9 +204,10 @@ static void csv_cell(bd_buf_t *b, const char *s) {
 static bd_pg_stmt_t S_ERR_BATCH =
     BD_PG_STMT("SELECT 1 FROM biz_batches WHERE id = $1::uuid AND institution_id = $2::bigint");
 static bd_pg_stmt_t S_ERR_ROWS =
-    BD_PG_STMT("SELECT row_no, email, name, coalesce(error, '') FROM biz_certificates"
-               " WHERE batch_id = $1::uuid AND status = 'failed' AND row_no > $2::int ORDER BY "
-               "row_no LIMIT $3::int");
+    BD_PG_STMT("SELECT row_no, email, name, CASE WHEN status = 'failed' THEN coalesce(error, '')"
+               " ELSE 'E-mail not delivered: ' || coalesce(email_error, '') END FROM biz_certificates"
+               " WHERE batch_id = $1::uuid AND (status = 'failed' OR email_status = 'failed')"
+               " AND row_no > $2::int ORDER BY row_no LIMIT $3::int");
 
 static void errors_next(bd_req_t *req);
 

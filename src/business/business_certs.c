@@ -617,7 +617,7 @@ static cctx_t *cctx(bd_req_t *req) {
   " AND ($3::text IS NULL OR c.status = $3)"                                                      \
   " AND ($4::text IS NULL OR c.name ILIKE $4 OR c.email ILIKE $4 OR c.reference_id ILIKE $4)"     \
   " AND ($5::date IS NULL OR c.issue_date >= $5::date) AND ($6::date IS NULL OR c.issue_date <= " \
-  "$6::date) AND ($10::text IS NULL OR c.customer_id = $10)"
+  "$6::date) AND ($10::text IS NULL OR c.customer_id = $10) AND ($11::text IS NULL OR c.email_status = $11)"
 
 static bd_pg_stmt_t S_LIST = BD_PG_STMT(
     "SELECT (SELECT count(*) FROM biz_certificates c WHERE " CERT_FILTER "),"
@@ -636,6 +636,7 @@ static void on_list(void *ud, const bd_pg_result_t *r) {
 
 static const char *const g_cert_statuses[] = {"pending", "processing", "generated", "failed",
                                               "revoked"};
+static const char *const g_email_statuses[] = {"not_requested", "queued", "sent", "failed"};
 
 static bool iso_date(const char *s) {
   if (strlen(s) != 10 || s[4] != '-' || s[7] != '-') return false;
@@ -661,11 +662,17 @@ static void list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   bd_biz_errors_t errs;
   bd_biz_errors_init(&errs);
   bd_biz_page_parse(req, &c->pg, &errs);
-  bd_buf_t v[6] = {BD_BUF_INIT, BD_BUF_INIT, BD_BUF_INIT, BD_BUF_INIT, BD_BUF_INIT, BD_BUF_INIT};
-  static const char *const names[6] = {"batch_id", "status", "search", "issue_date_from",
-                                       "issue_date_to", "customer_id"};
-  bool has[6];
-  for (int i = 0; i < 6; i++) has[i] = bd_req_query(req, names[i], &v[i]) && v[i].len;
+  bd_buf_t v[7] = {BD_BUF_INIT, BD_BUF_INIT, BD_BUF_INIT, BD_BUF_INIT, BD_BUF_INIT, BD_BUF_INIT, BD_BUF_INIT};
+  static const char *const names[7] = {"batch_id", "status", "search", "issue_date_from",
+                                       "issue_date_to", "customer_id", "email_status"};
+  bool has[7];
+  for (int i = 0; i < 7; i++) has[i] = bd_req_query(req, names[i], &v[i]) && v[i].len;
+  if (has[6]) {
+    bool known = false;
+    for (size_t i = 0; i < BD_ARRAY_LEN(g_email_statuses); i++)
+      known |= strcmp(v[6].data, g_email_statuses[i]) == 0;
+    if (!known) bd_biz_errors_add(&errs, "email_status", "The selected email status is invalid.");
+  }
   if (has[0] && !bd_uuid_valid(bd_str_c(v[0].data)))
     bd_biz_errors_add(&errs, "batch_id", "The batch id field must be a valid UUID.");
   if (has[1]) {
@@ -685,7 +692,7 @@ static void list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
   if (has[5] && v[5].len > 255)
     bd_biz_errors_add(&errs, "customer_id", "The customer id field must not be greater than 255 characters.");
   if (errs.n) {
-    for (int i = 0; i < 6; i++) bd_buf_free(&v[i]);
+    for (int i = 0; i < 7; i++) bd_buf_free(&v[i]);
     bd_biz_errors_send(req, &errs);
     return;
   }
@@ -695,7 +702,7 @@ static void list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
     snprintf(pp, sizeof pp, "%lld", (long long)c->pg.per_page);
     extra_add(c, "per_page", pp);
   }
-  for (int i = 0; i < 6; i++)
+  for (int i = 0; i < 7; i++)
     if (has[i]) extra_add(c, names[i], v[i].data);
   /* search: a substring, LIKE wildcards in it taken literally */
   bd_buf_t like = BD_BUF_INIT;
@@ -721,9 +728,10 @@ static void list_authed(bd_req_t *req, const bd_biz_caller_t *caller) {
                      lim,
                      offs,
                      bd_biz_base_url(),
-                     has[5] ? v[5].data : NULL};
-  bd_app_query(req, &S_LIST, 10, p, on_list, req);
-  for (int i = 0; i < 6; i++) bd_buf_free(&v[i]);
+                     has[5] ? v[5].data : NULL,
+                     has[6] ? v[6].data : NULL};
+  bd_app_query(req, &S_LIST, 11, p, on_list, req);
+  for (int i = 0; i < 7; i++) bd_buf_free(&v[i]);
   bd_buf_free(&like);
 }
 

@@ -247,6 +247,7 @@ static const bd_route_t routes[] = {
     {"GET", "/business/certificates/{id}/qrcode.svg", bd_biz_cert_svg, 0, NULL},
     {"GET", "/business/certificates/{id}/barcode.svg", bd_biz_cert_barcode, 0, NULL},
     {"POST", "/business/certificates/{id}/revoke", bd_biz_cert_revoke, 0, NULL},
+    {"POST", "/business/certificates/{id}/resend", bd_biz_cert_resend, 0, NULL},
     {"GET", "/business/certificates/{id}/credential", bd_biz_credential_get, 0, NULL},
     {"POST", "/business/webhooks", bd_biz_webhook_create, 0, NULL},
     {"GET", "/business/webhooks", bd_biz_webhook_list, 0, NULL},
@@ -268,12 +269,17 @@ static const char *const error_paths[] = {"/business/", "/business", "/verify/",
                                           "/credentials/", "/institutions/",
                                           NULL};
 
+static void biz_init(void) {
+  bd_biz_certs_init();
+  bd_biz_email_init();
+}
+
 const bd_surface_def_t bd_surface_business = {
     .name = "business",
     .routes = routes,
     .nroutes = BD_ARRAY_LEN(routes),
     .errors = {error_paths, bd_biz_format_error},
-    .init = bd_biz_certs_init,
+    .init = biz_init,
     .fini = bd_cert_render_shutdown,
     .seed = biz_seed,
     .admin = &bd_biz_admin,

@@ -313,10 +313,12 @@ static void tc_insert(tc_t *c) {
   bd_biz_inst_str(&c->caller, inst);
   char *defs = json_dumps(c->defaults, JSON_COMPACT);
   const char *name = json_string_value(json_object_get(c->body, "name"));
-  const char *p[] = {inst, name, c->layout_text, c->fields.data, defs};
+  const json_t *email = json_object_get(c->body, "email");
+  char *email_text = email && json_is_object(email) ? json_dumps(email, JSON_COMPACT) : NULL;
+  const char *p[] = {inst, name, c->layout_text, c->fields.data, defs, email_text};
   static bd_pg_stmt_t S_INSERT = BD_PG_STMT(
-      "WITH t AS (INSERT INTO biz_templates (institution_id, name, layout, signatory_fields)"
-      "           VALUES ($1::bigint, $2, $3::jsonb, $4::text[]) RETURNING id),"
+      "WITH t AS (INSERT INTO biz_templates (institution_id, name, layout, signatory_fields, email)"
+      "           VALUES ($1::bigint, $2, $3::jsonb, $4::text[], $6::jsonb) RETURNING id),"
       " d AS (INSERT INTO biz_default_signatories (template_id, signatory_index, "
       "institution_user_id, display_name,"
       "                                            designation, auto_approve)"
@@ -325,8 +327,9 @@ static void tc_insert(tc_t *c) {
       "              (x->>'auto_approve')::boolean FROM t, jsonb_array_elements($5::jsonb) x "
       "RETURNING 1)"
       " SELECT t.id, (SELECT count(*) FROM d) FROM t");
-  bd_app_query(req, &S_INSERT, 5, p, on_inserted, c);
+  bd_app_query(req, &S_INSERT, 6, p, on_inserted, c);
   free(defs);
+  free(email_text);
 }
 
 static void tc_run(bd_req_t *req) {
@@ -361,6 +364,7 @@ static void tc_run(bd_req_t *req) {
   else
     layout_ok = true;
   tc_defaults_shape(c, json_object_get(c->body, "default_signatories"));
+  bd_biz_email_block_check(json_object_get(c->body, "email"), &c->errs);
   if (!layout_ok) {
     bd_biz_errors_send(req, &c->errs);
     return;

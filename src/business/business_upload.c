@@ -72,6 +72,7 @@ typedef enum {
   PART_SIG_JSON,  /* signatories = JSON array */
   PART_SIG_UUID,  /* signatories[N][user_uuid] */
   PART_SIG_INDEX, /* signatories[N][index] */
+  PART_NOTIFY,    /* notify_recipients */
 } part_kind_t;
 
 typedef struct {
@@ -118,6 +119,9 @@ typedef struct {
   part_kind_t part;                     /* kind of the current part */
   sig_item_t *cur_sig;                  /* item of the current signatories[N] part */
   bd_buf_t name, template_id, sig_json; /* text fields */
+  bd_buf_t notify;                      /* notify_recipients (issue 26) */
+  bool notify_long;                     /* over the kept size */
+  bool notify_on;                       /* its value, once validated */
   bool name_seen, template_seen, sig_json_seen; /* present at all */
   bool name_long, template_long, sig_json_long; /* over the kept size */
   sig_item_t sigs[MAX_SIG_ITEMS];               /* signatory items, in first-appearance order */
@@ -167,6 +171,7 @@ static void up_free(void *arg) {
   }
   bd_buf_free(&u->name);
   bd_buf_free(&u->template_id);
+  bd_buf_free(&u->notify);
   bd_buf_free(&u->sig_json);
   for (size_t i = 0; i < u->nsigs; i++) {
     bd_buf_free(&u->sigs[i].uuid);
@@ -384,6 +389,10 @@ static int mp_begin(void *ud, const bd_mp_part_t *part) {
       u->template_seen = true;
       bd_buf_reset(&u->template_id);
       u->template_long = false;
+    } else if (bd_str_eq(f.base, "notify_recipients")) {
+      u->part = PART_NOTIFY;
+      bd_buf_reset(&u->notify);
+      u->notify_long = false;
     } else if (bd_str_eq(f.base, "signatories")) {
       u->part = PART_SIG_JSON;
       u->sig_json_seen = true;
@@ -433,6 +442,7 @@ static int mp_data(void *ud, const char *p, size_t n) {
       break;
     case PART_NAME: keep_text(&u->name, &u->name_long, TEXT_FIELD_MAX, p, n); break;
     case PART_TEMPLATE: keep_text(&u->template_id, &u->template_long, TEXT_FIELD_MAX, p, n); break;
+    case PART_NOTIFY: keep_text(&u->notify, &u->notify_long, TEXT_FIELD_MAX, p, n); break;
     case PART_SIG_JSON: keep_text(&u->sig_json, &u->sig_json_long, SIG_JSON_MAX, p, n); break;
     case PART_SIG_UUID: {
       bool lf = false;
@@ -924,12 +934,12 @@ static void up_create_batch(up_t *u, json_t *resolved) {
   snprintf(total, sizeof total, "%llu", (unsigned long long)u->rows);
   snprintf(failed, sizeof failed, "%llu", (unsigned long long)u->failed);
   const char *p[] = {u->batch_id, inst,   creator, u->template_id.data, u->name.data,
-                     total,       failed, sigs,    bd_biz_base_url()};
+                     total,       failed, sigs,    bd_biz_base_url(), u->notify_on ? "t" : "f"};
   static bd_pg_stmt_t S_CREATE =
       BD_PG_STMT("SELECT biz_create_batch($1::uuid, $2::bigint, $3::bigint, $4::uuid, $5, $6::int, "
-                 "$7::int, $8::jsonb, $9)");
+                 "$7::int, $8::jsonb, $9, $10::boolean)");
   up_begin_op(u);
-  int rc = bd_pg_conn_query(u->conn, &S_CREATE, 9, p, on_created, u);
+  int rc = bd_pg_conn_query(u->conn, &S_CREATE, 10, p, on_created, u);
   free(sigs);
   if (rc != 0) {
     u->ops--;
@@ -950,6 +960,7 @@ static void up_validate(up_t *u) {
 
   validate_name(u, &e);
   validate_template_id(u, tpl, &e);
+  u->notify_on = bd_biz_email_notify_field(u->notify.data, u->notify.len, u->notify_long, &e);
   validate_csv_file(u, &e);
   bool sig_array_ok = validate_signatories_field(u, &e);
   validate_signatory_uuids(u, users, &e);

@@ -74,7 +74,8 @@ def test_create_plain(srv, demo, psql):
     b = r.json()["data"]
     assert list(b) == ["id", "name", "status", "template_id", "total_certificates", "processed_certificates",
                        "failed_certificates", "progress", "completion_date", "created_at", "updated_at", "template",
-                       "requires_signatures", "requires_my_signature"]
+                       "requires_signatures", "requires_my_signature", "notify_recipients", "emailed_certificates",
+                       "email_failed_certificates"]
     assert b["name"] == "Class 10th, 2024" and b["status"] == "processing"
     assert (b["total_certificates"], b["processed_certificates"], b["failed_certificates"]) == (2, 0, 1)
     assert b["progress"] == 50 and b["completion_date"] is None

@@ -160,6 +160,7 @@ def test_batch_completed(srv, demo, done_batch, psql):
     assert list(c)[:15] == ["id", "reference_id", "batch_id", "name", "email", "issue_date", "custom_data", "status",
                             "error", "pdf_url", "image_url", "qrcode_url", "credential_url", "verification_url",
                             "generated_at"]
+    assert list(c)[15:18] == ["email_status", "emailed_at", "email_error"]
     # vec.digital's fields close the object (test_business_cert_fields.py)
     assert list(c)[-7:] == ["pdf_path", "image_path", "qrcode_path", "barcode_path", "customer_id", "created_at",
                             "updated_at"]

@@ -372,6 +372,7 @@ def biz_routes(w):
         ("GET", "/business/certificates/{id}/qrcode.svg", "certificates:view"),
         ("GET", "/business/certificates/{id}/barcode.svg", "certificates:view"),
         ("GET", "/business/certificates/{id}/credential", "certificates:view"),
+        ("POST", "/business/certificates/{id}/resend", "certificates:manage"),
         ("POST", "/business/certificates/{id}/revoke", "certificates:manage"))] + [
         ("POST", "/business/webhooks", "/business/webhooks", "webhook", "webhooks:manage", False),
         ("GET", "/business/webhooks", "/business/webhooks", None, "webhooks:manage", False),
@@ -509,6 +510,9 @@ def test_business_matrix(srv, bworld):
             assert 200 in got or 422 in got, (path, got)
             continue
         r = biz_call(srv, method, path, a["token"], body, w, a["template_ids"]["plain"])
+        if path.endswith("/resend"):  # this server has no mail server: found, then refused
+            assert r.status_code == 422 and "not configured" in r.text, (path, r.status_code, r.text)
+            continue
         assert r.status_code in (200, 201), (method, path, r.status_code, r.text)
 
 
