@@ -177,7 +177,96 @@ static int token_rotate(bd_admin_t *a, const char *id, int64_t grace_s, json_t *
   return BD_ADMIN_OK;
 }
 
+/* --- limits ----------------------------------------------------------------------- */
+
+/* A limit option: absent keeps it (NULL *set), "none" clears it, else a
+ * whole number >= 0. false: failed EUSAGE. */
+static bool limit_arg(bd_admin_t *a, const char *opt, const char **val, bool *given) {
+  const char *v = bd_admin_opt(a, opt);
+  *given = v != NULL;
+  *val = NULL;
+  if (!v || !strcmp(v, "none")) return true;
+  if (!*v || strspn(v, "0123456789") != strlen(v) || strlen(v) > 15) {
+    bd_admin_fail(a, BD_ADMIN_EUSAGE, "--%s is a whole number or none", opt);
+    return false;
+  }
+  *val = v;
+  return true;
+}
+
+static int limits_result(bd_admin_t *a, const char *ws) {
+  const char *p[] = {ws};
+  PGresult *r = bd_admin_exec(a,
+                              "SELECT w.id, l.max_dynamic_codes, l.max_monthly_codes,"
+                              " qr_usage_json(w.id, 'live')::text, qr_usage_json(w.id, 'test')::text"
+                              " FROM qr_workspaces w LEFT JOIN qr_workspace_limits l ON l.workspace_id = w.id"
+                              " WHERE w.id = $1::bigint",
+                              1, p);
+  if (!r) return BD_ADMIN_EDB;
+  json_t *live = json_loads(PQgetvalue(r, 0, 3), 0, NULL), *test = json_loads(PQgetvalue(r, 0, 4), 0, NULL);
+  json_t *o = json_pack(
+      "{s:I, s:o, s:o, s:I, s:I, s:I, s:I}", "workspace_id", (json_int_t)strtoll(PQgetvalue(r, 0, 0), NULL, 10),
+      "max_dynamic_codes", PQgetisnull(r, 0, 1) ? json_null() : json_integer(strtoll(PQgetvalue(r, 0, 1), NULL, 10)),
+      "max_monthly_codes", PQgetisnull(r, 0, 2) ? json_null() : json_integer(strtoll(PQgetvalue(r, 0, 2), NULL, 10)),
+      "live_dynamic_codes", json_integer_value(json_object_get(json_object_get(live, "dynamic_codes"), "used")),
+      "live_monthly_codes", json_integer_value(json_object_get(json_object_get(live, "monthly_codes"), "used")),
+      "test_dynamic_codes", json_integer_value(json_object_get(json_object_get(test, "dynamic_codes"), "used")),
+      "test_monthly_codes", json_integer_value(json_object_get(json_object_get(test, "monthly_codes"), "used")));
+  json_decref(live);
+  json_decref(test);
+  PQclear(r);
+  bd_admin_result(a, o, NULL);
+  return BD_ADMIN_OK;
+}
+
+static int limits_set(bd_admin_t *a) {
+  int64_t tid = bd_admin_tenant(a, bd_admin_opt(a, "tenant"));
+  char ws[24];
+  if (tid < 0 || !workspace(a, tid, ws)) return BD_ADMIN_ENOTFOUND;
+  const char *dyn, *mon;
+  bool dyn_given, mon_given;
+  if (!limit_arg(a, "dynamic-codes", &dyn, &dyn_given) || !limit_arg(a, "monthly-codes", &mon, &mon_given))
+    return BD_ADMIN_EUSAGE;
+  if (!dyn_given && !mon_given)
+    return bd_admin_fail(a, BD_ADMIN_EUSAGE, "give --dynamic-codes and/or --monthly-codes (a number or none)");
+  const char *p[] = {ws, dyn, dyn_given ? "t" : "f", mon, mon_given ? "t" : "f"};
+  PGresult *r = bd_admin_exec(a,
+                              "INSERT INTO qr_workspace_limits AS l (workspace_id, max_dynamic_codes, max_monthly_codes)"
+                              " VALUES ($1::bigint, $2::bigint, $4::bigint)"
+                              " ON CONFLICT (workspace_id) DO UPDATE SET"
+                              "  max_dynamic_codes = CASE WHEN $3::boolean THEN $2::bigint ELSE l.max_dynamic_codes END,"
+                              "  max_monthly_codes = CASE WHEN $5::boolean THEN $4::bigint ELSE l.max_monthly_codes END,"
+                              "  updated_at = now()",
+                              5, p);
+  if (!r) return BD_ADMIN_EDB;
+  PQclear(r);
+  return limits_result(a, ws);
+}
+
+static int limits_show(bd_admin_t *a) {
+  int64_t tid = bd_admin_tenant(a, bd_admin_opt(a, "tenant"));
+  char ws[24];
+  if (tid < 0 || !workspace(a, tid, ws)) return BD_ADMIN_ENOTFOUND;
+  return limits_result(a, ws);
+}
+
+static const bd_admin_opt_t k_limits_set_opts[] = {
+    {"tenant", "NAME", false, true, NULL},
+    {"dynamic-codes", "N|none", false, false, "dynamic codes the workspace may hold (each mode apart)"},
+    {"monthly-codes", "N|none", false, false, "codes the workspace may create per calendar month, UTC (each mode apart)"},
+    {NULL}};
+static const bd_admin_opt_t k_limits_show_opts[] = {{"tenant", "NAME", false, true, NULL}, {NULL}};
+
+static const bd_admin_cmd_t k_cmds[] = {
+    {"limits", "set", NULL, 0, k_limits_set_opts,
+     "set a QR workspace's limits (omitted ones are kept; none removes one); batches that would pass them are refused",
+     limits_set},
+    {"limits", "show", NULL, 0, k_limits_show_opts, "show a QR workspace's limits and usage", limits_show},
+};
+
 const bd_admin_hooks_t qr_admin = {
+    .cmds = k_cmds,
+    .ncmds = BD_ARRAY_LEN(k_cmds),
     .provision = provision,
     .describe = describe,
     .token_opts = k_token_opts,

@@ -18,6 +18,7 @@
  */
 #include "qr_api.h"
 #include "qr_guard.h"
+#include "qr_usage.h"
 
 #include "app.h"
 #include "jobs.h"
@@ -76,7 +77,7 @@ static void on_batch_created(void *ud, const bd_pg_result_t *r) {
     bd_req_release(req);
     return;
   }
-  qr_send_json_row(req, r, 202, "batch");
+  if (!qr_usage_refused(req, r)) qr_send_json_row(req, r, 202, "batch");
   if (!r->err && a->has_codes) {
     const char *p[] = {a->batch_id};
     if (g_expand_delay_ms || bd_pg_query(bd_app.pg, &S_EXPAND, 1, p, on_expanded_eagerly, NULL) != 0)

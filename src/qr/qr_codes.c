@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "qr_api.h"
 #include "qr_guard.h"
+#include "qr_usage.h"
 #include "util.h"
 #include "work.h"
 
@@ -105,7 +106,7 @@ static void create_state_free(void *arg) {
 
 static void on_code_created(void *ud, const bd_pg_result_t *r) {
   bd_req_t *req = ud;
-  qr_send_json_row(req, r, 201, "code");
+  if (!qr_usage_refused(req, r)) qr_send_json_row(req, r, 201, "code"); /* qr_usage.h */
   bd_req_release(req);
 }
 

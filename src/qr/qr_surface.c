@@ -19,6 +19,7 @@
  */
 #include "qr_api.h"
 #include "qr_errors_doc.h"
+#include "qr_usage.h"
 
 #include "app.h"
 #include "auth.h"
@@ -177,6 +178,7 @@ static const bd_route_t routes[] = {
    "/v1/webhooks/{id}/deliveries/{delivery_id}/retry"},
   {"GET", "/s/{code}", qr_h_redirect, 0, "/s/{code}"},
   {"GET", "/docs/errors", qr_h_errors_doc, 0, "/docs/errors"},
+  {"GET", "/v1/usage", qr_h_usage, 0, "/v1/usage"},
 };
 
 /* Errors under these paths are QRKit-shaped (qr_format_error). */

@@ -149,6 +149,7 @@ def qr_routes(w):
         ("GET", "/v1/qr-codes/{id}/analytics", "/v1/qr-codes/%s/analytics" % code, None, "analytics", True),
         ("POST", "/v1/templates", "/v1/templates", {"name": "t", "design": {}}, "write", False),
         ("GET", "/v1/templates", "/v1/templates", None, "read", False),
+        ("GET", "/v1/usage", "/v1/usage", None, "read", False),
         ("POST", "/v1/tokens", "/v1/tokens", {"name": "iso", "scopes": ["qr:read"]}, "tokens", False),
         ("GET", "/v1/tokens", "/v1/tokens", None, "tokens", False),
         ("POST", "/v1/tokens/rotate", "/v1/tokens/rotate", {"id": tok_rotate}, "tokens", True),
