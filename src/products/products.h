@@ -3,7 +3,8 @@
  * handlers and start-up hooks products_surface.c wires up. Calls go one
  * way: products_surface.c → rpc.c, mint.c, mint_export.c, resolver.c →
  * products_common.c, which calls none of them; the four in the middle do
- * not call each other. Loop thread only.
+ * not call each other (rpc.c also calls pgrst.c, which calls only
+ * products_common.c). Loop thread only.
  */
 #ifndef BD_PRODUCTS_H
 #define BD_PRODUCTS_H
@@ -36,6 +37,19 @@ bool bd_rpc_authenticate(bd_req_t *req, char sub[201], char jti[16]) BD_MUSTCHEC
  * anything else as bd_app_db_error (unavailable → 503, else 500). Does
  * not release the request. */
 void bd_rpc_db_error(bd_req_t *req, const bd_pg_result_t *r);
+
+/* pgrst.c: the PostgREST options of an /rpc call (query filters, select,
+ * order, limit/offset, Range, Accept, Prefer). bd_pgrst_parse reads them
+ * (rows: the function answers a JSON array of rows; get_args: for a GET,
+ * the object that receives the `_` arguments of the query string, else
+ * NULL) and returns NULL after answering the error. bd_pgrst_answer sends
+ * the function's answer through them. */
+typedef struct bd_pgrst_s bd_pgrst_t;
+struct json_t;
+bd_pgrst_t *bd_pgrst_parse(bd_req_t *req, const char *fn, bool rows, struct json_t *get_args);
+bool bd_pgrst_trivial(const bd_pgrst_t *p);
+void bd_pgrst_answer(bd_req_t *req, const char *fn, const bd_pgrst_t *p, const char *body, size_t len);
+void bd_pgrst_free(bd_pgrst_t *p);
 
 /* rpc.c: POST /rpc/{fn} and /rest/v1/rpc/{fn} */
 void bd_rpc_handle(bd_req_t *req);

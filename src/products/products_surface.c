@@ -6,6 +6,9 @@
  *                       PostgREST-shaped, start-up, the seed-demo section
  *   products_common.c   error bodies, SQLSTATE map, JWT check (products.h)
  *   rpc.c               POST /rpc/{fn}: one rpc_* SQL function per call
+ *                       (GET for the functions that only read)
+ *   pgrst.c             PostgREST options of a call: filters, select, order,
+ *                       ranges, single, count (used by rpc.c)
  *   mint.c              the pp.mint job: units written by parallel COPY
  *   mint_export.c       GET /exports/mint-jobs/{id}.csv and …/qr.zip
  *   resolver.c          GET /01/…, /.well-known/gs1resolver, /passports/{id}
@@ -133,6 +136,8 @@ static void rpc_init(void) {
 static const bd_route_t routes[] = {
   {"POST", "/rpc/{fn}", bd_rpc_handle, 0, "/rpc/{fn}"},
   {"POST", "/rest/v1/rpc/{fn}", bd_rpc_handle, 0, "/rest/v1/rpc/{fn}"},
+  {"GET", "/rpc/{fn}", bd_rpc_handle, 0, "/rpc/{fn}"},
+  {"GET", "/rest/v1/rpc/{fn}", bd_rpc_handle, 0, "/rest/v1/rpc/{fn}"},
   /* exports: "{id}.csv" is one segment, told apart in the handler */
   {"GET", "/exports/mint-jobs/{file}", bd_export_csv, 0, "/exports/mint-jobs/{id}.csv"},
   {"GET", "/exports/mint-jobs/{id}/qr.zip", bd_export_zip, 0, "/exports/mint-jobs/{id}/qr.zip"},

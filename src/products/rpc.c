@@ -60,8 +60,24 @@ static rpc_fn_t k_fns[] = {
   {"retry_webhook_delivery", BD_PG_STMT("SELECT rpc_retry_webhook_delivery(pp_caller($1, $3), $2::jsonb)::text")},
 };
 
+/* PostgREST reads (pgrst.c): the functions whose answer is rows (a JSON
+ * array: filters, order and ranges apply), and those that only read, which
+ * may also be called with GET (arguments in the query string). */
+static const char *const k_row_fns[] = {"list_products", "list_product_batches", "list_webhook_endpoints",
+                                        "list_webhook_deliveries"};
+static const char *const k_read_fns[] = {"list_products", "list_product_batches", "get_mint_job", "list_mint_units",
+                                         "preflight_mint_batch", "list_webhook_endpoints",
+                                         "list_webhook_deliveries", "get_unit_scans"};
+
+static bool fn_in(const char *name, const char *const *list, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(list[i], name)) return true;
+  return false;
+}
+
 typedef struct {
   rpc_fn_t *fn;       /* the function called */
+  bd_pgrst_t *opts;   /* its PostgREST options */
   char *sub;          /* the caller (JWT sub) */
   char jti[16];       /* its jti if minted by batchd token create, else "" */
   char *secret;       /* a webhook secret made for this call (answered once) */
@@ -74,6 +90,7 @@ static void rpc_ctx_free(void *arg) {
   if (c->secret) sodium_memzero(c->secret, strlen(c->secret));
   free(c->secret);
   free(c->sealed);
+  bd_pgrst_free(c->opts);
   free(c);
 }
 
@@ -85,12 +102,12 @@ static void on_rpc(void *ud, const bd_pg_result_t *r) {
     json_t *o = json_loads(PQgetvalue(r->res, 0, 0), 0, NULL);
     json_object_set_new(o, "secret", json_string(c->secret));
     char *text = json_dumps(o, JSON_COMPACT);
-    bd_resp_send(req, 200, "application/json; charset=utf-8", text, strlen(text));
+    bd_pgrst_answer(req, c->fn->name, c->opts, text, strlen(text));
     free(text);
     json_decref(o);
   } else if (r->err == BD_PG_OK) {
     const char *body = PQgetisnull(r->res, 0, 0) ? "null" : PQgetvalue(r->res, 0, 0);
-    bd_resp_send(req, 200, "application/json; charset=utf-8", body, strlen(body));
+    bd_pgrst_answer(req, c->fn->name, c->opts, body, strlen(body));
     if (!strcmp(((rpc_ctx_t *)req->ctx)->fn->name, "submit_mint_request")) bd_jobs_kick();
   } else {
     bd_rpc_db_error(req, r);
@@ -157,6 +174,30 @@ void bd_rpc_handle(bd_req_t *req) {
     return;
   }
   if (!bd_app_rate_limit(req, req->cred_id)) return;
+  bool rows = fn_in(fn->name, k_row_fns, BD_ARRAY_LEN(k_row_fns));
+  if (req->method != HTTP_POST) {
+    /* GET (or HEAD): a function that only reads, its arguments in the query string */
+    if (!fn_in(fn->name, k_read_fns, BD_ARRAY_LEN(k_read_fns))) {
+      char msg[160];
+      snprintf(msg, sizeof msg, "cannot execute %.100s in a read-only transaction", fn->name);
+      bd_resp_header(req, "Allow", "POST");
+      bd_rpc_error(req, 405, "25006", msg, "a function that writes is called with POST", NULL);
+      return;
+    }
+    json_t *qargs = json_object();
+    c->opts = bd_pgrst_parse(req, fn->name, rows, qargs);
+    if (c->opts) {
+      char *text = json_dumps(qargs, JSON_COMPACT);
+      bd_buf_reset(&req->body);
+      bd_buf_puts(&req->body, text);
+      free(text);
+    }
+    json_decref(qargs);
+    if (c->opts) call(req);
+    return;
+  }
+  c->opts = bd_pgrst_parse(req, fn->name, rows, NULL);
+  if (!c->opts) return;
   /* the body: a JSON object (an empty body means no arguments) */
   if (req->body.len == 0) bd_buf_puts(&req->body, "{}");
   int depth = bd_json_depth(req->body.data, req->body.len);
