@@ -78,10 +78,12 @@ static size_t g_cache_n;    /* slots */
 
 /* The product, and the unit (with its job's lot and activation) and the
  * batch when asked: index probes only. A unit's lot is its job's (the lot
- * when minted); the batch is looked up by its current number. */
+ * when minted); the batch is looked up by its current number, and a lot
+ * minted with _lots (pp_mint_lots) is known as well. */
 static bd_pg_stmt_t S_RESOLVE = BD_PG_STMT(
     "SELECT p.name, u.id, u.lot, u.fs, u.act,"
-    " $2::text IS NOT NULL AND EXISTS (SELECT 1 FROM pp_batches b WHERE b.product_id = p.id AND b.batch_number = $2)"
+    " $2::text IS NOT NULL AND (EXISTS (SELECT 1 FROM pp_batches b WHERE b.product_id = p.id AND b.batch_number = $2)"
+    "   OR EXISTS (SELECT 1 FROM pp_mint_lots l WHERE l.gtin = $1 AND l.lot = $2))"
     " FROM pp_products p LEFT JOIN LATERAL (SELECT x.id, j.lot, j.activation_mode = 'first_scan' AS fs,"
     "   EXISTS (SELECT 1 FROM pp_unit_activations a WHERE a.unit_id = x.id) AS act"
     "   FROM pp_units x CROSS JOIN LATERAL (SELECT m.lot, m.activation_mode FROM pp_mint_jobs m"

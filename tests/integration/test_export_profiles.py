@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from conftest import seed_demo
+from gs1lib import assert_valid_uris
 from mintlib import all_units, new_batch, ok, pgrst, submit, wait_job
 
 
@@ -61,6 +62,9 @@ def test_carrier_profiles(srv, demo, job, units, profile, head, eol):
     else:
         assert body.count("\n") == body.count("\r\n")
     assert lines[1:-1] == ["%s,%s,%s" % (u["digital_link"], u["serial"], u["gtin"]) for u in units[20000:]]
+    if profile == "generic-vdp-lf":
+        # the exported URIs are valid GS1 Digital Links (digital-link.js)
+        assert_valid_uris([ln.split(",")[0] for ln in lines[1:-1:50]])
 
 
 def test_default_manifest_unchanged(srv, demo, job, units):
@@ -120,6 +124,7 @@ def test_lots_in_exports(srv, demo):
     assert rows[1:] == [[u["gtin"], u["lot"], "", u["digital_link"]] for u in us]
     assert [r[1] for r in rows[1:]] == ["LA"] * 10003 + ["L+B"] * 4
     assert rows[-1][3] == "%s/01/%s/10/L%%2BB" % (srv.url, demo["gtin"])
+    assert_valid_uris([rows[1][3], rows[-1][3]])
     # the ZIP's second pack: 7 codes, named by their lot and number
     r = export(srv, demo, "/exports/mint-jobs/%s/qr.zip?pack=2" % j)
     assert r.status_code == 200 and r.headers["X-Pack-Count"] == "2"

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from conftest import find_tool, seed_demo
+from gs1lib import assert_valid_uris
 from mintlib import all_units, blocked, new_batch, ok, pgrst, rpc, submit, wait_job
 
 
@@ -77,6 +78,12 @@ def test_lots_in_batch_mode(srv, demo, psql):
     assert pp.status_code == 200, pp.text
     assert pp.json()["level"] == "batch" and pp.json()["lot"] == "L/B%" and pp.json()["batch"]["id"] == batch
     assert pp.json()["digital_link"] == "%s/01/%s/10/L%%2FB%%25" % (srv.url, demo["gtin"])
+    # the lots resolve (not walked up to the GTIN), and every minted URI is a valid Digital Link
+    for lot, enc in (("L-A", "L-A"), ("L/B%", "L%2FB%25"), ("L-C", "L-C")):
+        res = requests.get("%s/01/%s/10/%s" % (srv.url, demo["gtin"], enc), allow_redirects=False, timeout=10)
+        assert res.status_code == 307, (lot, res.status_code, res.text)
+        assert res.headers["Location"].startswith("%s/passports/%s~10~%s" % (srv.url, demo["gtin"], enc)), res.headers
+    assert_valid_uris(sorted({u["digital_link"] for u in units}))
     # the quantity may be left out (the lots' sum); the same key and lots is the same job, other lots 409
     r2 = ok(submit(srv, demo, batch, lots=lots[:1], idempotency_key="tb-lots"))
     assert ok(submit(srv, demo, batch, lots=lots[:1], idempotency_key="tb-lots"))["is_duplicate"] is True
