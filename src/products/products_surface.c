@@ -149,6 +149,11 @@ static const bd_route_t routes[] = {
   {"OPTIONS", pat, bd_resolver_handle, 0, "/01/{gtin}/..."},             \
   {"GET", pat "/", bd_resolver_handle, 0, "/01/{gtin}/..."},             \
   {"OPTIONS", pat "/", bd_resolver_handle, 0, "/01/{gtin}/..."}
+  /* the shapes minted first (lot + serial, serial, GTIN): the table is
+   * scanned in order, and this is the hot path */
+  {"GET", "/01/{gtin}/{a}/{b}/{c}/{d}", bd_resolver_handle, 0, "/01/{gtin}/..."},
+  {"GET", "/01/{gtin}/{a}/{b}", bd_resolver_handle, 0, "/01/{gtin}/..."},
+  {"GET", "/01/{gtin}", bd_resolver_handle, 0, "/01/{gtin}"},
   DL_ROUTES("/01/{gtin}"),
   DL_ROUTES("/01/{gtin}/{a}"),
   DL_ROUTES("/01/{gtin}/{a}/{b}"),

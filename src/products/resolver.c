@@ -216,16 +216,32 @@ static void on_scans_written(void *ud, const bd_pg_result_t *r) {
   }
 }
 
+/* Decimal digits of v (ids, times and counts are never negative). */
+static void put_u64(bd_buf_t *b, uint64_t v) {
+  char d[20];
+  int i = 20;
+  do d[--i] = (char)('0' + v % 10);
+  while ((v /= 10) && i > 0);
+  bd_buf_append(b, d + i, (size_t)(20 - i));
+}
+
 /* Hands the buffered units to one statement; new scans accumulate anew. */
 static void flush_scans(void) {
   if (g_writing || !g_scans || g_scans->n == 0) return;
   bd_buf_t b = BD_BUF_INIT;
   bd_buf_reserve(&b, g_scans->n * 64);
   bd_buf_putc(&b, '[');
-  for (scan_t *s = g_scans->list; s; s = s->lnext)
-    bd_buf_printf(&b, "%s{\"id\":%lld,\"f\":%lld,\"l\":%lld,\"n\":%llu}", s == g_scans->list ? "" : ",",
-                  (long long)s->unit_id, (long long)s->first_us, (long long)s->last_us,
-                  (unsigned long long)s->count);
+  for (scan_t *s = g_scans->list; s; s = s->lnext) {
+    bd_buf_puts(&b, s == g_scans->list ? "{\"id\":" : ",{\"id\":");
+    put_u64(&b, (uint64_t)s->unit_id);
+    bd_buf_append(&b, ",\"f\":", 5);
+    put_u64(&b, (uint64_t)s->first_us);
+    bd_buf_append(&b, ",\"l\":", 5);
+    put_u64(&b, (uint64_t)s->last_us);
+    bd_buf_append(&b, ",\"n\":", 5);
+    put_u64(&b, s->count);
+    bd_buf_putc(&b, '}');
+  }
   bd_buf_putc(&b, ']');
   const char *p[] = {b.data};
   if (bd_pg_query(bd_app.pg, &S_SCANS, 1, p, on_scans_written, NULL) == 0) {
@@ -323,6 +339,8 @@ static int ask_of(const char *v) {
 
 /* The query without its linkType parameters, as it came (still encoded). */
 static char *strip_linktype(bd_req_t *req, bd_str_t q, const char *prefix) {
+  static char k_empty[1];
+  if (q.len == 0 && !(prefix && *prefix)) return k_empty;
   bd_buf_t b = BD_BUF_INIT;
   if (prefix && *prefix) bd_buf_puts(&b, prefix);
   const char *p = q.p, *end = q.p ? q.p + q.len : NULL;
@@ -345,8 +363,7 @@ static char *strip_linktype(bd_req_t *req, bd_str_t q, const char *prefix) {
 
 static void cors(bd_req_t *req) {
   bd_resp_header(req, "Access-Control-Allow-Origin", "*");
-  bd_resp_header(req, "Access-Control-Expose-Headers",
-                 "Link, Location, X-Resolved-Identity, X-Resolved-Level, X-Activation, Content-Type");
+  bd_resp_header(req, "Access-Control-Expose-Headers", "Link, Location, X-Resolved-Identity, X-Resolved-Level, X-Activation");
 }
 
 static void link_describedby(bd_req_t *req) {
@@ -359,24 +376,47 @@ static void not_found(bd_req_t *req, const char *what) {
   bd_rpc_error(req, 404, "PGRST116", "Not found", what, NULL);
 }
 
-/* A level's Digital Link (no query): the product, its batch or its unit. */
+/* Appends a value percent-encoded as in a Digital Link (gs1.h). */
+static void put_value(bd_buf_t *out, const char *v) {
+  static const char k_hex[] = "0123456789ABCDEF";
+  const char *run = v;
+  for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+    if (!bd_gs1_dl_needs_escape(*p)) continue;
+    bd_buf_append(out, run, (size_t)((const char *)p - run));
+    char esc[3] = {'%', k_hex[*p >> 4], k_hex[*p & 15]};
+    bd_buf_append(out, esc, 3);
+    run = (const char *)p + 1;
+  }
+  bd_buf_puts(out, run);
+}
+
+/* A level's Digital Link (no query): the product, its batch or its unit.
+ * The identity was validated by the parser: written as it is (the redirect
+ * path: no printf, no second validation). */
 static void level_uri(bd_buf_t *out, const resolve_ctx_t *c, int level) {
   const bd_gs1_dl_t *dl = &c->dl;
-  const char *lot = level == LV_BATCH || (level == LV_UNIT && dl->has_lot) ? dl->lot : NULL;
-  if (bd_gs1_dl_format(out, bd_app.cfg.public_url, dl->gtin, lot, level == LV_UNIT ? dl->serial : NULL) != BD_GS1_OK)
-    bd_buf_puts(out, bd_app.cfg.public_url);
+  bd_buf_puts(out, bd_app.cfg.public_url);
+  bd_buf_append(out, "/01/", 4);
+  bd_buf_append(out, dl->gtin, BD_GS1_GTIN14_LEN);
+  if (level == LV_BATCH || (level == LV_UNIT && dl->has_lot)) {
+    bd_buf_append(out, "/10/", 4);
+    put_value(out, dl->lot);
+  }
+  if (level == LV_UNIT) {
+    bd_buf_append(out, "/21/", 4);
+    put_value(out, dl->serial);
+  }
 }
 
 /* The passport page of a level (see pp_passport_id). */
 static void passport_url(bd_buf_t *out, const resolve_ctx_t *c, int level) {
-  bd_buf_printf(out, "%s/passports/%s", bd_app.cfg.public_url, c->dl.gtin);
+  bd_buf_puts(out, bd_app.cfg.public_url);
+  bd_buf_append(out, "/passports/", 11);
+  bd_buf_append(out, c->dl.gtin, BD_GS1_GTIN14_LEN);
   const char *v = level == LV_UNIT ? c->dl.serial : level == LV_BATCH ? c->dl.lot : NULL;
   if (!v) return;
-  bd_buf_puts(out, level == LV_UNIT ? "~21~" : "~10~");
-  for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-    if (bd_gs1_dl_needs_escape(*p)) bd_buf_printf(out, "%%%02X", *p);
-    else bd_buf_putc(out, (char)*p);
-  }
+  bd_buf_append(out, level == LV_UNIT ? "~21~" : "~10~", 4);
+  put_value(out, v);
 }
 
 static const char *level_name(int level) {
@@ -469,10 +509,12 @@ static void answer(bd_req_t *req, resolve_ctx_t *c, const char *activation) {
   /* one Link header: the default link, the linkset, the uncompressed URI,
    * and with a linkset its JSON-LD context */
   bd_buf_t link = BD_BUF_INIT;
-  bd_buf_printf(&link,
-                "<%s>; rel=\"https://gs1.org/voc/defaultLink\"; title=\"Digital product passport\", "
-                "<%s?linkType=linkset>; rel=\"linkset\"; type=\"application/linkset+json\"",
-                pp.data, anchor.data);
+  bd_buf_reserve(&link, 2 * anchor.len + pp.len + 160);
+  bd_buf_putc(&link, '<');
+  bd_buf_append(&link, pp.data, pp.len);
+  bd_buf_puts(&link, ">; rel=\"https://gs1.org/voc/defaultLink\"; title=\"Digital product passport\", <");
+  bd_buf_append(&link, anchor.data, anchor.len);
+  bd_buf_puts(&link, "?linkType=linkset>; rel=\"linkset\"; type=\"application/linkset+json\"");
   if (c->same_as) bd_buf_printf(&link, ", <%s>; rel=\"owl:sameAs\"", c->same_as);
   if (c->ask == ASK_LINKSET)
     bd_buf_printf(&link, ", <%s/contexts/linkset.jsonld>; rel=\"http://www.w3.org/ns/json-ld#context\"; "
@@ -486,8 +528,12 @@ static void answer(bd_req_t *req, resolve_ctx_t *c, const char *activation) {
   } else if (c->bot) {
     answer_bot(req, anchor.data, pp.data);
   } else {
-    bd_buf_printf(&loc, "%s%s%s", pp.data, c->query[0] ? "?" : "", c->query);
-    bd_resp_header(req, "Location", loc.data);
+    if (c->query[0]) {
+      bd_buf_append(&loc, pp.data, pp.len);
+      bd_buf_putc(&loc, '?');
+      bd_buf_puts(&loc, c->query);
+    }
+    bd_resp_header(req, "Location", c->query[0] ? loc.data : pp.data);
     bd_resp_header(req, "Cache-Control", "no-store");
     bd_resp_send(req, 307, "text/plain; charset=utf-8", "", 0);
   }
