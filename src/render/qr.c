@@ -470,7 +470,7 @@ static const struct {
   unsigned types;    /* F_* of the types it belongs to */
   size_t max;        /* longest string in bytes (0: not a string) */
 } k_fields[] = {
-    {"destination", "target.destination", F_URL, 2048},
+    {"destination", "target.destination", F_URL, 2048}, /* first: see bd_qr_payload */
     {"utm", "target.utm", F_URL, 0},
     {"text", "target.text", F_TEXT, BD_QR_MAX_PAYLOAD},
     {"email", "target.email", F_EMAIL, 254},
@@ -733,6 +733,30 @@ static int vcard_payload(const json_t *vc, bd_buf_t *out, char *err, size_t errs
   return 0;
 }
 
+/* A pre-encoded destination: its type told by its scheme or header (what
+ * readers look at), its bytes kept exactly; no NUL, at least one byte,
+ * within a symbol's capacity. */
+static int preencoded_payload(const json_t *t, const char *s, bd_qr_type_t *type, bd_buf_t *out,
+                              char *err, size_t errsz, const char **param) {
+  size_t n = json_string_length(json_object_get(t, "destination"));
+  if (n == 0 || strlen(s) != n)
+    return fail(err, errsz, param, "target.destination",
+                "target.destination must be a non-empty string without NUL characters");
+  if (n > BD_QR_MAX_PAYLOAD)
+    return fail(err, errsz, param, "target.destination",
+                "target.destination is %zu bytes: more than a QR code can hold (at most %d bytes)", n,
+                BD_QR_MAX_PAYLOAD);
+  *type = iprefix(s, "mailto:")                                 ? BD_QR_TYPE_EMAIL
+          : iprefix(s, "smsto:") || iprefix(s, "sms:")           ? BD_QR_TYPE_SMS
+          : iprefix(s, "tel:")                                  ? BD_QR_TYPE_PHONE
+          : iprefix(s, "WIFI:")                                 ? BD_QR_TYPE_WIFI
+          : iprefix(s, "BEGIN:VEVENT") || iprefix(s, "BEGIN:VCALENDAR") ? BD_QR_TYPE_EVENT
+          : iprefix(s, "BEGIN:VCARD")                           ? BD_QR_TYPE_VCARD
+                                                                : BD_QR_TYPE_TEXT;
+  bd_buf_append(out, s, n);
+  return 0;
+}
+
 int bd_qr_payload(const json_t *t, bd_qr_type_t *type, bd_buf_t *out, char *err, size_t errsz,
                   const char **param) {
   if (param) *param = "target";
@@ -750,6 +774,15 @@ int bd_qr_payload(const json_t *t, bd_qr_type_t *type, bd_buf_t *out, char *err,
     present |= 1u << i;
   }
 #define HAS(name) (json_object_get(t, name) && !json_is_null(json_object_get(t, name)))
+  /* a destination that is not an http(s) URL is a pre-encoded payload of
+   * any type (QRKit): encoded as given, alone */
+  const char *pre = json_string_value(json_object_get(t, "destination"));
+  if (pre && !iprefix(pre, "http://") && !iprefix(pre, "https://")) {
+    if (present != 1u) /* k_fields[0] is destination */
+      return fail(err, errsz, param, "target",
+                  "a pre-encoded target.destination (not an http(s) URL) must be the only target field");
+    return preencoded_payload(t, pre, type, out, err, errsz, param);
+  }
   unsigned ty;
   bd_qr_type_t tt;
   if (HAS("destination"))
@@ -1140,9 +1173,13 @@ bd_qr_design_t *bd_qr_design_parse(const json_t *j, char *err, size_t errsz, con
   if (!json_is_object(j))
     return fail(err, errsz, param, "design", "design must be an object"), dfail(d);
   static const char *const top[] = {
-      "error_correction",      "colors", "gradient", "shapes", "eye_colors", "logo",
-      "transparent_background"};
+      "error_correction",       "colors",  "gradient", "shapes", "eye_colors", "logo",
+      "transparent_background", "has_logo"};
   if (!known_members(j, top, BD_ARRAY_LEN(top), "design", err, errsz, param)) return dfail(d);
+  /* has_logo is read-only (the code object shows it): accepted, ignored */
+  bool has_logo_ignored = false;
+  if (!bool_member(j, "has_logo", &has_logo_ignored, "design.has_logo", err, errsz, param))
+    return dfail(d);
   /* the level first: the logo's size limit depends on it */
   const json_t *colors, *g, *sh, *eyes, *logo;
   if (!parse_ec(j, d, err, errsz, param) ||

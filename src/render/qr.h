@@ -22,6 +22,12 @@
  *                             unreserved characters kept, space as %20).
  *                             Dynamic codes encode their short URL instead;
  *                             the redirect uses bd_qr_merge_utm.
+ *   destination, not http(s)  a pre-encoded payload of any type (QRKit), the
+ *                             only field: encoded exactly as given (static);
+ *                             its type told by its start: mailto: email,
+ *                             smsto:/sms: sms, tel: phone, WIFI: wifi,
+ *                             BEGIN:VEVENT/VCALENDAR event, BEGIN:VCARD
+ *                             vcard, anything else text.
  *   text                      text: as given (UTF-8), 1+ bytes.
  *   email (+subject, message) email: mailto:addr?subject=..&body=.. (RFC
  *                             6068: everything but unreserved characters

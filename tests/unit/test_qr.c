@@ -339,11 +339,24 @@ static void test_payload_url_utm(void) {
   json_decref(utm);
   bd_buf_free(&b);
 
-  check_payload_err("{\"destination\": \"ftp://example.com/f\"}", "target.destination",
-                    "target.destination must be an absolute http(s) URL");
   check_payload_err("{\"destination\": \"https:///nohost\"}", "target.destination", NULL);
   check_payload_err("{\"destination\": \"https://exa mple.com\"}", "target.destination", NULL);
-  check_payload_err("{\"destination\": \"example.com\"}", "target.destination", NULL);
+  /* anything but http(s) is a pre-encoded payload, kept exactly, its type
+   * told by its start */
+  check_payload("{\"destination\": \"ftp://example.com/f\"}", BD_QR_TYPE_TEXT, "ftp://example.com/f");
+  check_payload("{\"destination\": \"example.com\"}", BD_QR_TYPE_TEXT, "example.com");
+  check_payload("{\"destination\": \"mailto:a@example.com?subject=Hi\"}", BD_QR_TYPE_EMAIL,
+                "mailto:a@example.com?subject=Hi");
+  check_payload("{\"destination\": \"tel:+4930123\"}", BD_QR_TYPE_PHONE, "tel:+4930123");
+  check_payload("{\"destination\": \"SMSTO:+4930123:hi\"}", BD_QR_TYPE_SMS, "SMSTO:+4930123:hi");
+  check_payload("{\"destination\": \"WIFI:T:WPA;S:net;P:secret12;;\"}", BD_QR_TYPE_WIFI,
+                "WIFI:T:WPA;S:net;P:secret12;;");
+  check_payload("{\"destination\": \"BEGIN:VCARD\\r\\nFN:A\\r\\nEND:VCARD\"}", BD_QR_TYPE_VCARD,
+                "BEGIN:VCARD\r\nFN:A\r\nEND:VCARD");
+  check_payload("{\"destination\": \"BEGIN:VEVENT\\r\\nEND:VEVENT\"}", BD_QR_TYPE_EVENT,
+                "BEGIN:VEVENT\r\nEND:VEVENT");
+  check_payload_err("{\"destination\": \"tel:+4930123\", \"utm\": {\"source\": \"x\"}}", "target", NULL);
+  check_payload_err("{\"destination\": \"\"}", "target.destination", NULL);
   check_payload_err("{\"destination\": \"https://example.com\", \"utm\": \"x\"}", "target.utm",
                     NULL);
 }
