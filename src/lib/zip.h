@@ -10,7 +10,7 @@
  * directory slice) only when that buffer has drained.
  *
  * Format (PKWARE APPNOTE 6.3.x):
- *   - each entry's bytes are given whole, so CRC-32 (zlib's crc32()) and
+ *   - each entry's bytes are given whole, so CRC-32 (libdeflate's crc32) and
  *     sizes are known before its local header is written: no data
  *     descriptors, no bit 3;
  *   - method STORED, or DEFLATE (raw, level 1: SVG text shrinks ~4x even
@@ -76,7 +76,7 @@ enum {
   BD_ZIP_E_NAME = -2,       /* the name is not acceptable; nothing was written */
   BD_ZIP_E_SIZE = -3,       /* the entry is 4 GiB - 1 or larger; nothing was written */
   BD_ZIP_E_STATE = -4,      /* add after finish started, or an internal inconsistency */
-  BD_ZIP_E_DEFLATE = -5,    /* zlib failed (sticky) */
+  BD_ZIP_E_DEFLATE = -5,    /* the compressor could not be set up (sticky) */
 };
 
 /* Flags for bd_zip_new(). */
