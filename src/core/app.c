@@ -13,9 +13,9 @@ bool bd_app_rate_limit(bd_req_t *req, const char *cred) {
   if (!bd_app.rl) return true;
   bd_rl_result_t r;
   bd_rl_take(bd_app.rl, bd_str_c(cred), bd_now_ms(), bd_wall_us() / 1000000, &r);
-  bd_resp_headerf(req, "X-RateLimit-Limit", "%u", r.limit);
-  bd_resp_headerf(req, "X-RateLimit-Remaining", "%u", r.remaining);
-  bd_resp_headerf(req, "X-RateLimit-Reset", "%lld", (long long)r.reset_unix);
+  bd_resp_header_u64(req, "X-RateLimit-Limit", r.limit);
+  bd_resp_header_u64(req, "X-RateLimit-Remaining", r.remaining);
+  bd_resp_header_u64(req, "X-RateLimit-Reset", r.reset_unix > 0 ? (uint64_t)r.reset_unix : 0);
   if (r.allowed) return true;
   bd_resp_headerf(req, "Retry-After", "%u", r.retry_after_s);
   bd_metrics_inc("batchd_rate_limited_total", "Requests refused with 429.", 1);

@@ -376,11 +376,16 @@ static void conn_write(bd_conn_t *c, const char *p, size_t n) {
 
 void bd_resp_header(bd_req_t *req, const char *name, const char *value) {
   if (req->resp_started) return;
-  bd_buf_puts(&req->resp_headers, name);
-  bd_buf_puts(&req->resp_headers, ": ");
-  /* header injection guard: values never carry CR/LF */
-  for (const char *v = value; *v; v++) bd_buf_putc(&req->resp_headers, (*v == '\r' || *v == '\n') ? ' ' : *v);
-  bd_buf_puts(&req->resp_headers, "\r\n");
+  bd_buf_t *h = &req->resp_headers;
+  size_t nl = strlen(name), vl = strlen(value);
+  bd_buf_reserve(h, nl + vl + 4);
+  bd_buf_append(h, name, nl);
+  bd_buf_append(h, ": ", 2);
+  /* header injection guard: values never carry CR/LF (copied in runs) */
+  size_t at = h->len;
+  bd_buf_append(h, value, vl);
+  for (char *v = h->data + at; (v = strpbrk(v, "\r\n")) != NULL; v++) *v = ' ';
+  bd_buf_append(h, "\r\n", 2);
 }
 
 void bd_resp_headerf(bd_req_t *req, const char *name, const char *fmt, ...) {
@@ -392,18 +397,48 @@ void bd_resp_headerf(bd_req_t *req, const char *name, const char *fmt, ...) {
   bd_resp_header(req, name, tmp);
 }
 
+void bd_resp_header_u64(bd_req_t *req, const char *name, uint64_t v) {
+  char d[24];
+  size_t n = sizeof d - 1;
+  d[n] = '\0';
+  do d[--n] = (char)('0' + v % 10);
+  while ((v /= 10) != 0);
+  bd_resp_header(req, name, d + n);
+}
+
 /* Status line + headers into out. content_length < 0 means chunked. */
 static void build_head(bd_req_t *req, bd_buf_t *out, int status, const char *ctype, int64_t content_length) {
   bd_conn_t *c = req->conn;
   bool close = !req->keep_alive || c->close_after || c->srv->shutting_down;
   if (close) c->close_after = true;
-  bd_buf_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nX-Request-Id: %s\r\n", status, bd_http_reason(status),
-                server_date(c->srv), req->request_id);
-  if (ctype) bd_buf_printf(out, "Content-Type: %s\r\n", ctype);
-  if (content_length >= 0)
-    bd_buf_printf(out, "Content-Length: %lld\r\n", (long long)content_length);
-  else
+  /* appended piece by piece: no printf on the path of every response */
+  char num[24];
+  int st = status >= 100 && status <= 999 ? status : 500;
+  char line[16] = {'H', 'T', 'T', 'P', '/', '1', '.', '1', ' ', (char)('0' + st / 100), (char)('0' + st / 10 % 10),
+                   (char)('0' + st % 10), ' '};
+  bd_buf_append(out, line, 13);
+  bd_buf_puts(out, bd_http_reason(status));
+  bd_buf_append(out, "\r\nDate: ", 8);
+  bd_buf_puts(out, server_date(c->srv));
+  bd_buf_append(out, "\r\nX-Request-Id: ", 16);
+  bd_buf_puts(out, req->request_id);
+  bd_buf_append(out, "\r\n", 2);
+  if (ctype) {
+    bd_buf_append(out, "Content-Type: ", 14);
+    bd_buf_puts(out, ctype);
+    bd_buf_append(out, "\r\n", 2);
+  }
+  if (content_length >= 0) {
+    size_t n = 0;
+    uint64_t v = (uint64_t)content_length;
+    do num[sizeof num - 1 - n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    bd_buf_append(out, "Content-Length: ", 16);
+    bd_buf_append(out, num + sizeof num - n, n);
+    bd_buf_append(out, "\r\n", 2);
+  } else {
     bd_buf_puts(out, "Transfer-Encoding: chunked\r\n");
+  }
   if (close) bd_buf_puts(out, "Connection: close\r\n");
   if (req->resp_headers.len) bd_buf_append(out, req->resp_headers.data, req->resp_headers.len);
   bd_buf_puts(out, "\r\n");

@@ -171,6 +171,8 @@ void bd_req_resume(bd_req_t *req); /* resume reading */
 /* Adds a response header (name and value are copied). Before headers go out. */
 void bd_resp_header(bd_req_t *req, const char *name, const char *value);
 void bd_resp_headerf(bd_req_t *req, const char *name, const char *fmt, ...) BD_PRINTF(3, 4);
+/* A header whose value is the decimal v (without printf). */
+void bd_resp_header_u64(bd_req_t *req, const char *name, uint64_t v);
 /* A complete response. The body is copied. */
 void bd_resp_send(bd_req_t *req, int status, const char *content_type, const char *body, size_t len);
 /* A JSON response from a buffer the caller built (its storage is taken). */

@@ -184,6 +184,18 @@ static void op_free(op_t *o) {
   free(o);
 }
 
+/* "s<id>", the name a statement is prepared under (no printf: once per query) */
+static void stmt_name(char out[24], int id) {
+  char d[12];
+  int n = 0;
+  unsigned v = (unsigned)id;
+  do d[n++] = (char)('0' + v % 10);
+  while ((v /= 10) != 0);
+  out[0] = 's';
+  for (int i = 0; i < n; i++) out[1 + i] = d[n - 1 - i];
+  out[1 + n] = '\0';
+}
+
 static void op_set_error(op_t *o, int err, const char *state, const char *msg) {
   if (o->err) return;
   o->err = err;
@@ -570,7 +582,7 @@ static void pinned_results(bd_pg_conn_t *c) {
     if (!r && o->kind == OP_QUERY && o->phase == 0 && !o->err) {
       /* prepared: now the execute, same op, still at the head */
       char name[24];
-      snprintf(name, sizeof name, "s%d", o->stmt->id);
+      stmt_name(name, o->stmt->id);
       c->prepared[o->stmt->id] = 1;
       o->phase = 1;
       if (!PQsendQueryPrepared(c->pg, name, o->nparams, (const char *const *)o->params, o->lens, o->fmts, 0)) {
@@ -726,7 +738,7 @@ static bool send_shared(bd_pg_conn_t *c, op_t *o) {
   stmt_id(s);
   prepared_reserve(c, s->id);
   char name[24];
-  snprintf(name, sizeof name, "s%d", s->id);
+  stmt_name(name, s->id);
   o->sent_prepare = false;
   o->phase = 0;
   if (!c->prepared[s->id]) {
@@ -756,7 +768,7 @@ static void conn_send_pending(bd_pg_conn_t *c) {
     bd_pg_stmt_t *s = o->stmt;
     prepared_reserve(c, stmt_id(s));
     char name[24];
-    snprintf(name, sizeof name, "s%d", s->id);
+    stmt_name(name, s->id);
     o->sent_prepare = !c->prepared[s->id];
     o->phase = o->sent_prepare ? 0 : 1;
     ok = o->sent_prepare ? PQsendPrepare(c->pg, name, s->sql, 0, NULL)

@@ -38,6 +38,9 @@ bd_route_match_t bd_route_match(const bd_route_t *routes, size_t n, const char *
   *nparams = 0;
   for (size_t i = 0; i < n; i++) {
     const bd_route_t *r = &routes[i];
+    /* most patterns differ from the path at its first character after '/' */
+    char c1 = r->pattern[0] ? r->pattern[1] : '\0';
+    if (c1 && c1 != '{' && (path.len < 2 || path.p[1] != c1)) continue;
     if (!match_pattern(r->pattern, path, tmp, &ntmp)) continue;
     bool method_ok = strcmp(r->method, method) == 0 || (head && strcmp(r->method, "GET") == 0);
     if (method_ok) {

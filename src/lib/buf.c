@@ -87,11 +87,6 @@ void bd_buf_append(bd_buf_t *b, const void *p, size_t n) {
 
 void bd_buf_puts(bd_buf_t *b, const char *s) { bd_buf_append(b, s, strlen(s)); }
 
-void bd_buf_putc(bd_buf_t *b, char c) {
-  bd_buf_reserve(b, 1);
-  b->data[b->len++] = c;
-  b->data[b->len] = '\0';
-}
 
 void bd_buf_vprintf(bd_buf_t *b, const char *fmt, va_list ap) {
   va_list cp;

@@ -24,7 +24,12 @@ void bd_buf_reset(bd_buf_t *b);            /* len = 0, keeps storage */
 void bd_buf_reserve(bd_buf_t *b, size_t extra); /* room for `extra` more bytes + NUL */
 void bd_buf_append(bd_buf_t *b, const void *p, size_t n);
 void bd_buf_puts(bd_buf_t *b, const char *s);
-void bd_buf_putc(bd_buf_t *b, char c);
+/* inline: the JSON writers call it for every quote and separator */
+static inline void bd_buf_putc(bd_buf_t *b, char c) {
+  if (b->len + 2 > b->cap) bd_buf_reserve(b, 1);
+  b->data[b->len++] = c;
+  b->data[b->len] = '\0';
+}
 void bd_buf_printf(bd_buf_t *b, const char *fmt, ...) BD_PRINTF(2, 3);
 void bd_buf_vprintf(bd_buf_t *b, const char *fmt, va_list ap);
 void bd_buf_consume(bd_buf_t *b, size_t n); /* drops the first n bytes */

@@ -195,6 +195,11 @@ static size_t utf8_seq(const unsigned char *p, size_t n, size_t *bad) {
   return 0;
 }
 
+/* ASCII bytes a JSON string carries as they are (a table: one load per byte) */
+static const bool k_plain[256] = {
+    [0x20] = 1, [0x21] = 1, [0x23 ... 0x2e] = 1, [0x30 ... 0x5b] = 1, [0x5d ... 0x7f] = 1,
+};
+
 void bd_json_escape(bd_buf_t *out, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *p = (const unsigned char *)s;
@@ -204,7 +209,7 @@ void bd_json_escape(bd_buf_t *out, const char *s, size_t n) {
   while (i < n) {
     /* copy the longest run that needs no escaping in one append */
     size_t j = i;
-    while (j < n && p[j] >= 0x20 && p[j] < 0x80 && p[j] != '"' && p[j] != '\\' && p[j] != '/') j++;
+    while (j < n && k_plain[p[j]]) j++;
     if (j > i) bd_buf_append(out, s + i, j - i);
     i = j;
     if (i >= n) break;

@@ -88,6 +88,27 @@ void bd_time_fmt(char out[32], int64_t unix_us, bool micro) {
    * bytes; the compiler cannot know tm's ranges, hence the roomy tmp. */
   char tmp[96];
   long long year = (long long)tm.tm_year + 1900;
+  if (year >= 0 && year <= 9999) {
+    /* the common case, without printf: YYYY-MM-DDTHH:MM:SS[.ffffff]Z */
+    int y = (int)year;
+    char *o = out;
+    *o++ = (char)('0' + y / 1000), *o++ = (char)('0' + y / 100 % 10), *o++ = (char)('0' + y / 10 % 10);
+    *o++ = (char)('0' + y % 10);
+    const int f[5] = {tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec};
+    const char sep[5] = {'-', '-', 'T', ':', ':'};
+    for (int i = 0; i < 5; i++) {
+      *o++ = sep[i];
+      *o++ = (char)('0' + f[i] / 10 % 10);
+      *o++ = (char)('0' + f[i] % 10);
+    }
+    if (micro) {
+      *o++ = '.';
+      for (int64_t d = 100000; d > 0; d /= 10) *o++ = (char)('0' + frac / d % 10);
+    }
+    *o++ = 'Z';
+    *o = '\0';
+    return;
+  }
   if (micro)
     snprintf(tmp, sizeof tmp, "%04lld-%02d-%02dT%02d:%02d:%02d.%06lldZ", year, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
              tm.tm_min, tm.tm_sec, (long long)frac);
