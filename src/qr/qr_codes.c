@@ -999,11 +999,21 @@ void qr_codes_flush(void (*done)(void *ud), void *ud) {
   scans_flush_finished();
 }
 
+/* needle is lower case */
 static bool ci_contains(bd_str_t s, const char *needle) {
   size_t n = strlen(needle);
+  char c0 = needle[0];
   for (size_t i = 0; i + n <= s.len; i++)
-    if (!strncasecmp(s.p + i, needle, n)) return true;
+    if ((s.p[i] | 0x20) == c0 && !strncasecmp(s.p + i, needle, n)) return true;
   return false;
+}
+
+/* src into dst[cap], cut to fit */
+static void copy_str(char *dst, size_t cap, const char *src) {
+  size_t n = strlen(src);
+  if (n >= cap) n = cap - 1;
+  memcpy(dst, src, n);
+  dst[n] = '\0';
 }
 
 static void copy_token(char *dst, size_t cap, bd_str_t v, const char *stop) {
@@ -1018,7 +1028,7 @@ static void copy_token(char *dst, size_t cap, bd_str_t v, const char *stop) {
 static void record_scan(bd_req_t *req, const char *code_id) {
   scan_t k;
   memset(&k, 0, sizeof k);
-  snprintf(k.id, sizeof k.id, "%s", code_id);
+  copy_str(k.id, sizeof k.id, code_id);
   k.first_us = k.last_us = bd_wall_us();
   k.minute = k.first_us / 60000000;
   k.count = 1;
@@ -1037,9 +1047,9 @@ static void record_scan(bd_req_t *req, const char *code_id) {
   else if (ci_contains(ua, "firefox")) br = "Firefox";
   else if (ci_contains(ua, "chrome") || ci_contains(ua, "crios")) br = "Chrome";
   else if (ci_contains(ua, "safari")) br = "Safari";
-  snprintf(k.device, sizeof k.device, "%s", dev);
-  snprintf(k.os, sizeof k.os, "%s", os);
-  snprintf(k.browser, sizeof k.browser, "%s", br);
+  copy_str(k.device, sizeof k.device, dev);
+  copy_str(k.os, sizeof k.os, os);
+  copy_str(k.browser, sizeof k.browser, br);
   copy_token(k.language, sizeof k.language, bd_req_header(req, "Accept-Language"), ",; ");
   bd_str_t country = bd_req_header(req, bd_app.cfg.country_header);
   if (country.len == 2) copy_token(k.country, sizeof k.country, country, " ");
