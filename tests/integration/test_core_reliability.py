@@ -127,8 +127,8 @@ def test_database_stopped_and_restarted_under_load(private_pg, server_factory):
     for t in threads:
         t.start()
     time.sleep(0.5)
+    pg.stop()  # returns once the server is down (pg_ctl -w): on a loaded machine that takes a while
     t_stop = time.time()
-    pg.stop()
     time.sleep(3)
     # the server itself keeps answering while the database is away
     assert requests.get(srv.url + "/healthz", timeout=2).status_code == 200
