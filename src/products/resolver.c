@@ -49,6 +49,7 @@
  *   GET /contexts/linkset.jsonld   the JSON-LD context of the linksets.
  */
 #include "app.h"
+#include "flusher.h"
 #include "gs1.h"
 #include "json.h"
 #include "log.h"
@@ -131,13 +132,7 @@ typedef struct {
 } scan_map_t;
 
 static scan_map_t *g_scans;          /* accumulating (allocated at init: 128 KiB of buckets) */
-static scan_t *g_inflight;           /* being written */
-static uint64_t g_inflight_scans;    /* scans in g_inflight */
-static bool g_writing;               /* a flush query is in flight */
-static uv_timer_t g_scan_timer;      /* periodic flush */
-static bool g_scan_timer_on;         /* timer initialised */
-static void (*g_flush_done)(void *); /* shutdown flush completion */
-static void *g_flush_ud;
+static bd_flusher_t g_flusher;       /* writes g_scans every BATCHD_RESOLVER_SCAN_FLUSH_MS */
 
 /* Adds `count` scans of a unit seen from first_us to last_us. */
 static void scan_add(int64_t unit_id, int64_t first_us, int64_t last_us, uint64_t count) {
@@ -168,54 +163,6 @@ static void scan_record(int64_t unit_id) {
   scan_add(unit_id, now, now, 1);
 }
 
-static void free_list(scan_t *l) {
-  while (l) {
-    scan_t *n = l->lnext;
-    free(l);
-    l = n;
-  }
-}
-
-static void flush_scans(void);
-
-static void scans_flush_finished(void) {
-  if (!g_flush_done || g_writing || g_scans->n) return;
-  void (*done)(void *) = g_flush_done;
-  g_flush_done = NULL;
-  if (g_scan_timer_on) {
-    uv_close((uv_handle_t *)&g_scan_timer, NULL);
-    g_scan_timer_on = false;
-  }
-  done(g_flush_ud);
-}
-
-static void on_scans_written(void *ud, const bd_pg_result_t *r) {
-  scan_t *list = g_inflight;
-  uint64_t n = g_inflight_scans;
-  g_inflight = NULL;
-  g_inflight_scans = 0;
-  g_writing = false;
-  if (r->err && g_flush_done) {
-    bd_error("shutdown: %llu resolver scans could not be written: %s", (unsigned long long)n, r->message);
-    free_list(list);
-    free_list(g_scans->list);
-    memset(g_scans, 0, sizeof *g_scans);
-  } else if (r->err) {
-    bd_warn("resolver scans: writing %llu scans failed (%s); kept for the next attempt", (unsigned long long)n,
-            r->message);
-    for (scan_t *e = list; e; e = e->lnext) scan_add(e->unit_id, e->first_us, e->last_us, e->count);
-    free_list(list);
-    return;
-  } else {
-    free_list(list);
-    bd_metrics_inc("batchd_resolver_scans_recorded_total", "Resolver scans written to the database.", n);
-  }
-  if (g_flush_done) {
-    if (g_scans->n) flush_scans();
-    else scans_flush_finished();
-  }
-}
-
 /* Decimal digits of v (ids, times and counts are never negative). */
 static void put_u64(bd_buf_t *b, uint64_t v) {
   char d[20];
@@ -225,58 +172,66 @@ static void put_u64(bd_buf_t *b, uint64_t v) {
   bd_buf_append(b, d + i, (size_t)(20 - i));
 }
 
-/* Hands the buffered units to one statement; new scans accumulate anew. */
-static void flush_scans(void) {
-  if (g_writing || !g_scans || g_scans->n == 0) return;
-  bd_buf_t b = BD_BUF_INIT;
-  bd_buf_reserve(&b, g_scans->n * 64);
-  bd_buf_putc(&b, '[');
-  for (scan_t *s = g_scans->list; s; s = s->lnext) {
-    bd_buf_puts(&b, s == g_scans->list ? "{\"id\":" : ",{\"id\":");
-    put_u64(&b, (uint64_t)s->unit_id);
-    bd_buf_append(&b, ",\"f\":", 5);
-    put_u64(&b, (uint64_t)s->first_us);
-    bd_buf_append(&b, ",\"l\":", 5);
-    put_u64(&b, (uint64_t)s->last_us);
-    bd_buf_append(&b, ",\"n\":", 5);
-    put_u64(&b, s->count);
-    bd_buf_putc(&b, '}');
+/* --- the flusher's view of the buffer: units as [{id,f,l,n}] ---------------------------- */
+
+static uint64_t scans_pending(void *ud) { return g_scans ? g_scans->n : 0; }
+
+static void *scans_take(void *ud, bd_buf_t *b, uint64_t *n) {
+  if (b) {
+    bd_buf_reserve(b, g_scans->n * 64);
+    bd_buf_putc(b, '[');
+    for (scan_t *s = g_scans->list; s; s = s->lnext) {
+      bd_buf_puts(b, s == g_scans->list ? "{\"id\":" : ",{\"id\":");
+      put_u64(b, (uint64_t)s->unit_id);
+      bd_buf_append(b, ",\"f\":", 5);
+      put_u64(b, (uint64_t)s->first_us);
+      bd_buf_append(b, ",\"l\":", 5);
+      put_u64(b, (uint64_t)s->last_us);
+      bd_buf_append(b, ",\"n\":", 5);
+      put_u64(b, s->count);
+      bd_buf_putc(b, '}');
+    }
+    bd_buf_putc(b, ']');
   }
-  bd_buf_putc(&b, ']');
-  const char *p[] = {b.data};
-  if (bd_pg_query(bd_app.pg, &S_SCANS, 1, p, on_scans_written, NULL) == 0) {
-    g_writing = true;
-    g_inflight = g_scans->list;
-    g_inflight_scans = g_scans->nscans;
-    memset(g_scans, 0, sizeof *g_scans);
-  }
-  bd_buf_free(&b);
+  scan_t *list = g_scans->list;
+  *n = g_scans->nscans;
+  memset(g_scans, 0, sizeof *g_scans);
+  return list;
 }
 
-static void on_scan_timer(uv_timer_t *t) { flush_scans(); }
+static void scans_release(void *ud, void *batch) {
+  for (scan_t *l = batch, *n; l; l = n) {
+    n = l->lnext;
+    free(l);
+  }
+}
+
+static void scans_put_back(void *ud, void *batch) {
+  for (scan_t *e = batch; e; e = e->lnext) scan_add(e->unit_id, e->first_us, e->last_us, e->count);
+  scans_release(ud, batch);
+}
+
+static const bd_flusher_ops_t SCAN_OPS = {
+    .what = "resolver scans",
+    .metric = "batchd_resolver_scans_recorded_total",
+    .metric_help = "Resolver scans written to the database.",
+    .pending = scans_pending,
+    .take = scans_take,
+    .put_back = scans_put_back,
+    .release = scans_release,
+};
 
 void bd_resolver_init(void) {
   g_cache_n = (size_t)bd_app.cfg.resolver_cache;
   free(g_cache);
   g_cache = g_cache_n ? bd_calloc(g_cache_n, sizeof *g_cache) : NULL;
   if (!g_scans) g_scans = bd_calloc(1, sizeof *g_scans);
-  if (bd_app.loop && !g_scan_timer_on) {
-    uv_timer_init(bd_app.loop, &g_scan_timer);
-    g_scan_timer_on = true;
-    uint64_t ms = (uint64_t)bd_app.cfg.resolver_scan_flush_ms;
-    uv_timer_start(&g_scan_timer, on_scan_timer, ms, ms);
-    uv_unref((uv_handle_t *)&g_scan_timer);
-  }
+  bd_flusher_start(&g_flusher, bd_app.loop, &SCAN_OPS, NULL, &S_SCANS, (uint64_t)bd_app.cfg.resolver_scan_flush_ms);
 }
 
 void bd_resolver_flush(void (*done)(void *ud), void *ud) {
-  g_flush_done = done;
-  g_flush_ud = ud;
-  if (g_scan_timer_on) uv_timer_stop(&g_scan_timer);
   if (!g_scans) g_scans = bd_calloc(1, sizeof *g_scans);
-  if (g_scans->nscans) bd_info("shutdown: writing %llu buffered resolver scans", (unsigned long long)g_scans->nscans);
-  if (!g_writing) flush_scans();
-  scans_flush_finished();
+  bd_flusher_drain(&g_flusher, done, ud);
 }
 
 /* --- requests -------------------------------------------------------------------------- */

@@ -17,6 +17,7 @@
  * threads).
  */
 #include "app.h"
+#include "flusher.h"
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
@@ -853,14 +854,8 @@ typedef struct {
   uint64_t nscans;               /* scans */
 } scan_map_t;
 
-static scan_map_t g_scans;          /* accumulating */
-static scan_t *g_inflight_list;     /* being written */
-static uint64_t g_inflight_scans;   /* scans in g_inflight_list */
-static bool g_writing;              /* a flush query is in flight */
-static uv_timer_t g_scan_timer;     /* periodic flush */
-static bool g_scan_timer_on;        /* timer initialised */
-static void (*g_flush_done)(void *);/* shutdown flush completion */
-static void *g_flush_ud;
+static scan_map_t g_scans;   /* accumulating */
+static bd_flusher_t g_flusher; /* writes g_scans every SCAN_FLUSH_MS */
 
 /* groups, then counters; exclusive against expansions of batch records (022) */
 static bd_pg_stmt_t S_SCANS = BD_PG_STMT("SELECT qr_record_scans($1::jsonb)");
@@ -906,98 +901,60 @@ static void scan_add(const scan_t *k) {
   g_scans.nscans += k->count;
 }
 
-static void free_list(scan_t *l) {
-  while (l) {
-    scan_t *n = l->lnext;
-    free(l);
-    l = n;
-  }
-}
+/* --- the flusher's view of the buffer: groups as [{id,f,l,n,device,...}] --------------- */
 
-static void flush_scans(void);
+static uint64_t scans_pending(void *ud) { return g_scans.ngroups; }
 
-static void scans_flush_finished(void) {
-  if (!g_flush_done || g_writing || g_scans.ngroups) return;
-  void (*done)(void *) = g_flush_done;
-  g_flush_done = NULL;
-  if (g_scan_timer_on) {
-    uv_close((uv_handle_t *)&g_scan_timer, NULL);
-    g_scan_timer_on = false;
-  }
-  done(g_flush_ud);
-}
-
-static void on_scans_written(void *ud, const bd_pg_result_t *r) {
-  scan_t *list = g_inflight_list;
-  uint64_t n = g_inflight_scans;
-  g_inflight_list = NULL;
-  g_inflight_scans = 0;
-  g_writing = false;
-  if (r->err) {
-    if (g_flush_done) {
-      bd_error("shutdown: %llu scans could not be written: %s", (unsigned long long)n, r->message);
-      free_list(list);
-      free_list(g_scans.list);
-      memset(&g_scans, 0, sizeof g_scans);
-      scans_flush_finished();
-      return;
+static void *scans_take(void *ud, bd_buf_t *b, uint64_t *n) {
+  if (b) {
+    bd_jw_t w;
+    bd_jw_init(&w, b);
+    bd_jw_arr(&w);
+    for (scan_t *s = g_scans.list; s; s = s->lnext) {
+      bd_jw_obj(&w);
+      bd_jw_kstr(&w, "id", s->id);
+      bd_jw_kint(&w, "f", s->first_us);
+      bd_jw_kint(&w, "l", s->last_us);
+      bd_jw_kint(&w, "n", s->count);
+      bd_jw_kstr(&w, "device", s->device);
+      bd_jw_kstr(&w, "os", s->os);
+      bd_jw_kstr(&w, "browser", s->browser);
+      bd_jw_kstr(&w, "language", s->language);
+      bd_jw_kstr(&w, "country", s->country);
+      bd_jw_kstr(&w, "referrer", s->referrer);
+      bd_jw_obj_end(&w);
     }
-    bd_warn("scan buffer: writing %llu scans failed (%s); kept for the next attempt", (unsigned long long)n,
-            r->message);
-    for (scan_t *e = list; e; e = e->lnext) scan_add(e);
-    free_list(list);
-    return;
+    bd_jw_arr_end(&w);
   }
-  free_list(list);
-  bd_metrics_inc("batchd_qr_scans_recorded_total", "Scans written to the database.", n);
-  if (g_flush_done) {
-    if (g_scans.ngroups) flush_scans();
-    else scans_flush_finished();
+  scan_t *list = g_scans.list;
+  *n = g_scans.nscans;
+  memset(&g_scans, 0, sizeof g_scans);
+  return list;
+}
+
+static void scans_release(void *ud, void *batch) {
+  for (scan_t *l = batch, *n; l; l = n) {
+    n = l->lnext;
+    free(l);
   }
 }
 
-/* Hands the accumulated groups to one INSERT; new scans accumulate anew. */
-static void flush_scans(void) {
-  if (g_writing || g_scans.ngroups == 0) return;
-  bd_buf_t b = BD_BUF_INIT;
-  bd_jw_t w;
-  bd_jw_init(&w, &b);
-  bd_jw_arr(&w);
-  for (scan_t *s = g_scans.list; s; s = s->lnext) {
-    bd_jw_obj(&w);
-    bd_jw_kstr(&w, "id", s->id);
-    bd_jw_kint(&w, "f", s->first_us);
-    bd_jw_kint(&w, "l", s->last_us);
-    bd_jw_kint(&w, "n", s->count);
-    bd_jw_kstr(&w, "device", s->device);
-    bd_jw_kstr(&w, "os", s->os);
-    bd_jw_kstr(&w, "browser", s->browser);
-    bd_jw_kstr(&w, "language", s->language);
-    bd_jw_kstr(&w, "country", s->country);
-    bd_jw_kstr(&w, "referrer", s->referrer);
-    bd_jw_obj_end(&w);
-  }
-  bd_jw_arr_end(&w);
-  const char *p[] = {b.data};
-  if (bd_pg_query(bd_app.pg, &S_SCANS, 1, p, on_scans_written, NULL) == 0) {
-    g_writing = true;
-    g_inflight_list = g_scans.list;
-    g_inflight_scans = g_scans.nscans;
-    memset(&g_scans, 0, sizeof g_scans);
-  }
-  bd_buf_free(&b);
+static void scans_put_back(void *ud, void *batch) {
+  for (scan_t *e = batch; e; e = e->lnext) scan_add(e);
+  scans_release(ud, batch);
 }
 
-static void on_scan_timer(uv_timer_t *t) { flush_scans(); }
+static const bd_flusher_ops_t SCAN_OPS = {
+    .what = "scans",
+    .metric = "batchd_qr_scans_recorded_total",
+    .metric_help = "Scans written to the database.",
+    .pending = scans_pending,
+    .take = scans_take,
+    .put_back = scans_put_back,
+    .release = scans_release,
+};
 
-void qr_codes_flush(void (*done)(void *ud), void *ud) {
-  g_flush_done = done;
-  g_flush_ud = ud;
-  if (g_scan_timer_on) uv_timer_stop(&g_scan_timer);
-  if (g_scans.nscans) bd_info("shutdown: writing %llu buffered scans", (unsigned long long)g_scans.nscans);
-  if (!g_writing) flush_scans();
-  scans_flush_finished();
-}
+void qr_codes_flush(void (*done)(void *ud), void *ud) { bd_flusher_drain(&g_flusher, done, ud); }
 
 /* needle is lower case */
 static bool ci_contains(bd_str_t s, const char *needle) {
@@ -1182,9 +1139,6 @@ void qr_h_list_templates(bd_req_t *req) { qr_entry_scope(req, QR_SCOPE_READ, lis
 
 void qr_codes_init(void) {
   build_list_statements();
-  uv_timer_init(bd_app.loop, &g_scan_timer);
-  g_scan_timer_on = true;
-  uv_timer_start(&g_scan_timer, on_scan_timer, SCAN_FLUSH_MS, SCAN_FLUSH_MS);
-  uv_unref((uv_handle_t *)&g_scan_timer);
+  bd_flusher_start(&g_flusher, bd_app.loop, &SCAN_OPS, NULL, &S_SCANS, SCAN_FLUSH_MS);
   bd_pg_listen(bd_app.pg, "qr_codes", on_code_notify, on_code_listen_reconnect, NULL);
 }

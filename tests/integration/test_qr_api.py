@@ -514,6 +514,28 @@ def test_scans_flushed_on_clean_shutdown(server_factory, keys, psql):
     assert psql("SELECT scan_count FROM qr_codes WHERE id = '%s'" % code["id"]) == "7"
 
 
+def test_scans_kept_when_their_write_fails(server_factory, keys, psql):
+    """A bulk write of scans that fails is merged back and written by a later flush: none lost, none twice."""
+    s = server_factory(env={"BATCHD_RATE_LIMIT": "0"})
+    code = create_code(s, keys["live_key"], {"target": {"destination": "https://example.com/kept"}}).json()
+    psql("ALTER FUNCTION qr_record_scans(jsonb) RENAME TO qr_record_scans_away")
+    try:
+        for _ in range(5):
+            requests.get(s.url + "/s/" + code["short_code"], allow_redirects=False)
+        time.sleep(2.5)  # at least two flushes fail meanwhile
+        for _ in range(2):
+            requests.get(s.url + "/s/" + code["short_code"], allow_redirects=False)
+        assert psql("SELECT count(*) FROM qr_scans WHERE code_id = '%s'" % code["id"]) == "0"
+    finally:
+        psql("ALTER FUNCTION qr_record_scans_away(jsonb) RENAME TO qr_record_scans")
+    deadline = time.time() + 10
+    while time.time() < deadline and psql("SELECT scan_count FROM qr_codes WHERE id = '%s'" % code["id"]) != "7":
+        time.sleep(0.1)
+    assert psql("SELECT coalesce(sum(count), 0) FROM qr_scans WHERE code_id = '%s'" % code["id"]) == "7"
+    assert psql("SELECT scan_count FROM qr_codes WHERE id = '%s'" % code["id"]) == "7"
+    assert "kept for the next attempt" in open(s.log_path).read()
+
+
 def test_batch_survives_sigkill(server_factory, run_batchd, own_database):
     """SIGKILL in the middle of a 1000-item batch: the next process finishes it, each code rendered once."""
     a, keys = own_server(server_factory, run_batchd, own_database,
