@@ -13,6 +13,7 @@
 #define BD_BUSINESS_H
 
 #include "admin.h"
+#include "cert_render.h"
 #include "http.h"
 #include "pg.h"
 #include "sign.h"
@@ -68,6 +69,13 @@ void bd_biz_server_error(bd_req_t *req, const char *what);
 
 /* Base of the URLs we hand out (configuration public_url, no trailing '/'). */
 const char *bd_biz_base_url(void);
+
+/* A signatory of a batch's render context ({name, designation,
+ * signature_hex}), as the certificate job and the PNG on first request both
+ * draw it: *img is its decoded signature image, NULL when it has none or
+ * it does not decode (drawn without); the strings point into s. Any
+ * thread. */
+bd_cert_signatory_t bd_biz_signatory(const json_t *s, bd_cert_image_t **img);
 
 /* Laravel validation errors: (field, message) pairs in the order the rules
  * ran; sent as 422 {"message": first + " (and N more error[s])",

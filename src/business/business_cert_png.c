@@ -93,21 +93,7 @@ static void png_work(bd_work_t *w) {
   size_t ns = json_array_size(sigs);
   bd_cert_image_t **images = bd_calloc(ns + 1, sizeof *images);
   bd_cert_signatory_t *sv = bd_calloc(ns + 1, sizeof *sv);
-  for (size_t i = 0; i < ns; i++) { /* as the cert.batch job does (business_certs.c) */
-    json_t *s = json_array_get(sigs, i);
-    const char *hex = json_string_value(json_object_get(s, "signature_hex"));
-    if (hex && *hex) {
-      size_t hl = strlen(hex), bl = 0;
-      unsigned char *png = bd_malloc(hl / 2 + 1);
-      char err[200];
-      if (sodium_hex2bin(png, hl / 2 + 1, hex, hl, NULL, &bl, NULL) == 0)
-        images[i] = bd_cert_image_decode(png, bl, err, sizeof err); /* NULL: drawn without */
-      free(png);
-    }
-    const char *name = json_string_value(json_object_get(s, "name"));
-    sv[i] = (bd_cert_signatory_t){name ? name : "",
-                                  json_string_value(json_object_get(s, "designation")), images[i]};
-  }
+  for (size_t i = 0; i < ns; i++) sv[i] = bd_biz_signatory(json_array_get(sigs, i), &images[i]);
   char url[512];
   snprintf(url, sizeof url, "%s/verify/%s", bd_biz_base_url(), p->ref);
   json_t *custom = json_object_get(src, "custom_data");

@@ -501,19 +501,8 @@ static void prep_work(bd_work_t *w) {
   run->sigs = bd_calloc(run->nsigs + 1, sizeof *run->sigs);
   run->record_sigs = json_array();
   for (size_t i = 0; i < run->nsigs; i++) {
-    json_t *s = json_array_get(sigs, i);
-    const char *hex = json_string_value(json_object_get(s, "signature_hex"));
-    if (hex && *hex) {
-      size_t hl = strlen(hex), bl = 0;
-      unsigned char *png = bd_malloc(hl / 2 + 1);
-      char err[200];
-      if (sodium_hex2bin(png, hl / 2 + 1, hex, hl, NULL, &bl, NULL) == 0)
-        run->images[i] = bd_cert_image_decode(png, bl, err, sizeof err); /* NULL: drawn without */
-      free(png);
-    }
-    const char *name = json_string_value(json_object_get(s, "name"));
-    const char *des = json_string_value(json_object_get(s, "designation"));
-    run->sigs[i] = (bd_cert_signatory_t){name ? name : "", des, run->images[i]};
+    run->sigs[i] = bd_biz_signatory(json_array_get(sigs, i), &run->images[i]);
+    const char *name = run->sigs[i].name, *des = run->sigs[i].designation;
     json_array_append_new(run->record_sigs,
                           json_pack("{s:s, s:s?}", "name", name ? name : "", "designation", des));
   }

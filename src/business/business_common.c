@@ -19,6 +19,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -418,4 +419,19 @@ void bd_biz_send_page(bd_req_t *req, const bd_pg_result_t *r, const bd_biz_page_
                   PQgetvalue(r->res, 0, 1), (size_t)strtoull(PQgetvalue(r->res, 0, 2), NULL, 10),
                   extra_query);
   bd_resp_json(req, 200, &b);
+}
+
+bd_cert_signatory_t bd_biz_signatory(const json_t *s, bd_cert_image_t **img) {
+  *img = NULL;
+  const char *hex = json_string_value(json_object_get(s, "signature_hex"));
+  if (hex && *hex) {
+    size_t hl = strlen(hex), bl = 0;
+    unsigned char *png = bd_malloc(hl / 2 + 1);
+    char err[200];
+    if (sodium_hex2bin(png, hl / 2 + 1, hex, hl, NULL, &bl, NULL) == 0)
+      *img = bd_cert_image_decode(png, bl, err, sizeof err); /* NULL: drawn without */
+    free(png);
+  }
+  const char *name = json_string_value(json_object_get(s, "name"));
+  return (bd_cert_signatory_t){name ? name : "", json_string_value(json_object_get(s, "designation")), *img};
 }
