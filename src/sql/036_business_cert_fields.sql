@@ -37,20 +37,10 @@ $$;
 
 -- The certificate object gains pdf_path, image_path, qrcode_path,
 -- barcode_path (paths on this server, served there), customer_id,
--- created_at and updated_at, after the fields it already has. Built here
--- with the e-mail fields when that migration's columns exist, so the
--- object is whole whichever of the two a database received first.
-DO $do$
-DECLARE
-  mail text := '';
-BEGIN
-  IF EXISTS (SELECT 1 FROM information_schema.columns
-             WHERE table_name = 'biz_certificates' AND column_name = 'email_status') THEN
-    mail := $m$, 'email_status', c.email_status, 'emailed_at', biz_ts(c.emailed_at), 'email_error', c.email_error$m$;
-  END IF;
-  EXECUTE format($f$
+-- created_at and updated_at, after the fields it already has (the e-mail
+-- fields of 030 included: migrations run in order).
 CREATE OR REPLACE FUNCTION biz_certificate_json(c biz_certificates, base_url text) RETURNS json
-LANGUAGE sql STABLE AS $b$
+LANGUAGE sql STABLE AS $$
   SELECT json_build_object(
     'id', c.id, 'reference_id', c.reference_id, 'batch_id', c.batch_id, 'name', c.name, 'email', c.email,
     'issue_date', to_char(c.issue_date, 'YYYY-MM-DD'), 'custom_data', c.custom_data, 'status', c.status,
@@ -60,7 +50,8 @@ LANGUAGE sql STABLE AS $b$
     'qrcode_url', CASE WHEN c.record IS NOT NULL THEN base_url || '/business/certificates/' || c.id || '/qrcode.svg' END,
     'credential_url', CASE WHEN c.credential IS NOT NULL THEN base_url || '/credentials/' || c.reference_id END,
     'verification_url', base_url || '/verify/' || c.reference_id,
-    'generated_at', biz_ts(c.generated_at)%s,
+    'generated_at', biz_ts(c.generated_at),
+    'email_status', c.email_status, 'emailed_at', biz_ts(c.emailed_at), 'email_error', c.email_error,
     'pdf_path', CASE WHEN c.record IS NOT NULL THEN '/business/certificates/' || c.id || '/pdf' END,
     'image_path', CASE WHEN c.record IS NOT NULL THEN '/business/certificates/' || c.id || '/png' END,
     'qrcode_path', CASE WHEN c.record IS NOT NULL THEN '/business/certificates/' || c.id || '/qrcode.svg' END,
@@ -68,7 +59,4 @@ LANGUAGE sql STABLE AS $b$
     'customer_id', c.customer_id,
     'created_at', biz_ts(c.created_at),
     'updated_at', biz_ts(coalesce(c.updated_at, c.created_at)))
-$b$;
-$f$, mail);
-END
-$do$;
+$$;
